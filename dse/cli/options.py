@@ -1,0 +1,68 @@
+"""CLI options shared by several commands, each defined once.
+
+Usage::
+
+    @click.command()
+    @options.backbone
+    @options.json_flag
+    def inspect(backbone, as_json): ...
+"""
+from __future__ import annotations
+
+import os
+
+import click
+
+from dse.runtime import DEVICE_CHOICES
+
+backbone = click.option(
+    "--backbone", default="digits-resnet", show_default=True,
+    help="Built-in backbone name or 'package.module:factory' for your own.",
+)
+checkpoint = click.option(
+    "--checkpoint", type=click.Path(dir_okay=False), default=None,
+    help="Backbone weights (a state_dict or a checkpoint holding one).",
+)
+dataset = click.option(
+    "--dataset", default="digits", show_default=True,
+    help="NAME or NAME:PATH (digits, cifar10, cifar100, mnist, fashion-mnist, svhn, imagefolder).",
+)
+input_size = click.option(
+    "--input-size", type=click.IntRange(min=1), default=None,
+    help="Input height/width in pixels (default: the dataset's, or the backbone's usual).",
+)
+exits = click.option(
+    "--exits", "num_exits", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Number of early exits to place (the final exit is always present).",
+)
+placement = click.option(
+    "--placement", default="pareto", show_default=True,
+    help="Placement rule: pareto, fine, golden, linear, quadratic, explicit.",
+)
+positions = click.option(
+    "--positions", default=None,
+    help="For --placement explicit: comma-separated MAC fractions (0-1) or block indices.",
+)
+branch = click.option(
+    "--branch", default="pool", show_default=True,
+    help="Exit branch type: plain, pool, bnpool, convx.",
+)
+profile = click.option(
+    "--profile", default="jetson", show_default=True,
+    help="Hardware profile name, alias, or path to a profile YAML.",
+)
+runtime = click.option(
+    "--runtime", default=None, help="Runtime within the profile (default: the profile's own).",
+)
+seed = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+json_flag = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.",
+)
+device = click.option(
+    "--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
+    help="Where torch runs: auto picks CUDA when present.",
+)
+threads = click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help=f"CPU threads for torch (default: all cores, {os.cpu_count()} here).",
+)

@@ -1,0 +1,1 @@
+"""Cost models: MAC accounting, hardware profiles, latency and energy."""

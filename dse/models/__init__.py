@@ -1,0 +1,1 @@
+"""Backbones, exit branches, placement rules, exit criteria and the multi-exit network."""

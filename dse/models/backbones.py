@@ -1,0 +1,150 @@
+"""Backbone registry: every backbone is an ordered list of blocks plus a head.
+
+Attach points for early exits are the block boundaries (the output of every block but the last,
+whose output feeds the head). Built-ins:
+
+- CIFAR ResNets 6n+2 (He et al., "Deep Residual Learning", CVPR 2016, section 4.2): a 3x3 stem,
+  three stages of n basic blocks (16/32/64 channels), option-A (zero-padding) shortcuts.
+- ImageNet-style ResNet-18/34 (basic blocks) and ResNet-50 (bottlenecks), VGG-16 and
+  MobileNetV2 (Sandler et al. 2018), laid out like torchvision's so MAC counts match the
+  commonly cited ones.
+- ``vgg11-3block``: the customised 3-block VGG-11 of the selective fine-tuning paper (Hirose et
+  al., IEEE Access 2020): conv-128 x2 + pool, conv-256 x2 + pool, conv-512 x2 + pool, fc-1024,
+  fc-classes.
+- ``digits-resnet``: a small ResNet for 8x8 inputs (the embedded digits default).
+
+A user backbone is ``package.module:factory``; the factory returns a :class:`Backbone`, any
+module with ``blocks`` and ``head`` attributes, or a plain ``nn.Sequential`` (each child a block).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from dse.errors import ConfigError
+from dse.models.checkpoint import load_state_dict
+from dse.registry import Registry
+
+BACKBONES: Registry[Callable[..., "Backbone"]] = Registry("backbone")
+_DEFAULT_INPUT_SIZE: dict[str, int] = {}
+
+
+class Backbone(nn.Module):
+    """An ordered list of blocks (attach points after each) and a head producing logits."""
+
+    def __init__(self, blocks: Sequence[nn.Module], head: nn.Module,
+                 block_names: Sequence[str] | None = None, name: str = "custom") -> None:
+        super().__init__()
+        if len(blocks) < 1:
+            raise ConfigError(f"backbone {name!r} has no blocks")
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+        self.block_names = list(block_names or [f"block{i}" for i in range(len(blocks))])
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every block, in order."""
+        outs = []
+        for block in self.blocks:
+            x = block(x)
+            outs.append(x)
+        return outs
+
+
+def register_backbone(name: str, input_size: int) -> Callable:
+    """Register a factory ``f(num_classes, in_channels) -> Backbone`` with its usual input size."""
+
+    def decorator(factory: Callable) -> Callable:
+        BACKBONES.add(name, factory)
+        _DEFAULT_INPUT_SIZE[name] = input_size
+        return factory
+
+    return decorator
+
+
+def is_user_backbone(name: str) -> bool:
+    return ":" in name
+
+
+def default_input_size(name: str) -> int | None:
+    """The input resolution a built-in backbone is usually run at (None for user backbones)."""
+    if is_user_backbone(name):
+        return None
+    return _DEFAULT_INPUT_SIZE[BACKBONES.resolve(name)]
+
+
+def build_backbone(name: str, *, num_classes: int, in_channels: int = 3,
+                   checkpoint: str | None = None) -> Backbone:
+    """Build a registered or user backbone, optionally loading weights from ``checkpoint``."""
+    if is_user_backbone(name):
+        model = _build_user_backbone(name, num_classes, in_channels)
+    else:
+        model = BACKBONES.get(name)(num_classes=num_classes, in_channels=in_channels)
+        model.name = BACKBONES.resolve(name)
+    if checkpoint is not None:
+        load_state_dict(model, checkpoint)
+    return model
+
+
+def _build_user_backbone(spec: str, num_classes: int, in_channels: int) -> Backbone:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--backbone {spec}: cannot import module {module_name!r} ({exc})") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"--backbone {spec}: {module_name!r} has no callable {attr!r}")
+    params = inspect.signature(factory).parameters
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
+              if k in params}
+    model = factory(**kwargs)
+    if isinstance(model, Backbone):
+        return model
+    if hasattr(model, "blocks") and hasattr(model, "head"):
+        names = getattr(model, "block_names", None)
+        return Backbone(list(model.blocks), model.head, names, name=spec)
+    if isinstance(model, nn.Sequential):
+        children = list(model.named_children())
+        return Backbone([m for _, m in children], nn.Identity(), [n for n, _ in children], name=spec)
+    raise ConfigError(
+        f"--backbone {spec}: the factory returned {type(model).__name__}; expected a module with "
+        "'blocks' and 'head' attributes or an nn.Sequential"
+    )
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
+                 relu: bool = True, relu6: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if relu:
+        layers.append(nn.ReLU6(inplace=True) if relu6 else nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool -> flatten -> (dropout) -> linear."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.flatten(self.pool(x), 1)))
+
+
+# Importing the families registers them.
+from dse.models import _resnets, _vggs, _mobilenet  # noqa: E402,F401

@@ -1,0 +1,75 @@
+"""Exit criteria: when does an input leave at an early exit?
+
+Each criterion turns an exit's (logits, confidence) into a per-sample *score* such that the
+input exits when ``score >= threshold`` (``learned``, ``maxprob``) or ``score <= threshold``
+(``entropy``). Scores exist in a numpy form (threshold sweeps on cached outputs) and a torch
+form (the real early-exit inference path); both are the same formula, tested equal.
+
+- ``learned``: the branch's confidence head h in [0, 1]; exit when h >= T (EENets).
+- ``maxprob``: max softmax probability; exit when max_k p_k >= T (BranchyNet-style score).
+- ``entropy``: normalised entropy H(p) / log K in [0, 1]; exit when it is <= T (BranchyNet).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dse.registry import Registry
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    #: True when large scores mean confident (exit iff score >= T), False for entropy.
+    higher_is_confident: bool
+    score_np: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    score_torch: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def exits_np(self, score: np.ndarray, threshold) -> np.ndarray:
+        return score >= threshold if self.higher_is_confident else score <= threshold
+
+    def exits_torch(self, score: torch.Tensor, threshold: float) -> torch.Tensor:
+        return score >= threshold if self.higher_is_confident else score <= threshold
+
+
+CRITERIA: Registry[Criterion] = Registry("exit criterion")
+
+
+def _softmax_np(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _norm_entropy_np(logits: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    p = _softmax_np(logits.astype(np.float64))
+    h = -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=-1)
+    return h / np.log(logits.shape[-1])
+
+
+def _norm_entropy_torch(logits: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    h = -(logp.exp() * logp.clamp_min(np.log(1e-12))).sum(dim=-1)
+    return (h / np.log(logits.shape[-1])).to(logits.dtype)
+
+
+CRITERIA.add("learned", Criterion(
+    "learned", True,
+    score_np=lambda logits, conf: np.asarray(conf),
+    score_torch=lambda logits, conf: conf,
+))
+CRITERIA.add("maxprob", Criterion(
+    "maxprob", True,
+    score_np=lambda logits, conf: _softmax_np(logits.astype(np.float64)).max(axis=-1),
+    score_torch=lambda logits, conf: torch.softmax(logits.double(), dim=-1).amax(dim=-1).to(logits.dtype),
+))
+CRITERIA.add("entropy", Criterion(
+    "entropy", False, score_np=_norm_entropy_np, score_torch=_norm_entropy_torch,
+))
+
+
+def get_criterion(name: str) -> Criterion:
+    return CRITERIA.get(name)

@@ -1,0 +1,28 @@
+"""Where torch runs: device choice and CPU thread count, shared by every torch command."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from dse.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; asking for ``cuda`` without one is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was requested but no CUDA device is available")
+    if name not in DEVICE_CHOICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {name!r}")
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (default: all cores) and return the number used."""
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
