@@ -1,7 +1,7 @@
 """MultiExitNet: a backbone with exit branches at chosen block boundaries.
 
-``forward`` returns every exit's (logits, confidence), the final head last with confidence 1:
-what training and the feature cache use. ``early_exit`` is the deployment path: samples that
+``forward`` returns every exit's raw (logits, confidence), the final head last with confidence 1:
+what training and the feature cache use (losses apply inline subnetwork collaboration themselves). ``early_exit`` is the deployment path: samples that
 satisfy the exit criterion leave and are no longer computed (per-sample masking within a batch),
 and its predictions equal "compute all exits, then pick the first that fires".
 """
@@ -20,7 +20,9 @@ from dse.models.exits import build_branch
 
 class MultiExitNet(nn.Module):
     def __init__(self, backbone: Backbone, exit_blocks: Sequence[int],
-                 branches: Sequence[nn.Module]) -> None:
+                 branches: Sequence[nn.Module], isc: bool = False) -> None:
+        """``isc``: inline subnetwork collaboration at inference, z'_i = z_i + z'_{i-1} for the
+        early exits (as ``dse.train.losses.isc_combine`` does in training)."""
         super().__init__()
         exit_blocks = list(exit_blocks)
         if len(exit_blocks) != len(branches):
@@ -33,6 +35,7 @@ class MultiExitNet(nn.Module):
         self.backbone = backbone
         self.exit_blocks = exit_blocks
         self.branches = nn.ModuleList(branches)
+        self.isc = isc
 
     @property
     def num_exits(self) -> int:
@@ -70,11 +73,16 @@ class MultiExitNet(nn.Module):
         out: torch.Tensor | None = None
         exit_index = torch.full((n,), len(self.exit_blocks), dtype=torch.long, device=x.device)
         alive = torch.arange(n, device=x.device)
+        previous: torch.Tensor | None = None  # ISC: combined logits of the last exit, alive rows
         e = 0
         for i, block in enumerate(self.backbone.blocks):
             x = block(x)
             if e < len(self.exit_blocks) and self.exit_blocks[e] == i:
                 logits, conf = self.branches[e](x)
+                if self.isc:
+                    if previous is not None:
+                        logits = logits + previous
+                    previous = logits
                 if out is None:
                     out = logits.new_empty((n, logits.shape[1]))
                 leave = crit.exits_torch(crit.score_torch(logits, conf), ts[e])
@@ -88,6 +96,8 @@ class MultiExitNet(nn.Module):
                     exit_index[alive[leave]] = e
                     stay = ~leave
                     alive, x = alive[stay], x[stay]
+                    if previous is not None:
+                        previous = previous[stay]
                     if alive.numel() == 0:
                         return out, exit_index
                 e += 1
@@ -109,8 +119,8 @@ def feature_shapes(backbone: Backbone, input_shape: Sequence[int]) -> list[tuple
 
 
 def build_multiexit(backbone: Backbone, exit_blocks: Sequence[int], branch: str, num_classes: int,
-                    input_shape: Sequence[int], **branch_params) -> MultiExitNet:
+                    input_shape: Sequence[int], isc: bool = False, **branch_params) -> MultiExitNet:
     """Attach a ``branch`` exit after each block in ``exit_blocks``."""
     shapes = feature_shapes(backbone, input_shape)
     branches = [build_branch(branch, shapes[b], num_classes, **branch_params) for b in exit_blocks]
-    return MultiExitNet(backbone, exit_blocks, branches)
+    return MultiExitNet(backbone, exit_blocks, branches, isc=isc)

@@ -94,6 +94,26 @@ def test_early_exit_equals_all_exits_then_select(case, criterion):
         assert int(e1) == int(ref_index[i]) and torch.allclose(l1[0], ref_logits[i], atol=1e-5)
 
 
+def test_early_exit_with_isc_equals_combined_outputs_then_select():
+    from dse.train.losses import isc_combine
+
+    net = _net("pool", {})
+    net.isc = True
+    x = torch.randn(64, 3, 16, 16)
+    with torch.no_grad():
+        raw = net(x)
+    combined = isc_combine([lg for lg, _ in raw])
+    outputs = [(lg, cf) for lg, (_, cf) in zip(combined, raw)]
+    crit = CRITERIA.get("maxprob")
+    ts = [float(crit.score_torch(lg, cf).median()) for lg, cf in outputs[:-1]]
+    logits, index = net.early_exit(x, "maxprob", ts)
+    ref_logits, ref_index = _select_after_all(outputs, "maxprob", ts)
+    assert torch.equal(index, ref_index) and torch.allclose(logits, ref_logits, atol=1e-5)
+    net.isc = False
+    _, plain_index = net.early_exit(x, "maxprob", ts)
+    assert not torch.equal(plain_index, index)  # ISC really changes the decisions
+
+
 def test_early_exit_really_skips_work_for_exited_samples():
     net = _net("pool", {})
     calls = []

@@ -1,0 +1,135 @@
+"""Strict YAML reading: typed getters that name the file and key, and reject unknown keys.
+
+Raw dicts live only here and in the loaders that use :class:`Section`; everything past a loader
+sees frozen dataclasses. Every failure is a :class:`ConfigError` of one line, e.g.
+``search_spaces/x.yaml: exits.max must be >= 1, got 0``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import yaml
+
+from dse.errors import ConfigError
+
+_MISSING = object()
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file; a missing file or bad syntax is a ConfigError naming the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def write_yaml(path: str | os.PathLike, data: Any, header: str = "") -> None:
+    """Write YAML atomically (a reader never sees a half-written file)."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        if header:
+            fh.write("".join(f"# {line}\n" if line else "#\n" for line in header.splitlines()))
+        yaml.safe_dump(data, fh, sort_keys=False, default_flow_style=None)
+    os.replace(tmp, path)
+
+
+class Section:
+    """A YAML mapping being read: typed getters that remember which keys were used."""
+
+    def __init__(self, raw: Any, file: str, path: str = "") -> None:
+        self.file, self.path = file, path
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{self._where()} must be a mapping, got {type(raw).__name__}")
+        self.raw = raw
+        self._used: set[str] = set()
+
+    def _where(self, key: str | None = None) -> str:
+        dotted = ".".join(p for p in (self.path, key) if p)
+        return f"{self.file}: {dotted}" if dotted else self.file
+
+    def fail(self, key: str | None, message: str) -> ConfigError:
+        return ConfigError(f"{self._where(key)} {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.raw
+
+    def get(self, key: str, default: Any = _MISSING) -> Any:
+        self._used.add(key)
+        if key not in self.raw:
+            if default is _MISSING:
+                raise self.fail(key, "is required")
+            return default
+        return self.raw[key]
+
+    def section(self, key: str, required: bool = False) -> "Section":
+        raw = self.get(key, _MISSING if required else None)
+        return Section(raw, self.file, ".".join(p for p in (self.path, key) if p))
+
+    def str(self, key: str, default: Any = _MISSING, choices: Sequence[str] | None = None) -> Any:
+        value = self.get(key, default)
+        if value is None and default is None:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be a string, got {value!r}")
+        if choices is not None and value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def bool(self, key: str, default: Any = _MISSING) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def number(self, key: str, default: Any = _MISSING, low: float | None = None,
+               high: float | None = None, integer: bool = False, low_open: bool = False) -> Any:
+        value = self.get(key, default)
+        if value is None and default is None:
+            return None
+        return check_number(value, self._where(key), low, high, integer, low_open)
+
+    def int(self, key: str, default: Any = _MISSING, low: int | None = None,
+            high: int | None = None) -> Any:
+        return self.number(key, default, low, high, integer=True)
+
+    def list(self, key: str, default: Any = _MISSING, non_empty: bool = True) -> Any:
+        value = self.get(key, default)
+        if value is None and default is None:
+            return None
+        if not isinstance(value, list):
+            raise self.fail(key, f"must be a list, got {value!r}")
+        if non_empty and not value:
+            raise self.fail(key, "must not be an empty list")
+        return value
+
+    def done(self) -> None:
+        """Reject keys nobody asked for (typos are errors, not silently ignored)."""
+        unknown = [k for k in self.raw if k not in self._used]
+        if unknown:
+            known = ", ".join(sorted(self._used)) or "none"
+            raise self.fail(unknown[0], f"is not a known key (known here: {known})")
+
+
+def check_number(value: Any, where: str, low: float | None = None, high: float | None = None,
+                 integer: bool = False, low_open: bool = False) -> Any:
+    """Type and range check for one number; ``where`` is 'file: key'."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            integer and not isinstance(value, int)):
+        raise ConfigError(f"{where} must be {kind}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ConfigError(f"{where} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and value > high:
+        raise ConfigError(f"{where} must be <= {high}, got {value}")
+    return value
