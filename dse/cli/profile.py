@@ -1,0 +1,134 @@
+"""``dse profile``: list, show, calibrate and validate hardware profiles.
+
+``--profile`` takes a shipped profile's name, an alias (``jetson`` is ``jetson-nano``), or the
+path of a profile YAML, everywhere.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dse.cli import options
+from dse.cli.output import echo_json, table
+from dse.errors import ConfigError
+
+
+@click.group("profile")
+def command() -> None:
+    """Hardware profiles: list, show, calibrate on this machine, validate the latency model."""
+
+
+@command.command("list")
+@options.json_flag
+def list_(as_json: bool) -> None:
+    """List the shipped profiles, their aliases and runtimes."""
+    from dse.cost.profiles import list_profiles
+
+    rows = list_profiles()
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(table(["profile", "aliases", "default runtime", "runtimes", "description"],
+                     [[r["name"], ", ".join(r["aliases"]) or "-", r["default_runtime"],
+                       ", ".join(r["runtimes"]), r["description"]] for r in rows]))
+
+
+@command.command("show")
+@click.argument("name")
+@options.json_flag
+def show(name: str, as_json: bool) -> None:
+    """Show profile NAME (a name, an alias or a YAML path) with every value and source."""
+    import yaml
+
+    from dse.cost.profiles import load_profile, profile_to_dict
+
+    profile = load_profile(name)
+    data = profile_to_dict(profile)
+    if as_json:
+        echo_json({**data, "path": profile.path})
+        return
+    click.echo(f"# {profile.path}")
+    click.echo(yaml.safe_dump(data, sort_keys=False, width=100).rstrip())
+
+
+@command.command("calibrate")
+@click.option("--name", required=True, help="Name of the new profile (also its file name).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the YAML (default: hardware_profiles/NAME.yaml, or the first "
+                   "DSE_PROFILES_DIR folder).")
+@options.threads
+@click.option("--power-w", type=click.FloatRange(min=0), default=15.0, show_default=True,
+              help="Average power while running, for energy estimates (not measurable here).")
+@click.option("--quick", is_flag=True, help="A small benchmark grid (seconds; for smoke tests).")
+@click.option("--statistic", type=click.Choice(["median", "min"]), default="median",
+              show_default=True, help="Statistic of the timed rounds (min on a loaded machine).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@options.json_flag
+def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
+    """Fit a profile with a 'host' runtime to this machine by micro-benchmarks (< 3 min)."""
+    from pathlib import Path
+
+    from dse.cost.calibrate import CalibrationSettings, calibrate as run, write_profile
+    from dse.cost.profiles import profile_dirs
+
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise ConfigError(f"--name must be a plain profile name (no spaces or slashes), got {name!r}")
+    path = Path(out) if out else profile_dirs()[0] / f"{name}.yaml"
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; pass --force to overwrite it or --out elsewhere")
+    log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
+    settings = CalibrationSettings(threads=threads, power_w=power_w, quick=quick, statistic=statistic)
+    profile = run(name, settings, log=log)
+    written = write_profile(profile, path, header=f"Fitted by `dse profile calibrate --name {name}`; "
+                            "see dse/cost/calibrate.py for what each value measures.")
+    rt = profile.runtime()
+    summary = {"profile": name, "path": str(written), "runtime": rt.name, "threads": rt.threads,
+               "peak_gflops": profile.device.peak_gflops["fp32"],
+               "memory_bandwidth_gbs": profile.device.memory_bandwidth_gbs,
+               "decision_overhead_us": rt.decision_overhead_us,
+               "overhead_us": {k: round(p.overhead_us, 3) for k, p in rt.ops.items()}}
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(f"wrote {written} (runtime 'host', {rt.threads} thread(s), "
+                   f"peak {summary['peak_gflops']:.1f} GFLOPS, "
+                   f"{summary['memory_bandwidth_gbs']:.1f} GB/s)")
+
+
+@command.command("validate")
+@options.profile
+@options.runtime
+@options.threads
+@click.option("--quick", is_flag=True, help="Two tiny cases instead of 7 backbones x 3 exit configurations.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Timed samples per exit (default 12, over 4 passes).")
+@click.option("--statistic", type=click.Choice(["median", "min"]), default="median",
+              show_default=True, help="Statistic of the samples (min on a loaded machine).")
+@options.json_flag
+def validate(profile, runtime, threads, quick, rounds, statistic, as_json):
+    """Measure per-exit latency here and compare it with the profile's model."""
+    from dse.cost.profiles import load_profile
+    from dse.cost.validate import ValidationSettings, validate as run
+
+    prof = load_profile(profile)
+    prof.runtime(runtime)  # unknown runtime: fail before measuring anything
+    settings = ValidationSettings(threads=threads, quick=quick, statistic=statistic,
+                                  **({"rounds": rounds} if rounds else {}))
+    log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
+    result = run(prof, runtime, settings, log=log)
+    if as_json:
+        echo_json(result)
+        return
+    rows = [[r["backbone"], r["exits"], r["branch"], r["exit"], r["block"],
+             f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}", f"{100 * r['error']:+.1f}"]
+            for r in result["rows"]]
+    click.echo(table(["backbone", "exits", "branch", "exit", "block", "model ms", "measured ms",
+                      "error %"], rows))
+    b = result["baseline"]
+    click.echo(f"\n{result['profile']}/{result['runtime']} on this machine ({result['threads']} "
+               f"thread(s)): n={result['n']}, MAPE {result['mape']:.1f}%, "
+               f"{100 * result['within_10pct']:.0f}% within +-10%, Spearman {result['spearman']:.3f}")
+    click.echo(f"MACs-only baseline (fitted): MAPE {b['mape']:.1f}%, "
+               f"{100 * b['within_10pct']:.0f}% within +-10%, Spearman {b['spearman']:.3f}")
+    sys.stdout.flush()

@@ -1,0 +1,236 @@
+"""Fit a hardware profile to the machine this runs on (``dse profile calibrate``).
+
+The micro-benchmarks (:mod:`dse.cost.microbench`) run in eager PyTorch at batch 1 with the thread
+count the profile then records; the fit is a pure function of what they measured
+(:func:`fit_profile`), in two stages:
+
+1. **Throughput**, per op kind, from single ops in a tight loop over a grid of shapes: compute
+   and memory efficiency, GEMM half-saturation sizes, compute/memory ``overlap``
+   (with the kind's loop overhead), by robust least squares on log-time, i.e. on relative error
+   (scipy ``least_squares``, soft-L1 loss). Peak throughput is the best of large matrix products
+   and every conv/linear seen; bandwidth the best of every memory-bound benchmark.
+2. **Overheads as a network pays them**, from small synthetic networks run whole: with the
+   stage-1 model fixed, an extra cost per kernel, per module call and per MB of large fresh
+   outputs (the allocator's new pages) are the non-negative least-squares solution (relative
+   error) of ``measured - model = extra``: an op never costs less in a network than in a loop.
+
+The decision and per-inference costs are measured directly on ``MultiExitNet.early_exit``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from dse.cost.latency import alloc_us, kernel_time_us, kernels
+from dse.cost.layers import FALLBACK_KINDS, OP_KINDS, LayerRecord
+
+_KINDS = (*OP_KINDS, *FALLBACK_KINDS)
+from dse.cost.profiles import Device, OpParams, PowerMode, Profile, Runtime
+
+#: Parameters fitted per op kind in stage 1 (the others keep their defaults).
+_FREE = {
+    "conv": ("overhead_us", "compute_eff", "memory_eff", "m_half", "n_half", "k_half", "overlap"),
+    "conv_gemm": ("overhead_us", "compute_eff", "memory_eff", "m_half", "n_half", "k_half", "overlap"),
+    "dwconv": ("overhead_us", "compute_eff", "memory_eff", "m_half", "overlap"),
+    "linear": ("overhead_us", "compute_eff", "memory_eff", "overlap"),
+    "norm": ("overhead_us", "memory_eff"),
+    "elementwise": ("overhead_us", "memory_eff"),
+    "pool": ("overhead_us", "compute_eff", "memory_eff", "overlap"),
+    "reduce": ("overhead_us", "memory_eff"),
+    "view": ("overhead_us",),
+}
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    rounds: int = 11             # interleaved passes over every benchmark; the median is kept
+    target_ms: float = 4.0       # time of one timed sample (inner loop of calls)
+    threads: int | None = None   # torch intra-op threads (None: all cores)
+    criterion: str = "maxprob"   # exit criterion whose decision cost is measured
+    quick: bool = False          # a small grid (tests, smoke runs)
+    power_w: float = 15.0        # not measurable here; recorded for energy
+    clock: str = "auto"          # wall, cpu, or auto (cpu time when single-threaded)
+    statistic: str = "median"    # of the rounds: median, or min on a loaded machine
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What the benchmarks measured: (kind, records, seconds) cases and the fixed costs."""
+
+    cases: tuple[tuple[str, tuple[LayerRecord, ...], float], ...]
+    peak_gflops: float            # best matrix-product throughput
+    call_us: float                # nn.Identity() call in a tight loop
+    decision_us: float
+    inference_us: float
+    threads: int
+
+
+def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
+                   log: Callable[[str], None] = lambda _: None) -> Measurements:
+    """Time every micro-benchmark on this machine (interleaved rounds, medians)."""
+    import torch
+
+    from dse.cost import microbench as mb
+    from dse.runtime import set_threads
+
+    threads = set_threads(settings.threads)
+    clock = mb.timer(settings.clock, threads)
+    started = time.perf_counter()
+    target_s = settings.target_ms / 1e3
+    log(f"timing micro-benchmarks with {threads} thread(s) ...")
+    with torch.no_grad():
+        peak = mb.peak_gflops(settings.rounds, settings.quick, clock)
+        benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick)
+        seconds = mb.measure([fn for _, fn, _ in benches], rounds=settings.rounds,
+                             target_s=target_s, clock=clock, statistic=settings.statistic)
+        call_us, decision_us, inference_us = mb.exit_path_costs(
+            settings.criterion, settings.rounds, target_s, clock, settings.statistic)
+    log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
+    return Measurements(tuple((k, tuple(r), t) for (k, _, r), t in zip(benches, seconds)),
+                        peak, call_us, decision_us, inference_us, threads)
+
+
+def _fit_kind(kind: str, cases: list[tuple[list[LayerRecord], float]], device: Device,
+              base: Runtime) -> Runtime:
+    """Stage 1: fit ``kind``'s free parameters to (records, seconds) cases."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    names = list(_FREE[kind])
+    t_min = min(t for _, t in cases) * 1e6
+    start = {"overhead_us": 0.5 * t_min, "compute_eff": 0.3, "memory_eff": 0.3, "m_half": 16.0,
+             "n_half": 8.0, "k_half": 16.0, "overlap": 0.5}
+    low = {"compute_eff": 1e-4, "memory_eff": 1e-4}
+    high = {"overhead_us": t_min, "compute_eff": 1.0, "memory_eff": 1.0, "overlap": 1.0}
+    lo = np.array([low.get(n, 0.0) for n in names])
+    hi = np.array([high.get(n, 1e4) for n in names])
+    x0 = np.clip([start[n] for n in names], lo, hi)
+    measured = np.log([t * 1e6 for _, t in cases])
+    kernel_lists = [kernels(records, False) for records, _ in cases]
+
+    def runtime_for(x: Any) -> Runtime:
+        values = {n: float(v) for n, v in zip(names, x)}
+        return replace(base, ops={**base.ops, kind: replace(base.ops[kind], **values)})
+
+    def residuals(x: Any) -> Any:
+        rt = runtime_for(x)
+        pred = [sum(sum(kernel_time_us(k, device, rt)) for k in ks) for ks in kernel_lists]
+        return np.log(np.maximum(pred, 1e-3)) - measured
+
+    fit = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1,
+                        x_scale=np.maximum(np.abs(x0), 1e-2), max_nfev=2000)
+    return runtime_for(fit.x)
+
+
+def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
+                   rt: Runtime) -> Runtime:
+    """Stage 2: in-network overheads from whole synthetic networks (NNLS on relative error).
+
+    Three non-negative unknowns on top of the tight-loop model: an extra cost per kernel (the
+    same for every kind: dispatch from colder caches), per module call, and per MB of large fresh
+    outputs. Few unknowns keep the split physical where op counts are collinear. (A uniform
+    slowdown of device work was tried: it overpredicts the large compute-bound networks.)
+    """
+    import numpy as np
+    from scipy.optimize import nnls
+
+    unit = replace(rt, alloc_us_per_mb=1.0)  # alloc_us() with 1 us/MB: the MB of fresh outputs
+    rows, rhs = [], []
+    for records, t in cases:
+        ks = kernels(records, rt.fusion)
+        host_us, device_us = (sum(x) for x in zip(*(kernel_time_us(k, device, rt) for k in ks)))
+        n_kernels = sum(k.kind != "call" and k.kind != "view" for k in ks)
+        calls = sum(k.calls for k in ks)
+        fresh_mb = sum(alloc_us(k, unit) for k in ks)
+        t_us = t * 1e6
+        rows.append([n_kernels / t_us, calls / t_us, fresh_mb / t_us])
+        rhs.append((t_us - device_us - host_us) / t_us)
+    (per_kernel, per_call, per_mb), _ = nnls(np.array(rows), np.array(rhs))
+    ops = {k: p if k == "view" else replace(p, overhead_us=p.overhead_us + float(per_kernel))
+           for k, p in rt.ops.items()}
+    return replace(rt, ops=ops, call_overhead_us=rt.call_overhead_us + float(per_call),
+                   alloc_us_per_mb=rt.alloc_us_per_mb + float(per_mb))
+
+
+def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = CalibrationSettings(),
+                description: str = "") -> Profile:
+    """Fit a profile with one runtime, ``host``, to the measurements (pure: numbers in and out)."""
+    by_kind: dict[str, list[tuple[list[LayerRecord], float]]] = {k: [] for k in (*_KINDS, "composite")}
+    for kind, records, t in m.cases:
+        by_kind[kind].append((list(records), t))
+    peak = max([m.peak_gflops] + [2 * sum(r.macs for r in recs) / t / 1e9
+                                  for kind in ("conv", "conv_gemm", "linear") for recs, t in by_kind[kind]])
+    bandwidth = max([1.0] + [sum(r.bytes_moved(4.0) for r in recs) / t / 1e9
+                             for kind in ("norm", "elementwise", "reduce") for recs, t in by_kind[kind]])
+    clock = _cpu_mhz()
+    device = Device(kind="cpu", clock_mhz=clock, peak_gflops={"fp32": round(peak, 2)},
+                    memory_bandwidth_gbs=round(bandwidth, 2),
+                    power_modes={"default": PowerMode("default", settings.power_w, clock)},
+                    default_power_mode="default",
+                    sources=(f"measured by dse profile calibrate on {_host()} "
+                             f"({time.strftime('%Y-%m-%d')}): peak = best of torch.mm, conv and "
+                             "linear benchmarks; bandwidth = best memory-bound benchmark",))
+    generic = OpParams(overhead_us=1.0, compute_eff=0.5, memory_eff=0.5)
+    rt = Runtime(name="host", description=f"PyTorch eager, fp32, {m.threads} thread(s), batch 1 "
+                 "(fitted on this machine)", dtype="fp32", ops={k: generic for k in _KINDS if k in OP_KINDS or by_kind[k]},
+                 threads=m.threads, call_overhead_us=m.call_us, decision_overhead_us=m.decision_us,
+                 inference_overhead_us=m.inference_us, power_w=settings.power_w,
+                 sources=(f"{len(m.cases)} micro-benchmarks, {settings.rounds} interleaved "
+                          f"rounds, {settings.statistic}; decision cost of criterion {settings.criterion!r}; "
+                          "power_w is not measured (set with --power-w)",))
+    for kind in _KINDS:
+        if by_kind[kind]:
+            rt = _fit_kind(kind, by_kind[kind], device, rt)
+    if by_kind["composite"]:
+        rt = _fit_overheads(by_kind["composite"], device, rt)
+    return Profile(name=name, description=description or f"{_host()}: fitted by dse profile calibrate",
+                   device=device, runtimes={"host": rt}, default_runtime="host")
+
+
+def calibrate(name: str, settings: CalibrationSettings = CalibrationSettings(),
+              log: Callable[[str], None] = lambda _: None) -> Profile:
+    """Run every micro-benchmark on this machine and return the fitted profile (runtime 'host')."""
+    started = time.perf_counter()
+    profile = fit_profile(name, run_benchmarks(settings, log), settings)
+    log(f"calibrated in {time.perf_counter() - started:.0f} s")
+    return profile
+
+
+def write_profile(profile: Profile, path: str | os.PathLike, header: str = "") -> Path:
+    """Write ``profile`` as YAML (the shipped schema) and check it loads back."""
+    import yaml
+
+    from dse.cost.profiles import profile_to_dict, read_profile
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(profile_to_dict(profile), sort_keys=False, width=100)
+    out.write_text("".join(f"# {line}\n" for line in header.splitlines()) + text)
+    read_profile(out)
+    return out
+
+
+def _cpu_mhz() -> float:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("cpu mhz"):
+                    return round(float(line.split(":")[1]), 1)
+    except OSError:
+        pass
+    return 1000.0
+
+
+def _host() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{platform.node() or 'host'} ({cpu}, {cores} cores)"

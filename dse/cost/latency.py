@@ -1,0 +1,200 @@
+"""Analytical latency and energy model: per-layer records + profile + runtime -> milliseconds.
+
+A pure function (numbers in, numbers out; no torch, no files), so the search can score thousands
+of candidates and the tests can check it by hand.
+
+Kernels. With ``runtime.fusion`` on (TensorRT, native engines), an op that consumes the previous
+op's output and is a norm/element-wise op (or a view) joins that op's kernel as an epilogue:
+conv+bn+relu, conv+bn+add+relu are one kernel; the intermediate tensors are never written, so the
+fused kernel reads the head's inputs, every weight and any extra operand (the residual), and
+writes only the last output. Without fusion (PyTorch eager) every op is its own kernel.
+
+Per kernel (a roofline with a fixed cost), with ``p = runtime.op(kind)``::
+
+    sat       = prod over d in (M, N, K) of d / (d + p.d_half)          (GEMM shape efficiency)
+    t_compute = 2 * MACs / (peak_gflops[dtype] * clock_scale * p.compute_eff * sat)
+    t_memory  = bytes_moved / (memory_bandwidth * p.memory_eff)
+    device    = max(t_compute, t_memory) + (1 - p.overlap) * min(t_compute, t_memory)
+    host      = p.overhead_us + calls * call_overhead_us
+                + alloc_us_per_mb * new output MB     (outputs >= alloc_min_kb only)
+
+The allocation term is what an eager CPU runtime pays for a large output: the C allocator
+hands out fresh pages (mmap above its threshold, 128 KiB by default in glibc) and every page
+faults when first written. Runtimes with a memory pool (TensorRT, ncnn, CUDA's caching
+allocator) set it to 0.
+
+``sat`` is the half-saturation (Hockney n_1/2) form: small GEMMs fill few vector lanes, tiles or
+SMs. ``overlap`` = 1 is the classic roofline (compute and memory traffic overlap, GPUs); 0 adds
+them (e.g. CPU weight re-layout before the GEMM). Host cost (framework dispatch, launch) and
+device cost add up, except on ``async_launch`` runtimes (PyTorch on a GPU) where, between two
+synchronisations, the host queues kernels while the device runs them: that stretch costs
+``max(sum host, sum device)``.
+
+Exits. Exit n's decision reads a score back to the host (a sync on a GPU) and costs
+``decision_overhead_us``. The path to exit n is stretches 1..n, stretch k being the blocks after
+exit k-1 up to exit k's block plus branch k, each ended by its decision::
+
+    latency(exit n) = inference_overhead + sum_{k<=n} (stretch_k + decision)
+    latency(final)  = inference_overhead + sum_{k<=N} (stretch_k + decision) + rest + head
+
+Expected latency is ``sum_n p_n * latency(n)`` (DESIGN.md); energy is ``power_w * latency``
+(W x ms = mJ).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from dse.cost.layers import LayerRecord, NetRecords
+
+if TYPE_CHECKING:
+    from dse.cost.profiles import Device, OpParams, Profile, Runtime
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One launched kernel: a record, or a record plus the epilogues fused into it."""
+
+    kind: str
+    macs: int
+    in_elems: int
+    weight_elems: int
+    out_elems: int
+    gemm: tuple[int, int, int]
+    calls: int
+    ops: int = 1
+    alloc_elems: int = 0
+
+    @classmethod
+    def of(cls, r: LayerRecord) -> "Kernel":
+        return cls(r.kind, r.macs, r.in_elems, r.weight_elems, r.out_elems, r.gemm, r.calls,
+                   alloc_elems=r.alloc_elems)
+
+    def bytes_moved(self, dtype_bytes: float) -> float:
+        return (self.in_elems + self.weight_elems + self.out_elems) * dtype_bytes
+
+
+def kernels(records: Sequence[LayerRecord], fusion: bool) -> list[Kernel]:
+    """Group records into kernels; with ``fusion`` a fusable record joins the kernel before it."""
+    out: list[Kernel] = []
+    for r in records:
+        if not (fusion and out and r.fusable and out[-1].kind != "call"):
+            out.append(Kernel.of(r))
+            continue
+        k = out[-1]
+        view = r.kind == "view"
+        out[-1] = Kernel(
+            kind=k.kind, macs=k.macs + r.macs,
+            in_elems=k.in_elems + (0 if view else max(r.in_elems - k.out_elems, 0)),
+            weight_elems=k.weight_elems + r.weight_elems,
+            out_elems=k.out_elems if view else r.out_elems,
+            gemm=k.gemm, calls=k.calls + r.calls, ops=k.ops + 1,
+            alloc_elems=k.alloc_elems if view else r.alloc_elems)
+    return out
+
+
+def saturation(gemm: Sequence[int], p: "OpParams") -> float:
+    """prod d / (d + d_half) over the GEMM dims that have a half-saturation size."""
+    sat = 1.0
+    for d, half in zip(gemm, (p.m_half, p.n_half, p.k_half)):
+        if half > 0 and d > 0:
+            sat *= d / (d + half)
+    return sat
+
+
+def alloc_us(k: Kernel, runtime: "Runtime") -> float:
+    """Cost of fresh memory for a large new output (page faults; eager CPU runtimes)."""
+    nbytes = k.alloc_elems * runtime.dtype_bytes
+    if not runtime.alloc_us_per_mb or nbytes < runtime.alloc_min_kb * 1024:
+        return 0.0
+    return runtime.alloc_us_per_mb * nbytes / 1e6
+
+
+def kernel_time_us(k: Kernel, device: "Device", runtime: "Runtime",
+                   clock_scale: float = 1.0) -> tuple[float, float]:
+    """(host_us, device_us) of one kernel; see the module docstring for the formula."""
+    host = k.calls * runtime.call_overhead_us + alloc_us(k, runtime)
+    if k.kind == "call":
+        return host, 0.0
+    p = runtime.op(k.kind)
+    host += p.overhead_us
+    t_compute = 0.0
+    if k.macs:
+        flops_per_us = device.peak_gflops[runtime.dtype] * 1e3 * clock_scale
+        t_compute = 2.0 * k.macs / (flops_per_us * p.compute_eff * saturation(k.gemm, p))
+    t_memory = k.bytes_moved(runtime.dtype_bytes) / (device.memory_bandwidth_gbs * 1e3 * p.memory_eff)
+    hi, lo = max(t_compute, t_memory), min(t_compute, t_memory)
+    return host, hi + (1.0 - p.overlap) * lo
+
+
+def segment_time_us(records: Sequence[LayerRecord], device: "Device", runtime: "Runtime",
+                    clock_scale: float = 1.0) -> tuple[float, float]:
+    """(host_us, device_us) summed over a segment's kernels."""
+    host = dev = 0.0
+    for k in kernels(records, runtime.fusion):
+        h, d = kernel_time_us(k, device, runtime, clock_scale)
+        host += h
+        dev += d
+    return host, dev
+
+
+@dataclass(frozen=True)
+class LatencyPrediction:
+    """Per-exit latency (early exits, then the final exit) and its parts, in milliseconds."""
+
+    exit_ms: tuple[float, ...]
+    backbone_ms: float            # the backbone alone (no exits, no decisions)
+    block_ms: tuple[float, ...]   # each block on its own
+    branch_ms: tuple[float, ...]  # each branch on its own (decision excluded)
+    head_ms: float
+    decision_ms: float
+    kernels: int                  # kernels launched by the backbone alone
+
+
+def _runtime_of(profile: "Profile", runtime: "Runtime | str | None") -> "Runtime":
+    return runtime if runtime is not None and not isinstance(runtime, str) else profile.runtime(runtime)
+
+
+def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None" = None) -> LatencyPrediction:
+    """Latency of every exit of ``net`` on ``profile`` with ``runtime`` (default: the profile's)."""
+    rt = _runtime_of(profile, runtime)
+    scale = profile.clock_scale(rt)
+    dev = profile.device
+
+    def combine(host: float, device_us: float) -> float:
+        return max(host, device_us) if rt.async_launch else host + device_us
+
+    blocks = [segment_time_us(b, dev, rt, scale) for b in net.blocks]
+    branches = [segment_time_us(b, dev, rt, scale) for b in net.branches]
+    head = segment_time_us(net.head, dev, rt, scale)
+
+    def stretch(parts: Sequence[tuple[float, float]]) -> float:
+        return combine(sum(h for h, _ in parts), sum(d for _, d in parts))
+
+    exit_us, acc, start = [], rt.inference_overhead_us, 0
+    for n, b in enumerate(net.exit_blocks):
+        acc += stretch(blocks[start:b + 1] + [branches[n]]) + rt.decision_overhead_us
+        exit_us.append(acc)
+        start = b + 1
+    exit_us.append(acc + stretch(blocks[start:] + [head]))
+    backbone_us = rt.inference_overhead_us + stretch(blocks + [head])
+    n_kernels = sum(len(kernels(s, rt.fusion)) for s in (*net.blocks, net.head))
+    return LatencyPrediction(
+        exit_ms=tuple(t / 1e3 for t in exit_us), backbone_ms=backbone_us / 1e3,
+        block_ms=tuple(combine(*b) / 1e3 for b in blocks),
+        branch_ms=tuple(combine(*b) / 1e3 for b in branches),
+        head_ms=combine(*head) / 1e3, decision_ms=rt.decision_overhead_us / 1e3, kernels=n_kernels)
+
+
+def expected_latency_ms(exit_ms: Sequence[float], exit_fractions: Sequence[float]) -> float:
+    """sum_n p_n * latency_n, with p_n the fraction of inputs leaving at exit n (sums to 1)."""
+    if len(exit_ms) != len(exit_fractions):
+        raise ValueError(f"{len(exit_fractions)} exit fractions for {len(exit_ms)} exits")
+    if any(p < 0 for p in exit_fractions) or abs(sum(exit_fractions) - 1.0) > 1e-6:
+        raise ValueError(f"exit fractions must be >= 0 and sum to 1, got {list(exit_fractions)}")
+    return float(sum(p * t for p, t in zip(exit_fractions, exit_ms)))
+
+
+def energy_mj(latency_ms: float, runtime: "Runtime") -> float:
+    """Energy of one inference: average power (W) x latency (ms) = millijoules."""
+    return runtime.power_w * latency_ms

@@ -1,0 +1,345 @@
+"""Per-layer records of a network: what each op computes and moves, as plain numbers.
+
+The latency model (:mod:`dse.cost.latency`) is a pure function of these records, so this is the
+only torch-touching part of the cost code (torch is imported inside the tracing functions; the
+record types import nothing). Tracing runs the module once on a real input under a
+:class:`torch.overrides.TorchFunctionMode`, which sees every torch-level call as eager PyTorch
+dispatches it: ``F.conv2d``, ``F.batch_norm``, ``F.relu``, the residual ``+``, ``torch.flatten``,
+slicing, ``F.pad``, adaptive pooling. That is the granularity at which eager PyTorch pays its
+per-op framework overhead, and where compiled runtimes (TensorRT) fuse epilogues. Module calls
+(``nn.Module.__call__``, a Python-level cost of eager execution) are counted with forward
+pre-hooks and attributed to the next op (``calls``).
+
+Element counts rather than bytes are stored, so one trace serves every dtype:
+``bytes = elements * dtype_bytes`` (see :meth:`LayerRecord.bytes_moved`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+#: Op kinds the latency model knows; every runtime in a profile gives parameters for each.
+#: ``pool`` is windowed pooling (max/avg with a kernel; its ``macs`` count window visits),
+#: ``reduce`` is global pooling and reductions (adaptive average pooling to 1x1, mean, sum).
+OP_KINDS = ("conv", "dwconv", "linear", "norm", "elementwise", "pool", "reduce", "view")
+#: Optional kinds a runtime may set apart; without them the latency model uses the fallback.
+#: ``conv_gemm``: a convolution the framework runs by its generic im2col + GEMM path (eager
+#: PyTorch on CPU does so for small batch-1 inputs, ``torch._C._select_conv_backend`` says
+#: ``Slow2d``) rather than its tuned library (oneDNN, cuDNN).
+FALLBACK_KINDS = {"conv_gemm": "conv"}
+CONV_KINDS = ("conv", "conv_gemm", "dwconv")
+_FUSION_HEADS = frozenset({*CONV_KINDS, "linear", "norm", "elementwise"})
+_GEMM_BACKENDS = frozenset({"Slow2d", "SlowDilated2d", "Slow3d", "SlowDilated3d", "SlowTranspose2d",
+                            "SlowTranspose3d"})
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One torch-level op: its kind, MACs and the elements it reads and writes."""
+
+    name: str                    # the torch function, e.g. "conv2d", "batch_norm", "add"
+    kind: str                    # one of OP_KINDS, or "call" (module calls that ran no op)
+    macs: int = 0                # multiply-accumulates (window visits for pooling)
+    in_elems: int = 0            # activation elements read (tensor inputs that are not weights;
+                                 # for an im2col convolution also its unfolded-input traffic)
+    weight_elems: int = 0        # parameter/buffer elements read
+    out_elems: int = 0           # elements written
+    out_shape: tuple[int, ...] = ()
+    gemm: tuple[int, int, int] = (0, 0, 0)  # implicit-GEMM (M, N, K) for conv/linear, else 0s
+    fusable: bool = False        # consumes the previous op's output and can be its epilogue
+    calls: int = 0               # nn.Module calls dispatched just before this op
+    alloc_elems: int = 0         # elements of newly allocated outputs (not in-place, not views)
+
+    def bytes_moved(self, dtype_bytes: float) -> float:
+        """Bytes read (activations and weights) plus bytes written."""
+        return (self.in_elems + self.weight_elems + self.out_elems) * dtype_bytes
+
+
+@dataclass(frozen=True)
+class NetRecords:
+    """Records of a multi-exit network: per block, the head, and per early-exit branch."""
+
+    blocks: tuple[tuple[LayerRecord, ...], ...]
+    head: tuple[LayerRecord, ...]
+    branches: tuple[tuple[LayerRecord, ...], ...] = ()   # one per early exit, in order
+    exit_blocks: tuple[int, ...] = ()                     # block index each branch attaches to
+    block_names: tuple[str, ...] = ()
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        if len(self.branches) != len(self.exit_blocks):
+            raise ValueError(f"{len(self.branches)} branches for {len(self.exit_blocks)} exit blocks")
+        if list(self.exit_blocks) != sorted(set(self.exit_blocks)):
+            raise ValueError(f"exit blocks must be increasing, got {self.exit_blocks}")
+        if self.exit_blocks and not 0 <= self.exit_blocks[-1] < len(self.blocks) - 1:
+            raise ValueError(f"exit block {self.exit_blocks[-1]} is not an attach point")
+
+    def block_macs(self) -> list[int]:
+        """Conv and linear MACs per block (pooling window visits left out)."""
+        return [sum(r.macs for r in block if r.kind in (*CONV_KINDS, "linear"))
+                for block in self.blocks]
+
+
+# --- classification ------------------------------------------------------------------------
+
+_CONV = {"conv1d", "conv2d", "conv3d"}
+_LINEAR = {"linear", "addmm", "mm", "matmul", "bmm", "__matmul__"}
+_NORM = {"batch_norm", "layer_norm", "group_norm", "instance_norm", "local_response_norm"}
+_POOL = {"max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+         "max_pool2d_with_indices"}
+_REDUCE = {"adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+           "adaptive_max_pool1d", "adaptive_max_pool2d", "_adaptive_avg_pool2d", "mean", "amax",
+           "amin", "sum", "max", "min", "logsumexp", "adaptive_max_pool2d_with_indices"}
+_VIEW = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "__getitem__", "permute",
+         "transpose", "t", "expand", "narrow", "select", "unflatten", "view_as", "reshape_as",
+         "dropout", "alpha_dropout", "feature_alpha_dropout", "dropout2d", "identity", "detach"}
+# Calls that return no new tensor data worth a kernel (metadata, construction of modules).
+_IGNORE = {"dim", "size", "numel", "__get__", "stride", "is_contiguous", "_set_grad_enabled",
+           "__len__", "__bool__", "item", "tolist", "__format__", "__repr__", "data_ptr",
+           "element_size", "__hash__", "__eq__"}
+
+
+def _func_name(func: Any) -> str:
+    return getattr(func, "__name__", None) or str(func)
+
+
+def classify(name: str, args: Sequence[Any], kwargs: dict) -> str:
+    """Op kind for a torch function name (dropout and slicing in eval mode are views)."""
+    base = name.rstrip("_") if not name.startswith("__") else name
+    if base in _CONV:
+        groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
+        x = args[0]
+        cin = x.shape[1] if x.dim() > 1 else 1
+        if groups > 1 and groups == cin:
+            return "dwconv"
+        return "conv_gemm" if _conv_backend(args, kwargs) in _GEMM_BACKENDS else "conv"
+    if base in _LINEAR:
+        return "linear"
+    if base in _NORM:
+        return "norm"
+    if base in _POOL:
+        return "pool"
+    if base in _REDUCE:
+        return "reduce"
+    if base in _VIEW:
+        return "view"
+    return "elementwise"
+
+
+def _conv_backend(args: Sequence[Any], kwargs: dict) -> str:
+    """The implementation eager PyTorch picks for this convolution ('' when unknown)."""
+    import torch
+
+    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    values = dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
+    x, w = values["input"], values["weight"]
+    dims = w.dim() - 2
+
+    def tup(v: Any, default: int) -> list[int]:
+        v = default if v is None else v
+        return list(v) if isinstance(v, (tuple, list)) else [int(v)] * dims
+
+    padding = values.get("padding", 0)
+    if isinstance(padding, str):  # 'same' / 'valid' take another path; call it the default
+        return ""
+    try:
+        backend = torch._C._select_conv_backend(
+            x, w, values.get("bias"), tup(values.get("stride"), 1), tup(padding, 0),
+            tup(values.get("dilation"), 1), False, [0] * dims, int(values.get("groups", 1) or 1), None)
+    except (AttributeError, RuntimeError, TypeError):  # private API: absent or changed
+        return ""
+    return str(backend).rsplit(".", 1)[-1]
+
+
+def _tensors(obj: Any) -> list:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for item in obj for t in _tensors(item)]
+    if isinstance(obj, dict):
+        return [t for item in obj.values() for t in _tensors(item)]
+    return []
+
+
+def _conv_record(name: str, kind: str, args, kwargs, out) -> tuple[int, tuple[int, int, int]]:
+    x, w = args[0], args[1]
+    groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
+    kernel = math.prod(w.shape[2:])
+    cin_per_group = w.shape[1]
+    macs = out.numel() * cin_per_group * kernel
+    spatial = math.prod(out.shape[2:]) * out.shape[0]
+    if kind == "dwconv":
+        return macs, (spatial, 1, kernel)
+    return macs, (spatial, w.shape[0] // groups, cin_per_group * kernel)
+
+
+def _linear_record(name: str, args, out) -> tuple[int, tuple[int, int, int]]:
+    if name in ("linear",):
+        k = args[0].shape[-1]
+    elif name in ("addmm",):
+        k = args[1].shape[-1]
+    else:  # mm, matmul, bmm
+        k = args[0].shape[-1]
+    n = out.shape[-1] if out.dim() else 1
+    m = out.numel() // max(n, 1)
+    return out.numel() * k, (m, n, k)
+
+
+def _window(args, kwargs) -> int:
+    kernel = kwargs.get("kernel_size", args[1] if len(args) > 1 else 1)
+    dims = max(args[0].dim() - 2, 1)
+    kernel = kernel if isinstance(kernel, (tuple, list)) else (kernel,) * dims
+    return math.prod(kernel)
+
+
+class _Recorder:
+    """Collects LayerRecords from a TorchFunctionMode and module pre-hooks."""
+
+    def __init__(self, weight_ids: set[int]) -> None:
+        self.weight_ids = weight_ids
+        self.records: list[LayerRecord] = []
+        self.pending_calls = 0
+        self._prev_out: Any = None
+
+    def on_call(self, *_: Any) -> None:
+        self.pending_calls += 1
+
+    def on_op(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        import torch
+
+        name = _func_name(func)
+        outs = _tensors(out)
+        if name in _IGNORE or not outs or not isinstance(outs[0], torch.Tensor):
+            return
+        kind = classify(name, args, kwargs)
+        inputs = _tensors(args) + _tensors(kwargs)
+        weights = [t for t in inputs if id(t) in self.weight_ids]
+        acts = [t for t in inputs if id(t) not in self.weight_ids]
+        macs, gemm = 0, (0, 0, 0)
+        scratch = 0
+        if kind in CONV_KINDS:
+            macs, gemm = _conv_record(name, kind, args, kwargs, outs[0])
+            if kind == "conv_gemm" and gemm[2] != args[0].shape[1]:  # not a plain 1x1: im2col
+                scratch = 2 * gemm[0] * gemm[2]  # the unfolded input is written, then read
+        elif kind == "linear":
+            macs, gemm = _linear_record(name.rstrip("_"), args, outs[0])
+        elif kind == "pool":
+            macs = outs[0].numel() * _window(args, kwargs)
+        prev = self._prev_out
+        consumes_prev = prev is not None and any(
+            t is prev or (t.data_ptr() == prev.data_ptr() and t.shape == prev.shape) for t in acts)
+        prev_kind = self.records[-1].kind if self.records else None
+        fusable = consumes_prev and (
+            (kind in ("norm", "elementwise") and prev_kind in _FUSION_HEADS) or kind == "view")
+        in_elems = sum(t.numel() for t in acts) + scratch
+        out_elems = sum(t.numel() for t in outs)
+        ptrs = {t.data_ptr() for t in inputs}
+        alloc_elems = sum(t.numel() for t in outs if t.data_ptr() not in ptrs)
+        if kind == "view":  # a view reads and writes nothing (eval-mode dropout included)
+            in_elems = out_elems = alloc_elems = 0
+        self.records.append(LayerRecord(
+            name=name, kind=kind, macs=int(macs), in_elems=int(in_elems),
+            weight_elems=int(sum(t.numel() for t in weights)), out_elems=int(out_elems),
+            out_shape=tuple(outs[0].shape), gemm=tuple(int(g) for g in gemm), fusable=fusable,
+            calls=self.pending_calls, alloc_elems=int(alloc_elems),
+        ))
+        self.pending_calls = 0
+        self._prev_out = outs[0]
+
+    def finish(self) -> list[LayerRecord]:
+        if self.pending_calls:  # module calls after the last op (e.g. a trailing nn.Identity)
+            if self.records:
+                last = self.records[-1]
+                self.records[-1] = replace(last, calls=last.calls + self.pending_calls)
+            else:
+                self.records.append(LayerRecord(name="module", kind="call",
+                                                calls=self.pending_calls))
+            self.pending_calls = 0
+        return self.records
+
+
+def _mode(rec: _Recorder) -> Any:
+    from torch.overrides import TorchFunctionMode
+
+    class _Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            rec.on_op(func, args, kwargs, out)
+            return out
+
+    return _Mode()
+
+
+def trace(module: Any, x: Any) -> tuple[list[LayerRecord], Any]:
+    """Run ``module(x)`` once (no grad) and return its records and its output."""
+    import torch
+
+    weight_ids = {id(p) for p in module.parameters()} | {id(b) for b in module.buffers()}
+    rec = _Recorder(weight_ids)
+    handles = [m.register_forward_pre_hook(rec.on_call) for m in module.modules()]
+    try:
+        with torch.no_grad(), _mode(rec):
+            out = module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return rec.finish(), out
+
+
+def trace_call(fn: Any, weights: Sequence[Any] = ()) -> list[LayerRecord]:
+    """Records of one call of ``fn()`` (a micro-benchmark); ``weights`` count as parameters."""
+    import torch
+
+    rec = _Recorder({id(w) for w in weights})
+    with torch.no_grad(), _mode(rec):
+        fn()
+    return rec.finish()
+
+
+def trace_multiexit(backbone: Any, input_shape: Sequence[int], exit_blocks: Sequence[int] = (),
+                    branches: Sequence[Any] = (), batch: int = 1) -> NetRecords:
+    """Records of every block, the head and every branch of an (early-exit) backbone.
+
+    ``input_shape`` is (C, H, W); ``branches[i]`` attaches after block ``exit_blocks[i]``.
+    """
+    import torch
+
+    was_training = backbone.training
+    backbone.eval()
+    x = torch.randn(batch, *input_shape)
+    blocks, feats = [], []
+    for block in backbone.blocks:
+        records, x = trace(block, x)
+        blocks.append(tuple(records))
+        feats.append(x)
+    head, _ = trace(backbone.head, x)
+    branch_records = []
+    for b, branch in zip(exit_blocks, branches):
+        branch.eval()
+        records, _ = trace(branch, feats[b])
+        branch_records.append(tuple(records))
+    backbone.train(was_training)
+    return NetRecords(blocks=tuple(blocks), head=tuple(head), branches=tuple(branch_records),
+                      exit_blocks=tuple(exit_blocks),
+                      block_names=tuple(getattr(backbone, "block_names", ())), batch=batch)
+
+
+def trace_branch(branch: Any, in_shape: Sequence[int], batch: int = 1) -> tuple[LayerRecord, ...]:
+    """Records of one exit branch on a (C, H, W) feature map (the search traces these per trial)."""
+    import torch
+
+    was_training = branch.training
+    branch.eval()
+    records, _ = trace(branch, torch.randn(batch, *in_shape))
+    branch.train(was_training)
+    return tuple(records)
+
+
+def with_exits(net: NetRecords, exit_blocks: Sequence[int],
+               branches: Sequence[Sequence[LayerRecord]]) -> NetRecords:
+    """The same backbone records with another set of exits (trace the backbone once per study)."""
+    return replace(net, exit_blocks=tuple(exit_blocks), branches=tuple(tuple(b) for b in branches))

@@ -1,0 +1,320 @@
+"""Micro-benchmarks for ``dse profile calibrate`` and the timer ``validate`` shares.
+
+Three families, all eager PyTorch at batch 1, each described by the records the latency model
+sees (:func:`dse.cost.layers.trace_call` / :func:`~dse.cost.layers.trace`):
+
+- single ops over a grid of shapes drawn from CIFAR/ImageNet ResNets, VGG and MobileNetV2
+  (conv, depthwise conv, linear, batch norm, element-wise, pooling, reductions, views), called
+  functionally in a tight loop: they fix each kind's throughput (compute and memory efficiency,
+  GEMM half-saturation sizes);
+- composites: small module-built stacks (conv-BN-ReLU, residual blocks, inverted residuals,
+  pooling heads, exit-branch-like heads) at small shapes, where framework overhead dominates. An
+  op inside a network costs more than the same op in a tight loop (``nn.Module`` dispatch, the
+  Python ``forward``, colder caches and branch predictors); these fix the per-kernel and
+  per-module-call overheads as a network pays them;
+- the real ``MultiExitNet.early_exit`` on identity blocks, for the per-exit decision and the fixed
+  per-inference cost.
+
+Timing (:func:`measure`) samples every benchmark in interleaved rounds and keeps the median, so
+a burst of load on a shared machine hits one round of every benchmark rather than all rounds of
+a few.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+from dse.cost.layers import LayerRecord
+
+Bench = tuple[str, Callable[[], Any], list[LayerRecord]]
+
+
+def timer(clock: str = "auto", threads: int | None = None) -> Callable[[], float]:
+    """The clock timings use: ``wall`` (perf_counter) or ``cpu`` (this thread's CPU time).
+
+    ``auto`` picks ``cpu`` for single-threaded runs: on a quiet machine a busy single thread's
+    CPU time is its wall time, and on a shared one it leaves out the slices other processes
+    took. Multi-threaded runs need the wall clock.
+    """
+    if clock not in ("auto", "wall", "cpu"):
+        raise ValueError(f"clock must be auto, wall or cpu, got {clock!r}")
+    if clock == "cpu" or (clock == "auto" and threads == 1):
+        return time.thread_time
+    return time.perf_counter
+
+
+STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
+    "median": statistics.median,  # the default: the typical round
+    "min": min,                   # the least disturbed round (a shared, loaded machine)
+}
+
+
+def measure(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float, warmup: int = 2,
+            clock: Callable[[], float] = time.perf_counter, statistic: str = "median") -> list[float]:
+    """Seconds per call of each function (median round by default), sampled round-robin."""
+    stat = STATISTICS[statistic]
+    return [stat(s) for s in measure_samples(fns, rounds, target_s, warmup, clock)]
+
+
+def measure_samples(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float,
+                    warmup: int = 2, clock: Callable[[], float] = time.perf_counter) -> list[list[float]]:
+    """Seconds per call of each function in each round (warm-up first, then round-robin)."""
+    inner = []
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        inner.append(max(1, min(20000, int(target_s / max(time.perf_counter() - t0, 1e-7)))))
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            t0 = clock()
+            for _ in range(inner[i]):
+                fn()
+            samples[i].append((clock() - t0) / inner[i])
+    return samples
+
+
+# --- micro-benchmarks ----------------------------------------------------------------------
+
+# (cin, cout, hw, kernel, stride): CIFAR ResNets / VGG-11 / ImageNet ResNets / MobileNetV2 1x1s.
+_CONVS = [
+    (1, 16, 8, 3, 1), (16, 16, 8, 3, 1), (16, 32, 8, 3, 2), (32, 32, 4, 3, 1), (32, 64, 4, 3, 2),
+    (64, 64, 2, 3, 1), (3, 16, 32, 3, 1), (16, 16, 32, 3, 1), (16, 32, 32, 3, 2), (32, 32, 16, 3, 1),
+    (32, 64, 16, 3, 2), (64, 64, 8, 3, 1), (16, 32, 32, 1, 2), (3, 128, 32, 3, 1),
+    (128, 128, 32, 3, 1), (128, 256, 16, 3, 1), (256, 256, 16, 3, 1), (256, 512, 8, 3, 1),
+    (512, 512, 8, 3, 1), (3, 64, 224, 7, 2), (64, 64, 56, 3, 1), (64, 64, 56, 1, 1),
+    (64, 256, 56, 1, 1), (256, 64, 56, 1, 1), (128, 128, 28, 3, 1), (256, 512, 56, 1, 2),
+    (512, 128, 28, 1, 1), (256, 256, 14, 3, 1), (1024, 256, 14, 1, 1), (256, 1024, 14, 1, 1),
+    (512, 512, 7, 3, 1), (512, 2048, 7, 1, 1), (2048, 512, 7, 1, 1), (3, 32, 224, 3, 2),
+    (16, 96, 112, 1, 1), (96, 24, 56, 1, 1), (144, 24, 56, 1, 1), (32, 192, 28, 1, 1),
+    (384, 64, 14, 1, 1), (960, 160, 7, 1, 1), (320, 1280, 7, 1, 1), (3, 32, 32, 3, 2),
+    (96, 24, 8, 1, 1), (192, 64, 2, 1, 1), (320, 1280, 1, 1, 1), (64, 64, 16, 3, 1),
+    (8, 16, 32, 3, 1), (16, 16, 16, 3, 1), (32, 32, 8, 3, 1), (128, 128, 4, 3, 1),
+    (256, 256, 2, 3, 1), (8, 8, 16, 3, 1), (16, 64, 16, 1, 1), (64, 16, 16, 1, 1),
+]
+_DWCONVS = [(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1), (192, 28, 2),
+            (384, 14, 1), (576, 14, 1), (576, 14, 2), (960, 7, 1), (32, 16, 1), (96, 16, 2),
+            (144, 8, 1), (192, 4, 2), (384, 2, 1), (960, 1, 1)]
+_LINEARS = [(16, 1), (16, 10), (64, 10), (128, 10), (256, 100), (512, 10), (512, 1000),
+            (1024, 10), (2048, 1000), (1280, 1000), (4096, 1024), (8192, 1024), (2048, 4096)]
+# (channels, hw) for norm / element-wise / pooling benchmarks.
+_MAPS = [(16, 8), (64, 2), (16, 32), (32, 16), (64, 8), (128, 32), (64, 56), (256, 14),
+         (256, 56), (512, 7), (96, 112), (1024, 14), (2048, 7)]
+
+
+def _quick(items: list, keep: int) -> list:
+    step = max(1, len(items) // keep)
+    return items[::step]
+
+
+def op_benchmarks(quick: bool) -> list[tuple[str, Callable[[], Any], list[LayerRecord]]]:
+    """(kind, fn, records) for every single-op micro-benchmark (functional calls)."""
+    import torch
+    import torch.nn.functional as F
+
+    from dse.cost.layers import trace_call
+
+    gen = torch.Generator().manual_seed(0)
+    rnd = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
+    out: list[tuple[str, Callable[[], Any], list[LayerRecord]]] = []
+
+    def add(kind: str, fn: Callable[[], Any], weights: Sequence[Any] = ()) -> None:
+        records = trace_call(fn, weights)
+        out.append((records[0].kind if kind == "conv" else kind, fn, records))  # or conv_gemm
+
+    convs, dws, lins, maps = _CONVS, _DWCONVS, _LINEARS, _MAPS
+    if quick:
+        convs, dws, lins, maps = (_quick(convs, 8), _quick(dws, 3), _quick(lins, 3), _quick(maps, 3))
+    for cin, cout, hw, k, s in convs:
+        x, w = rnd(1, cin, hw, hw), rnd(cout, cin, k, k)
+        add("conv", lambda x=x, w=w, s=s, k=k: F.conv2d(x, w, None, s, k // 2), [w])
+    for c, hw, s in dws:
+        x, w = rnd(1, c, hw, hw), rnd(c, 1, 3, 3)
+        add("dwconv", lambda x=x, w=w, s=s, c=c: F.conv2d(x, w, None, s, 1, 1, c), [w])
+    for cin, cout in lins:
+        x, w, b = rnd(1, cin), rnd(cout, cin), rnd(cout)
+        add("linear", lambda x=x, w=w, b=b: F.linear(x, w, b), [w, b])
+    for c, hw in maps:
+        x, y = rnd(1, c, hw, hw), rnd(1, c, hw, hw)
+        stats = [rnd(c).abs() + 0.5 for _ in range(4)]
+        add("norm", lambda x=x, m=stats: F.batch_norm(x, m[0], m[1], m[2], m[3], False, 0.1, 1e-5),
+            stats)
+        add("elementwise", lambda x=x: F.relu(x, inplace=True))
+        add("elementwise", lambda x=x, y=y: x + y)
+        if not quick:
+            add("elementwise", lambda x=x: F.relu(x))
+            add("elementwise", lambda x=x: F.hardtanh(x, 0.0, 6.0, inplace=True))
+            add("elementwise", lambda x=x, c=c: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, c // 2, c // 2)))
+        add("reduce", lambda x=x: F.adaptive_avg_pool2d(x, 1))
+        if hw >= 4:
+            add("pool", lambda x=x: F.max_pool2d(x, 3, 2, 1))
+            add("pool", lambda x=x: F.max_pool2d(x, 2, 2))
+    v = rnd(1, 64, 1, 1)
+    for fn in (lambda: torch.flatten(v, 1), lambda: v.view(1, -1), lambda: v.squeeze(3)):
+        add("view", fn)
+    return out
+
+
+def peak_gflops(rounds: int, quick: bool, clock: Callable[[], float]) -> float:
+    import torch
+
+    best = 0.0
+    for n in ((256, 512) if quick else (512, 1024)):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        t = measure([lambda a=a, b=b: torch.mm(a, b)], rounds=max(3, rounds // 2), target_s=0.02,
+                    clock=clock)[0]
+        best = max(best, 2 * n ** 3 / t / 1e9)
+    return best
+
+
+def exit_path_costs(criterion: str, rounds: int, target_s: float, clock: Callable[[], float],
+                    statistic: str = "median") -> tuple[float, float, float]:
+    """(call_us, decision_us, inference_us) timed on the real early-exit path.
+
+    ``MultiExitNet.early_exit`` on identity blocks with branches that return fixed outputs: the
+    time per extra (never-taken) exit, less its block and branch module calls, is the decision;
+    the rest of a call with no exits (or taking the first) is the fixed per-inference cost.
+    """
+    import torch
+    from torch import nn
+
+    from dse.models.backbones import Backbone
+    from dse.models.multiexit import MultiExitNet
+
+    logits, conf = torch.randn(1, 10), torch.full((1,), 0.5)
+
+    class Branch(nn.Module):
+        def forward(self, x):
+            return logits, conf
+
+    class Head(nn.Module):
+        def forward(self, x):
+            return logits
+
+    k = 8
+    nets = [MultiExitNet(Backbone([nn.Identity() for _ in range(n + 1)], Head()), list(range(n)),
+                         [Branch() for _ in range(n)]).eval() for n in (0, k, 1)]
+    x = torch.randn(1, 4)
+    ident = nn.Identity()
+    crit = criterion
+    never, always = forcing_thresholds(crit, k, k), forcing_thresholds(crit, 1, 0)
+    t_call, t0, tk, t_exit = measure([
+        lambda: ident(x), lambda: nets[0].early_exit(x, crit, []),
+        lambda: nets[1].early_exit(x, crit, never), lambda: nets[2].early_exit(x, crit, always),
+    ], rounds=rounds, target_s=target_s, clock=clock, statistic=statistic)
+    call = t_call * 1e6
+    decision = max((tk - t0) * 1e6 / k - 2 * call, 0.0)
+    inference = max(0.5 * ((t0 * 1e6 - 2 * call) + (t_exit * 1e6 - 2 * call - decision)), 0.0)
+    return call, decision, inference
+
+
+def forcing_thresholds(criterion: str, num_exits: int, exit_at: int) -> list[float]:
+    """Thresholds making every input leave at early exit ``exit_at`` (== num_exits: the final)."""
+    from dse.models.criteria import get_criterion
+
+    hi_conf = get_criterion(criterion).higher_is_confident
+    never, always = (2.0, -1.0) if hi_conf else (-1.0, 2.0)
+    return [always if i == exit_at else never for i in range(num_exits)]
+
+
+def composite_benchmarks(quick: bool) -> list[Bench]:
+    """("composite", fn, records) for small synthetic CNNs (seeded), where overhead dominates.
+
+    Random mini-ResNets, mini-MobileNets and mini-VGGs with a pooled head and an exit-branch-like
+    head, built from generic modules (not dse's backbones): each runs as a whole, as a network
+    does, so per-op costs include ``nn.Module`` dispatch, the cache state of a real forward and,
+    on the nets with large feature maps, the allocator's fresh pages for big outputs.
+    """
+    import random
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from dse.cost.layers import trace
+
+    def cbr(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, act: str = "relu"):
+        layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        if act:
+            layers.append(nn.ReLU6(inplace=True) if act == "relu6" else nn.ReLU(inplace=True))
+        return nn.Sequential(*layers)
+
+    class Residual(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int, functional: bool) -> None:
+            super().__init__()
+            self.a, self.b = cbr(cin, cout, 3, stride), cbr(cout, cout, act="")
+            self.sc = (nn.Identity() if stride == 1 and cin == cout
+                       else cbr(cin, cout, 1, stride, act=""))
+            self.relu, self.functional = nn.ReLU(inplace=True), functional
+
+        def forward(self, x):
+            out = self.b(self.a(x)) + self.sc(x)
+            return F.relu(out) if self.functional else self.relu(out)
+
+    class Inverted(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int, t: int) -> None:
+            super().__init__()
+            hidden = cin * t
+            self.conv = nn.Sequential(cbr(cin, hidden, 1, act="relu6"),
+                                      cbr(hidden, hidden, 3, stride, groups=hidden, act="relu6"),
+                                      cbr(hidden, cout, 1, act=""))
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.conv(x) if self.residual else self.conv(x)
+
+    class Head(nn.Module):
+        def __init__(self, c: int, bn: bool, classes: int) -> None:
+            super().__init__()
+            pre = [nn.BatchNorm2d(c), nn.ReLU()] if bn else []
+            self.features = nn.Sequential(*pre, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+            self.fc, self.conf = nn.Linear(c, classes), nn.Linear(c, 1)
+
+        def forward(self, x):
+            z = self.features(x)
+            return self.fc(z), torch.sigmoid(self.conf(z)).squeeze(1)
+
+    class Net(nn.Module):
+        def __init__(self, body: list, c: int, rng: random.Random) -> None:
+            super().__init__()
+            self.body = nn.ModuleList(body)
+            self.branch, self.head = Head(c, True, 10), Head(c, False, rng.choice([10, 100]))
+
+        def forward(self, x):
+            for m in self.body:
+                x = m(x)
+            return self.branch(x), self.head(x)
+
+    def make(family: str, rng: random.Random, large: bool) -> tuple[nn.Module, int, int]:
+        cin, hw = rng.choice([(3, 64), (3, 96), (3, 128)] if large else [(1, 8), (3, 16), (3, 32)])
+        c = rng.choice([8, 16] if large else [8, 16, 32, 64])
+        body: list = [cbr(cin, c)]
+        for stage in range(rng.choice([2, 3])):
+            cout = c * 2 if stage else c
+            for i in range(rng.choice([1, 2, 3])):
+                stride = 2 if stage and i == 0 else 1
+                if family == "resnet":
+                    body.append(Residual(c, cout, stride, rng.random() < 0.5))
+                elif family == "mobile":
+                    body.append(Inverted(c, cout, stride, rng.choice([2, 4, 6])))
+                else:
+                    body.append(cbr(c, cout))
+                c = cout
+            if family == "vgg":
+                body.append(nn.MaxPool2d(2, 2))
+        return Net(body, c, rng), cin, hw
+
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    out: list[Bench] = []
+    for i in range(6 if quick else 48):
+        # every third net works on large feature maps: fresh-page costs of big outputs
+        module, cin, hw = make(("resnet", "mobile", "vgg")[i % 3], rng, large=(i // 3) % 3 == 2)
+        module.eval()
+        x = torch.randn(1, cin, hw, hw)
+        records, _ = trace(module, x)
+        out.append(("composite", lambda m=module, x=x: m(x), records))
+    return out

@@ -1,0 +1,378 @@
+"""Hardware profiles: load, validate and look up ``hardware_profiles/*.yaml``.
+
+A profile holds the device's facts (peak throughput per dtype, memory bandwidth, power modes),
+each with its public source, and one or more *runtimes* (PyTorch eager, TensorRT, a native C++
+engine, or ``host`` for a profile fitted by ``dse profile calibrate``). A runtime holds what the
+latency model (:mod:`dse.cost.latency`) needs per op kind: efficiency against the device's peak
+compute and bandwidth, per-kernel overhead, and GEMM half-saturation sizes; plus per-exit decision
+overhead, per-inference overhead, fusion, and power for energy.
+
+Raw YAML dicts live only in this loader: it rejects unknown keys, missing fields, wrong types and
+out-of-range numbers with one line naming the file and the key, and returns frozen dataclasses.
+Shipped profiles are found in ``hardware_profiles/`` next to the ``dse`` package (and in the
+folders of ``DSE_PROFILES_DIR``, searched first); ``aliases:`` in a profile add other names.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dse.cost.layers import FALLBACK_KINDS, OP_KINDS
+from dse.errors import ConfigError, UnknownNameError
+from dse.registry import Registry
+
+#: Bytes per element of each dtype a runtime may compute in.
+DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0}
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "hardware_profiles"
+
+
+@dataclass(frozen=True)
+class OpParams:
+    """Latency parameters of one op kind on one runtime (see dse.cost.latency for the formula)."""
+
+    overhead_us: float          # fixed cost per kernel (dispatch, launch)
+    compute_eff: float          # fraction of the dtype's peak throughput reached, in (0, 1]
+    memory_eff: float           # fraction of the memory bandwidth reached, in (0, 1]
+    m_half: float = 0.0         # GEMM M (output pixels x batch) at which efficiency halves
+    n_half: float = 0.0         # GEMM N (output channels)
+    k_half: float = 0.0         # GEMM K (input channels x kernel area)
+    overlap: float = 1.0        # 1: time = max(compute, memory); 0: their sum
+
+
+@dataclass(frozen=True)
+class PowerMode:
+    name: str
+    budget_w: float
+    clock_mhz: float
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str                              # "gpu" or "cpu"
+    clock_mhz: float                       # clock at which peak_gflops holds
+    peak_gflops: dict[str, float]          # dtype -> peak GFLOPS (2 FLOPs per MAC)
+    memory_bandwidth_gbs: float
+    power_modes: dict[str, PowerMode]
+    default_power_mode: str
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    description: str
+    dtype: str
+    ops: dict[str, OpParams]
+    fusion: bool = False                   # conv+bn+relu(+add) run as one kernel
+    async_launch: bool = False             # host dispatch overlaps device work between syncs
+    threads: int | None = None             # CPU threads the runtime uses (None: all)
+    call_overhead_us: float = 0.0          # per nn.Module call (Python), eager runtimes only
+    decision_overhead_us: float = 0.0      # per early exit evaluated (score, compare, sync)
+    inference_overhead_us: float = 0.0     # once per inference (entry, input copy, output)
+    alloc_us_per_mb: float = 0.0           # fresh-page cost of large new outputs (eager CPU)
+    alloc_min_kb: float = 128.0            # outputs below this reuse allocator memory
+    power_w: float = 0.0                   # average power while running, for energy
+    power_mode: str | None = None          # None: the device's default power mode
+    sources: tuple[str, ...] = ()
+
+    @property
+    def dtype_bytes(self) -> float:
+        return DTYPE_BYTES[self.dtype]
+
+    def op(self, kind: str) -> OpParams:
+        """Parameters of an op kind; optional kinds (conv_gemm) fall back to their base kind."""
+        if kind in self.ops:
+            return self.ops[kind]
+        return self.ops[FALLBACK_KINDS[kind]]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    device: Device
+    runtimes: dict[str, Runtime]
+    default_runtime: str
+    aliases: tuple[str, ...] = ()
+    path: str = ""
+
+    def runtime(self, name: str | None = None) -> Runtime:
+        """The named runtime, or the profile's default; unknown names list the valid ones."""
+        key = name or self.default_runtime
+        if key not in self.runtimes:
+            raise UnknownNameError(
+                f"profile {self.name!r} has no runtime {key!r}; expected one of: "
+                f"{', '.join(self.runtimes)}")
+        return self.runtimes[key]
+
+    def clock_scale(self, runtime: Runtime) -> float:
+        """Compute throughput factor of the runtime's power mode against the peak's clock."""
+        mode = self.device.power_modes[runtime.power_mode or self.device.default_power_mode]
+        return mode.clock_mhz / self.device.clock_mhz
+
+
+# --- validation ----------------------------------------------------------------------------
+
+class _Checker:
+    """Pulls typed, range-checked values out of a raw YAML mapping; one error line each."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, key: str, message: str) -> None:
+        raise ConfigError(f"{self.path}: {key} {message}")
+
+    def mapping(self, raw: Any, where: str, required: set[str], optional: set[str]) -> dict:
+        if not isinstance(raw, dict):
+            self.fail(where or "the file", f"must be a mapping, got {type(raw).__name__}")
+        prefix = f"{where}." if where else ""
+        for key in raw:
+            if key not in required | optional:
+                self.fail(f"{prefix}{key}", "is not a known key; expected one of: "
+                          + ", ".join(sorted(required | optional)))
+        for key in sorted(required):
+            if key not in raw:
+                self.fail(f"{prefix}{key}", "is missing (required)")
+        return raw
+
+    def number(self, raw: dict, where: str, key: str, low: float = 0.0, high: float | None = None,
+               default: float | None = None, low_open: bool = False) -> float:
+        name = f"{where}.{key}" if where else key
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(name, f"must be a number, got {value!r}")
+        if value < low or (low_open and value == low) or (high is not None and value > high):
+            rng = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high else "")
+            self.fail(name, f"must be {rng}, got {value!r}")
+        return float(value)
+
+    def string(self, raw: dict, where: str, key: str, default: str | None = None,
+               choices: tuple[str, ...] | None = None) -> str:
+        name = f"{where}.{key}" if where else key
+        value = raw.get(key, default)
+        if not isinstance(value, str) or not value:
+            self.fail(name, f"must be a non-empty string, got {value!r}")
+        if choices and value not in choices:
+            self.fail(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def flag(self, raw: dict, where: str, key: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(f"{where}.{key}", f"must be true or false, got {value!r}")
+        return value
+
+    def strings(self, raw: dict, where: str, key: str) -> tuple[str, ...]:
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.fail(f"{where}.{key}" if where else key, f"must be a list of strings, got {value!r}")
+        return tuple(value)
+
+
+def _op_params(c: _Checker, raw: Any, where: str) -> OpParams:
+    c.mapping(raw, where, {"overhead_us", "compute_eff", "memory_eff"},
+              {"m_half", "n_half", "k_half", "overlap"})
+    return OpParams(
+        overhead_us=c.number(raw, where, "overhead_us"),
+        compute_eff=c.number(raw, where, "compute_eff", 0.0, 1.0, low_open=True),
+        memory_eff=c.number(raw, where, "memory_eff", 0.0, 1.0, low_open=True),
+        **{k: c.number(raw, where, k, default=0.0) for k in ("m_half", "n_half", "k_half")},
+        overlap=c.number(raw, where, "overlap", 0.0, 1.0, default=1.0),
+    )
+
+
+_RUNTIME_KEYS = {"description", "dtype", "ops", "fusion", "async_launch", "threads",
+                 "call_overhead_us", "decision_overhead_us", "inference_overhead_us",
+                 "alloc_us_per_mb", "alloc_min_kb", "power_w", "power_mode", "sources"}
+
+
+def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
+    where = f"runtimes.{name}"
+    c.mapping(raw, where, {"dtype", "ops", "decision_overhead_us", "power_w"},
+              _RUNTIME_KEYS - {"dtype", "ops", "decision_overhead_us", "power_w"})
+    dtype = c.string(raw, where, "dtype", choices=tuple(DTYPE_BYTES))
+    if dtype not in device.peak_gflops:
+        c.fail(f"{where}.dtype", f"is {dtype!r} but device.peak_gflops has no {dtype!r} entry")
+    ops_raw = c.mapping(raw["ops"], f"{where}.ops", set(OP_KINDS), set(FALLBACK_KINDS))
+    threads = raw.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        c.fail(f"{where}.threads", f"must be an integer >= 1, got {threads!r}")
+    mode = raw.get("power_mode")
+    if mode is not None and mode not in device.power_modes:
+        c.fail(f"{where}.power_mode", f"must be one of {', '.join(device.power_modes)}, got {mode!r}")
+    return Runtime(
+        name=name, description=str(raw.get("description", "")), dtype=dtype,
+        ops={k: _op_params(c, ops_raw[k], f"{where}.ops.{k}") for k in (*OP_KINDS, *FALLBACK_KINDS)
+             if k in ops_raw},
+        fusion=c.flag(raw, where, "fusion", False),
+        async_launch=c.flag(raw, where, "async_launch", False), threads=threads,
+        call_overhead_us=c.number(raw, where, "call_overhead_us", default=0.0),
+        decision_overhead_us=c.number(raw, where, "decision_overhead_us"),
+        inference_overhead_us=c.number(raw, where, "inference_overhead_us", default=0.0),
+        alloc_us_per_mb=c.number(raw, where, "alloc_us_per_mb", default=0.0),
+        alloc_min_kb=c.number(raw, where, "alloc_min_kb", default=128.0),
+        power_w=c.number(raw, where, "power_w"), power_mode=mode,
+        sources=c.strings(raw, where, "sources"),
+    )
+
+
+def _device(c: _Checker, raw: Any) -> Device:
+    c.mapping(raw, "device", {"kind", "clock_mhz", "peak_gflops", "memory_bandwidth_gbs",
+                              "power_modes", "default_power_mode"}, {"sources", "notes"})
+    peaks = c.mapping(raw["peak_gflops"], "device.peak_gflops", set(), set(DTYPE_BYTES))
+    if not peaks:
+        c.fail("device.peak_gflops", "must name at least one dtype (fp32, fp16, bf16, int8)")
+    modes_raw = raw["power_modes"]
+    if not isinstance(modes_raw, dict) or not modes_raw:
+        c.fail("device.power_modes", f"must be a non-empty mapping, got {modes_raw!r}")
+    modes = {}
+    for mode, body in modes_raw.items():
+        where = f"device.power_modes.{mode}"
+        c.mapping(body, where, {"budget_w", "clock_mhz"}, {"notes"})
+        modes[str(mode)] = PowerMode(str(mode), c.number(body, where, "budget_w"),
+                                     c.number(body, where, "clock_mhz", low_open=True))
+    default_mode = c.string(raw, "device", "default_power_mode", choices=tuple(modes))
+    return Device(
+        kind=c.string(raw, "device", "kind", choices=("gpu", "cpu")),
+        clock_mhz=c.number(raw, "device", "clock_mhz", low_open=True),
+        peak_gflops={k: c.number(peaks, "device.peak_gflops", k, low_open=True) for k in peaks},
+        memory_bandwidth_gbs=c.number(raw, "device", "memory_bandwidth_gbs", low_open=True),
+        power_modes=modes, default_power_mode=default_mode,
+        sources=c.strings(raw, "device", "sources"),
+    )
+
+
+def parse_profile(raw: Any, path: str) -> Profile:
+    """Validate a profile's raw YAML content; ``path`` names it in error messages."""
+    c = _Checker(path)
+    c.mapping(raw, "", {"name", "device", "runtimes", "default_runtime"},
+              {"description", "aliases", "notes"})
+    device = _device(c, raw["device"])
+    runtimes_raw = raw["runtimes"]
+    if not isinstance(runtimes_raw, dict) or not runtimes_raw:
+        c.fail("runtimes", f"must be a non-empty mapping of runtime name -> settings, got {runtimes_raw!r}")
+    runtimes = {str(k): _runtime(c, str(k), v, device) for k, v in runtimes_raw.items()}
+    default = c.string(raw, "", "default_runtime", choices=tuple(runtimes))
+    return Profile(name=c.string(raw, "", "name"), description=str(raw.get("description", "")),
+                   device=device, runtimes=runtimes, default_runtime=default,
+                   aliases=c.strings(raw, "", "aliases"), path=path)
+
+
+def read_profile(path: str | os.PathLike) -> Profile:
+    """Load and validate one profile YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: profile file does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_profile(raw, str(p))
+
+
+# --- registry of shipped profiles ----------------------------------------------------------
+
+def profile_dirs() -> list[Path]:
+    """Folders searched for profiles: DSE_PROFILES_DIR entries first, then the shipped folder."""
+    extra = [Path(d) for d in os.environ.get("DSE_PROFILES_DIR", "").split(os.pathsep) if d]
+    return [*extra, SHIPPED_DIR]
+
+
+def profile_registry() -> Registry[Path]:
+    """Profile name (and aliases) -> YAML path; the first folder holding a name wins."""
+    reg: Registry[Path] = Registry("hardware profile")
+    for folder in profile_dirs():
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            if path.stem in reg:
+                continue
+            try:
+                aliases = yaml.safe_load(path.read_text()).get("aliases", []) or []
+            except (yaml.YAMLError, AttributeError):
+                aliases = []  # reported when the profile itself is loaded
+            aliases = [a for a in aliases if isinstance(a, str) and a not in reg]
+            reg.add(path.stem, path, *aliases)
+    return reg
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or os.sep in name or "/" in name
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A shipped profile by name or alias, or any profile YAML by path."""
+    if _looks_like_path(name_or_path):
+        return read_profile(name_or_path)
+    reg = profile_registry()
+    if name_or_path not in reg:
+        aliases = ", ".join(f"{a} -> {t}" for a, t in sorted(reg.aliases().items()))
+        raise UnknownNameError(
+            f"unknown hardware profile {name_or_path!r}; expected one of: {', '.join(reg.names())}"
+            + (f" (aliases: {aliases})" if aliases else "") + ", or a path to a profile YAML")
+    path = reg.get(name_or_path)
+    profile = read_profile(path)
+    if profile.name != path.stem:
+        raise ConfigError(f"{path}: name must match the file name {path.stem!r}, got {profile.name!r}")
+    return profile
+
+
+def list_profiles() -> list[dict[str, Any]]:
+    """One summary per registered profile: name, aliases, description, runtimes, default."""
+    reg = profile_registry()
+    aliases: dict[str, list[str]] = {}
+    for alias, target in reg.aliases().items():
+        aliases.setdefault(target, []).append(alias)
+    rows = []
+    for name in reg.names():
+        profile = read_profile(reg.get(name))
+        rows.append({"name": name, "aliases": sorted(aliases.get(name, [])),
+                     "description": profile.description, "device": profile.device.kind,
+                     "runtimes": list(profile.runtimes), "default_runtime": profile.default_runtime,
+                     "path": str(reg.get(name))})
+    return rows
+
+
+def profile_to_dict(profile: Profile) -> dict[str, Any]:
+    """The profile as plain data (the YAML schema), for ``profile show`` and calibrate."""
+    dev = profile.device
+
+    def runtime(rt: Runtime) -> dict[str, Any]:
+        body: dict[str, Any] = {"description": rt.description, "dtype": rt.dtype,
+                                "fusion": rt.fusion, "async_launch": rt.async_launch}
+        if rt.threads is not None:
+            body["threads"] = rt.threads
+        for key in ("call_overhead_us", "decision_overhead_us", "inference_overhead_us",
+                    "alloc_us_per_mb", "alloc_min_kb", "power_w"):
+            body[key] = _round(getattr(rt, key))
+        if rt.power_mode:
+            body["power_mode"] = rt.power_mode
+        body["ops"] = {k: {f: _round(getattr(p, f)) for f in p.__dataclass_fields__}
+                       for k, p in rt.ops.items()}
+        body["sources"] = list(rt.sources)
+        return body
+
+    return {
+        "name": profile.name, "description": profile.description,
+        **({"aliases": list(profile.aliases)} if profile.aliases else {}),
+        "default_runtime": profile.default_runtime,
+        "device": {
+            "kind": dev.kind, "clock_mhz": dev.clock_mhz,
+            "peak_gflops": {k: _round(v) for k, v in dev.peak_gflops.items()},
+            "memory_bandwidth_gbs": _round(dev.memory_bandwidth_gbs),
+            "power_modes": {m.name: {"budget_w": m.budget_w, "clock_mhz": m.clock_mhz}
+                            for m in dev.power_modes.values()},
+            "default_power_mode": dev.default_power_mode, "sources": list(dev.sources),
+        },
+        "runtimes": {name: runtime(rt) for name, rt in profile.runtimes.items()},
+    }
+
+
+def _round(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+

@@ -1,0 +1,117 @@
+"""Calibration: the fit recovers a known runtime; micro-benchmarks and timing (dse/cost/calibrate.py)."""
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from dse.cost.calibrate import CalibrationSettings, Measurements, fit_profile, run_benchmarks
+from dse.cost.latency import kernel_time_us, kernels
+from dse.cost.layers import OP_KINDS, LayerRecord
+from dse.cost.microbench import forcing_thresholds, measure, timer
+from dse.cost.profiles import Device, OpParams, PowerMode, Runtime
+
+TRUE_OPS = {
+    "conv": OpParams(12.0, 0.6, 0.4, m_half=30.0, n_half=10.0, k_half=8.0, overlap=0.6),
+    "dwconv": OpParams(20.0, 0.1, 0.3, m_half=20.0),
+    "linear": OpParams(4.0, 0.3, 0.5),
+    "norm": OpParams(6.0, 1.0, 0.3),
+    "elementwise": OpParams(1.5, 1.0, 0.6),
+    "pool": OpParams(3.0, 0.02, 0.3, overlap=0.0),
+    "reduce": OpParams(4.0, 1.0, 0.4),
+    "view": OpParams(0.8, 1.0, 1.0),
+}
+DEVICE = Device("cpu", 1000.0, {"fp32": 100.0}, 100.0, {"d": PowerMode("d", 1.0, 1000.0)}, "d")
+TRUE = Runtime("host", "", "fp32", TRUE_OPS, call_overhead_us=1.0)
+
+
+def _synthetic_cases(rng: random.Random) -> list[tuple[str, tuple[LayerRecord, ...], float]]:
+    """Single-op cases over a grid of shapes, timed by the true runtime (1 % noise)."""
+    cases = []
+
+    def add(kind, **fields):
+        rec = LayerRecord(kind, kind, **fields)
+        t = sum(kernel_time_us(kernels([rec], False)[0], DEVICE, TRUE))
+        cases.append((kind, (rec,), t * (1 + 0.01 * rng.uniform(-1, 1)) / 1e6))
+
+    for cin in (3, 16, 64, 256):
+        for cout in (16, 64, 256):
+            for hw in (2, 8, 32):
+                m, k = hw * hw, cin * 9
+                add("conv", macs=m * cout * k, in_elems=cin * m, weight_elems=cout * k,
+                    out_elems=cout * m, gemm=(m, cout, k))
+    for c in (16, 96, 384):
+        for hw in (4, 14, 56):
+            m = hw * hw
+            add("dwconv", macs=9 * c * m, in_elems=c * m, weight_elems=9 * c, out_elems=c * m,
+                gemm=(m, 1, 9))
+            add("norm", in_elems=c * m, weight_elems=4 * c, out_elems=c * m)
+            add("elementwise", in_elems=c * m, out_elems=c * m)
+            add("pool", macs=9 * c * m // 4, in_elems=c * m, out_elems=c * m // 4)
+            add("pool", macs=c * m, in_elems=c * m, out_elems=c * m // 4)
+            add("reduce", in_elems=c * m, out_elems=c)
+    for cin, cout in ((16, 10), (512, 1000), (2048, 1000), (4096, 1024)):
+        add("linear", macs=cin * cout, in_elems=cin, weight_elems=cin * cout + cout, out_elems=cout,
+            gemm=(1, cout, cin))
+    add("view")
+    return cases
+
+
+def test_fit_recovers_a_known_runtime():
+    cases = _synthetic_cases(random.Random(0))
+    m = Measurements(tuple(cases), peak_gflops=80.0, call_us=1.0, decision_us=15.0,
+                     inference_us=7.0, threads=1)
+    profile = fit_profile("synthetic", m, CalibrationSettings())
+    rt = profile.runtime("host")
+    assert profile.device.peak_gflops["fp32"] >= 80.0
+    assert (rt.decision_overhead_us, rt.inference_overhead_us, rt.threads) == (15.0, 7.0, 1)
+    errors = []
+    for kind, records, t in cases:
+        pred = sum(sum(kernel_time_us(k, profile.device, rt)) for k in kernels(list(records), False))
+        errors.append(abs(pred / (t * 1e6) - 1))
+    errors.sort()
+    assert errors[int(0.9 * len(errors))] < 0.05, errors[-10:]
+
+
+def test_fit_uses_composites_for_in_network_overheads():
+    """Composites cost 3 us more per op than the loops say: stage 2 moves the overheads up."""
+    cases = _synthetic_cases(random.Random(1))
+    net = tuple(LayerRecord("relu", "elementwise", in_elems=10, out_elems=10, calls=1) for _ in range(20))
+    t_loop = sum(sum(kernel_time_us(k, DEVICE, TRUE)) for k in kernels(list(net), False))
+    cases.append(("composite", net, (t_loop + 20 * 3.0) / 1e6))
+    m = Measurements(tuple(cases), 80.0, 1.0, 15.0, 7.0, 1)
+    rt = fit_profile("synthetic", m).runtime()
+    per_op = rt.ops["elementwise"].overhead_us + rt.call_overhead_us
+    assert per_op == pytest.approx(TRUE_OPS["elementwise"].overhead_us + 1.0 + 3.0, rel=0.05)
+
+
+def test_measure_interleaves_and_returns_medians():
+    calls = []
+    fns = [lambda: calls.append("a"), lambda: calls.append("b")]
+    out = measure(fns, rounds=3, target_s=1e-4)
+    assert len(out) == 2 and all(t > 0 for t in out)
+    assert set(calls) == {"a", "b"}
+
+
+def test_timer_choice():
+    assert timer("auto", 1) is time.thread_time
+    assert timer("auto", 2) is time.perf_counter
+    assert timer("wall", 1) is time.perf_counter
+    with pytest.raises(ValueError):
+        timer("sundial")
+
+
+def test_forcing_thresholds():
+    assert forcing_thresholds("maxprob", 3, 1) == [2.0, -1.0, 2.0]
+    assert forcing_thresholds("entropy", 2, 2) == [-1.0, -1.0]
+
+
+@pytest.mark.slow
+def test_quick_calibration_runs_here():
+    m = run_benchmarks(CalibrationSettings(quick=True, rounds=2, target_ms=1.0, threads=1))
+    kinds = {k for k, _, _ in m.cases}
+    assert set(OP_KINDS) <= kinds and "composite" in kinds
+    profile = fit_profile("here", m)
+    rt = profile.runtime()
+    assert rt.decision_overhead_us > 0 and profile.device.peak_gflops["fp32"] > 0

@@ -1,0 +1,39 @@
+"""Validation statistics and a smoke run of the measured early-exit path (dse/cost/validate.py)."""
+from __future__ import annotations
+
+import pytest
+
+from dse.cost.profiles import load_profile
+from dse.cost.validate import (Case, ValidationSettings, default_cases, macs_baseline, summarize,
+                               validate)
+
+
+def test_summarize_by_hand():
+    s = summarize([1.05, 2.5, 2.7, 4.0], [1.0, 2.0, 3.0, 4.0])
+    # errors 5 %, 25 %, 10 %, 0 %: MAPE 10 %, 3 of 4 within +-10 %, ranks 1,2,3,4 vs 1,2,3,4
+    assert s == {"n": 4, "mape": 10.0, "within_10pct": 0.75, "spearman": 1.0}
+    assert summarize([3.0, 2.0, 1.0], [1.0, 2.0, 3.0])["spearman"] == -1.0
+
+
+def test_macs_baseline_is_the_least_relative_squares_slope():
+    slope, pred = macs_baseline([1.0, 2.0], [1.0, 4.0])
+    # r = (1, 0.5): s = 1.5 / 1.25 = 1.2
+    assert slope == pytest.approx(1.2) and pred == pytest.approx([1.2, 2.4])
+
+
+def test_default_cases_cover_six_backbones_and_three_exit_configs():
+    cases = default_cases()
+    assert len({c.backbone for c in cases}) >= 6
+    assert len({(c.num_exits, c.placement, c.branch) for c in cases}) >= 3
+
+
+@pytest.mark.slow
+def test_validate_smoke_on_the_real_early_exit_path():
+    result = validate(load_profile("desktop-cpu"), settings=ValidationSettings(rounds=2, target_ms=1.0, threads=1),
+                      cases=[Case("digits-resnet", 8, 2, "linear", "pool")])
+    assert {"n", "mape", "within_10pct", "spearman", "rows", "baseline"} <= set(result)
+    assert result["n"] == 3 == len(result["rows"])
+    row = result["rows"][0]
+    assert {"backbone", "exit", "block", "cum_macs", "predicted_ms", "measured_ms", "error"} <= set(row)
+    assert [r["exit"] for r in result["rows"]] == [0, 1, 2]
+    assert all(r["measured_ms"] > 0 for r in result["rows"])
