@@ -1,0 +1,101 @@
+"""``dse train``: train a configuration exported by ``dse search`` and save the model.
+
+Writes into ``--out`` (default: ``reports/<study>/train/<trial>/`` for a config in
+``reports/<study>/configs/<trial>.yaml``, else ``<config folder>/<config name>-train/``):
+``model.pt`` (open with ``dse evaluate`` or ``torch.load(..., weights_only=True)``),
+``metrics.json``, ``config.yaml`` and ``last.pt`` (for ``--resume``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dse.cli import options
+from dse.cli.output import echo_json, table
+
+
+def default_out_dir(config_path: str) -> Path:
+    p = Path(config_path)
+    if p.parent.name == "configs":
+        return p.parent.parent / "train" / p.stem
+    return p.parent / f"{p.stem}-train"
+
+
+@click.command("train")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Run configuration YAML (reports/<study>/configs/<trial>.yaml).")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--dataset", default=None, help="Override the config's dataset (NAME or NAME:PATH).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Backbone weights (default: the config's, else the cached trained backbone).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: reports/<study>/train/<trial>/ for a config in "
+                   "reports/<study>/configs/, else <config name>-train/ beside it).")
+@click.option("--mode", type=click.Choice(["frozen", "joint"]), default="frozen", show_default=True,
+              help="frozen: train the exits on the fixed backbone; joint: train everything.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last epoch.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Peak learning rate (default: 0.05 joint with sgd, else the config's).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Batch size (default: the config's).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
+              help="Default: sgd (momentum) for joint, the config's for frozen.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
+              help="Default: 5e-4 joint, 0 frozen.")
+@click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]), default="cosine",
+              show_default=True, help="cosine to 0, or /10 at 50% and 75% of the steps.")
+@click.option("--ge/--no-ge", default=None,
+              help="Gradient equilibrium (Li et al. 2019); default on for joint.")
+@click.option("--hdkd", is_flag=True,
+              help="Learn the CE / distillation loss weights on val (harmonized dense KD).")
+@click.option("--hdkd-lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="Step size of HDKD's loss-weight update.")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random shifts (and flips for natural images).")
+@click.option("--from-scratch", is_flag=True, help="Joint mode: start from random backbone weights.")
+@click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
+@options.device
+@options.threads
+@options.json_flag
+def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr, batch_size,
+            optimizer, momentum, weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch,
+            seed, device, threads, as_json):
+    """Train the configuration in --config (exits only, or jointly with the backbone).
+
+    Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
+    """
+    from dse.config import load_config
+    from dse.runtime import select_device, set_threads
+    from dse.train.full import train_config
+    from dse.train.schedules import TrainOptions
+
+    set_threads(threads)
+    config = load_config(config_path)
+    opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
+                        momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
+                        hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
+                        init="scratch" if from_scratch else "pretrained", seed=seed)
+    out = Path(out_dir) if out_dir else default_out_dir(config_path)
+    result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint, resume=resume,
+                          device=select_device(device), progress=None)
+    m = result.metrics
+    if as_json:
+        echo_json({"out": str(result.out_dir), "model": str(result.model_path),
+                   "metrics": str(result.out_dir / "metrics.json"), "options": m["options"],
+                   "val": m["val"], "test": m["test"], "epochs_run": m["epochs_run"],
+                   "train_seconds": m["train_seconds"]})
+        return
+    t = m["test"]
+    rows = [[n + 1, f"{macs / 1e6:.3f}", f"{100 * acc:.2f}", f"{100 * frac:.1f}"]
+            for n, (macs, acc, frac) in enumerate(zip(m["exit_macs"], t["per_exit_accuracy"],
+                                                       t["exit_fractions"]))]
+    o = m["options"]
+    click.echo(f"trained {o['mode']} for {o['epochs']} epochs ({m['train_seconds']:.1f} s): "
+               f"loss {m['config']['training']['loss']['name']}, ge {o['ge']}, hdkd {o['hdkd']}")
+    click.echo(table(["exit", "M MACs", "test acc %", "exits here %"], rows))
+    click.echo(f"early-exit test accuracy {100 * t['accuracy']:.2f}% at "
+               f"{t['expected_macs'] / 1e6:.3f} M MACs on average "
+               f"(mean anytime accuracy {100 * t['mean_anytime_accuracy']:.2f}%)")
+    click.echo(f"saved {result.model_path}")

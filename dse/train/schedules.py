@@ -1,0 +1,124 @@
+"""The full-training recipe: options not in a run configuration, their defaults, and the
+optimizer and learning-rate schedule they build.
+
+A configuration exported by ``dse search`` fixes the structure, the loss (with ISC) and the label
+source; how long and how hard to train comes from here (``dse train`` flags). Defaults:
+
+=============  ======================================  ======================================
+option         ``frozen`` (exits only)                 ``joint`` (backbone and exits)
+=============  ======================================  ======================================
+optimizer      the config's (``training.optimizer``)   sgd, momentum 0.9 (MSDNet / IMTA)
+lr             the config's (``training.lr``)          0.05
+weight decay   0                                       5e-4
+GE             off (no backbone gradient)              on
+=============  ======================================  ======================================
+
+Both: 30 epochs, the config's batch size, cosine schedule, random-shift augmentation.
+Schedules are stepped once per optimizer step: ``cosine`` decays the lr to 0 over the run,
+``step`` divides it by 10 at 50% and 75% of the run, ``constant`` keeps it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable
+
+import torch
+
+from dse.errors import ConfigError
+
+MODES = ("frozen", "joint")
+SCHEDULES = ("cosine", "step", "constant")
+INITS = ("pretrained", "scratch")
+DEFAULT_EPOCHS = 30
+JOINT_LR = 0.05
+JOINT_WEIGHT_DECAY = 5e-4
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What ``dse train`` was asked for; ``None`` means "the default for the mode"."""
+
+    mode: str = "frozen"
+    epochs: int = DEFAULT_EPOCHS
+    lr: float | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None        # sgd | adam
+    momentum: float = 0.9               # sgd only
+    weight_decay: float | None = None
+    schedule: str = "cosine"
+    ge: bool | None = None              # gradient equilibrium (joint only)
+    hdkd: bool = False                  # harmonized dense KD loss weights
+    hdkd_lr: float = 0.1                # eps: step size of the gamma update
+    hdkd_alpha: float = 0.5             # alpha of the balanced validation loss
+    hdkd_momentum: float = 0.9          # m of the EMA in the balanced validation loss
+    augment: bool = True                # random shifts (and flips for natural images)
+    init: str = "pretrained"            # joint: start from the trained backbone or from scratch
+    seed: int | None = None             # None: the config's seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve(options: TrainOptions, config) -> TrainOptions:
+    """Fill every ``None`` from the mode and the run configuration; check ranges."""
+    o = options
+    if o.mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {o.mode!r}")
+    if o.schedule not in SCHEDULES:
+        raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}")
+    if o.init not in INITS:
+        raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {o.init!r}")
+    joint = o.mode == "joint"
+    if o.init == "scratch" and not joint:
+        raise ConfigError("--from-scratch needs --mode joint (frozen mode keeps the trained backbone)")
+    if o.ge and not joint:
+        raise ConfigError("--ge needs --mode joint: with a frozen backbone no gradient reaches it")
+    t = config.training
+    o = replace(
+        o,
+        optimizer=o.optimizer or ("sgd" if joint else t.optimizer),
+        batch_size=o.batch_size or t.batch_size,
+        weight_decay=o.weight_decay if o.weight_decay is not None else (JOINT_WEIGHT_DECAY if joint else 0.0),
+        ge=joint if o.ge is None else o.ge,
+        seed=config.seed if o.seed is None else o.seed,
+    )
+    if o.lr is None:
+        o = replace(o, lr=JOINT_LR if joint and o.optimizer == "sgd" else t.lr)
+    if o.optimizer not in ("sgd", "adam"):
+        raise ConfigError(f"--optimizer must be sgd or adam, got {o.optimizer!r}")
+    for name, value, low in (("epochs", o.epochs, 1), ("batch-size", o.batch_size, 1)):
+        if not isinstance(value, int) or value < low:
+            raise ConfigError(f"--{name} must be an integer >= {low}, got {value!r}")
+    for name, value in (("lr", o.lr), ("hdkd-lr", o.hdkd_lr)):
+        if not value > 0:
+            raise ConfigError(f"--{name} must be > 0, got {value!r}")
+    if not 0 <= o.momentum < 1 or o.weight_decay < 0:
+        raise ConfigError(f"--momentum must be in [0, 1) and --weight-decay >= 0, got "
+                          f"{o.momentum!r} and {o.weight_decay!r}")
+    if o.hdkd and o.optimizer != "sgd":
+        raise ConfigError("--hdkd's virtual step is an SGD step: use --optimizer sgd with it")
+    return o
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], o: TrainOptions) -> torch.optim.Optimizer:
+    params = list(params)
+    if not params:
+        raise ConfigError("nothing to train: the configuration has no trainable parameters "
+                          "(frozen mode with no early exit?)")
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                               nesterov=o.momentum > 0)
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, schedule: str,
+                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule over ``total_steps`` optimizer steps."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total_steps, 1))
+    if schedule == "step":
+        milestones = sorted({max(1, int(total_steps * 0.5)), max(1, int(total_steps * 0.75))})
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
+    if schedule == "constant":
+        return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+    raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")

@@ -1,0 +1,193 @@
+"""Full-training techniques for multi-exit networks: gradient equilibrium and harmonized dense KD.
+
+**Gradient equilibrium** (GE; Li et al., "Improved Techniques for Training Adaptive Deep
+Networks", ICCV 2019, section 3.1 and ``gradient_rescale`` in ``kalviny/IMTA``). With k exits
+(the final head included), exit s = 1..k at block b_s, segment s is the run of blocks after
+b_{s-1} up to b_s (the last segment ends at the head). Two gradient re-scaling ops (identity
+forward, scaled backward) sit at every early exit's attach point::
+
+    h = block_{b_s}(...)            # end of segment s
+    h = rescale(h, 1 / (k - s + 1)) # what branch s and the next segment read
+    z_s = branch_s(h)
+    h = rescale(h, k - s)           # only on the path into block b_s + 1
+
+Backward, the gradient at the end of segment s is
+D_s = (g_s + (k - s) * J^T D_{s+1}) / (k - s + 1), with g_s exit s's own gradient, so by
+induction every block of segment s receives exactly ``1 / (k - s + 1)`` of the gradient of each
+loss j >= s (the mean over the losses that reach it instead of their sum); the branches' own
+gradients are unchanged, and the forward pass is unchanged (the ops return their input).
+
+**Harmonized dense KD** (HDKD; Wang and Li, "Harmonized Dense Knowledge Distillation Training
+for Multi-Exit Architectures", AAAI 2021). The training loss is sum_t gamma_t * term_t over the
+per-exit CE terms and the distillation terms T^2 KL(p_j || p_i) (exit i from a later exit j),
+gamma starting at the config loss's own weights. Every step, with theta the trained parameters:
+
+    theta' = theta - xi * grad_theta sum_t gamma_t term_t(theta)      (one virtual SGD step)
+    gamma <- gamma - eps * grad_gamma L_val(theta')                   (on a validation batch)
+
+then gamma is clipped at 0 and rescaled to its initial sum (so the overall step size does not
+drift), and theta takes its ordinary optimizer step with the new gamma. ``L_val`` is the
+*balanced validation loss*: alpha sum_k CE_k + (1 - alpha) sum_k softplus(CE_k / E[CE_k] - 1),
+E[CE_k] an exponential moving average (momentum m = 0.9) that discounts exits whose loss is
+simply large.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dse.errors import ConfigError
+from dse.train.losses import distill_kl, isc_combine
+
+# ----------------------------------------------------------------------- gradient equilibrium
+
+
+class _GradScale(torch.autograd.Function):
+    """Identity forward; backward multiplies the incoming gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return x.clone()  # a copy, not a view: later blocks may modify it in place
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        # differentiable (HDKD's second-order step goes through it): at every order the op
+        # acts as if its derivative were ``scale``
+        return grad * ctx.scale, None
+
+
+def grad_scale(x: Tensor, scale: float) -> Tensor:
+    """``x`` unchanged forward; its gradient is multiplied by ``scale`` backward."""
+    return _GradScale.apply(x, float(scale))
+
+
+def ge_scales(num_exits: int) -> list[tuple[float, float]]:
+    """(branch-side scale 1/(k-s+1), onward scale k-s) at each early exit s = 1..k-1."""
+    k = num_exits
+    return [(1.0 / (k - s + 1), float(k - s)) for s in range(1, k)]
+
+
+@contextlib.contextmanager
+def gradient_equilibrium(model: nn.Module) -> Iterator[None]:
+    """Install GE's re-scaling ops on a :class:`~dse.models.multiexit.MultiExitNet` for the
+    duration of the block (forward hooks on the exit blocks, pre-hooks on the blocks after)."""
+    blocks, exit_blocks = model.backbone.blocks, list(model.exit_blocks)
+    handles = []
+    for (branch_side, onward), b in zip(ge_scales(len(exit_blocks) + 1), exit_blocks):
+        handles.append(blocks[b].register_forward_hook(
+            lambda _m, _inp, out, s=branch_side: grad_scale(out, s)))
+        handles.append(blocks[b + 1].register_forward_pre_hook(
+            lambda _m, inp, s=onward: (grad_scale(inp[0], s), *inp[1:])))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# ------------------------------------------------------------------ balanced validation loss
+
+
+class BalancedValLoss:
+    """alpha sum_k CE_k + (1 - alpha) sum_k softplus(CE_k / E[CE_k] - 1).
+
+    E[CE_k] is an EMA of the detached CE values: ``ema <- m * ema + (1 - m) * CE`` is applied
+    first (the first call initialises ``ema = CE``), then the loss uses the updated EMA.
+    """
+
+    def __init__(self, alpha: float = 0.5, momentum: float = 0.9) -> None:
+        if not 0.0 <= alpha <= 1.0 or not 0.0 <= momentum < 1.0:
+            raise ConfigError(f"balanced validation loss needs alpha in [0, 1] and momentum in "
+                              f"[0, 1), got alpha={alpha!r}, momentum={momentum!r}")
+        self.alpha, self.momentum = float(alpha), float(momentum)
+        self.ema: Tensor | None = None
+
+    def __call__(self, ce: Tensor) -> Tensor:
+        value = ce.detach()
+        self.ema = value.clone() if self.ema is None else \
+            self.momentum * self.ema + (1.0 - self.momentum) * value
+        ratio = ce / self.ema.clamp_min(1e-12)
+        return self.alpha * ce.sum() + (1.0 - self.alpha) * F.softplus(ratio - 1.0).sum()
+
+
+# -------------------------------------------------------------------- HDKD loss decomposition
+
+
+class HdkdTerms:
+    """The loss terms HDKD weighs, and their initial weights (the config loss's own).
+
+    Terms, in order: CE_1..CE_E (every exit), then T^2 KL(p_j || p_i) for each distilled pair
+    (i, j), teacher j detached: every later exit for ``dense_kd``, the final head for ``kd``,
+    none for ``ce``. With the initial weights the weighted sum equals the named loss.
+    """
+
+    def __init__(self, loss: str, num_exits: int, params: Mapping[str, object], isc: bool = False) -> None:
+        if loss not in ("ce", "kd", "dense_kd"):
+            raise ConfigError(f"--hdkd weighs CE and distillation terms: training.loss must be ce, "
+                              f"kd or dense_kd, got {loss!r}")
+        e = num_exits
+        self.isc, self.temperature = isc, float(params.get("temperature", 3.0))  # type: ignore[arg-type]
+        alpha = float(params.get("alpha", 0.5))  # type: ignore[arg-type]
+        if loss == "ce":
+            from dse.train.losses import ce_weights
+            self.pairs: list[tuple[int, int]] = []
+            ce_w = ce_weights(params.get("weights", "uniform"), e)  # type: ignore[arg-type]
+            kd_w: list[float] = []
+        else:
+            self.pairs = [(i, j) for i in range(e - 1)
+                          for j in (range(i + 1, e) if loss == "dense_kd" else [e - 1])]
+            ce_w = [alpha] * (e - 1) + [1.0]
+            kd_w = [(1 - alpha) / ((e - 1 - i) if loss == "dense_kd" else 1) for i, _ in self.pairs]
+        self.names = [f"ce{n + 1}" for n in range(e)] + [f"kd{i + 1}<-{j + 1}" for i, j in self.pairs]
+        self.initial = torch.tensor(ce_w + kd_w, dtype=torch.float32)
+
+    def __call__(self, logits: Sequence[Tensor], targets: Tensor) -> Tensor:
+        """[T] vector of terms for per-exit ``logits`` (final last)."""
+        z = isc_combine(list(logits)) if self.isc else list(logits)
+        t2 = self.temperature ** 2
+        terms = [F.cross_entropy(zn, targets) for zn in z]
+        terms += [t2 * distill_kl(z[j].detach(), z[i], self.temperature) for i, j in self.pairs]
+        return torch.stack(terms)
+
+
+def per_exit_ce(logits: Sequence[Tensor], targets: Tensor, isc: bool = False) -> Tensor:
+    """[E] cross-entropy of every exit (after ISC when the model was trained with it)."""
+    z = isc_combine(list(logits)) if isc else list(logits)
+    return torch.stack([F.cross_entropy(zn, targets) for zn in z])
+
+
+# ------------------------------------------------------------------------ bilevel gamma step
+
+
+def project_gamma(gamma: Tensor, total: float) -> Tensor:
+    """Clip at 0 and rescale to sum ``total`` (uniform if everything was clipped)."""
+    g = gamma.clamp_min(0.0)
+    s = float(g.sum())
+    return g * (total / s) if s > 0 else torch.full_like(g, total / g.numel())
+
+
+def hdkd_gamma_step(params: Mapping[str, Tensor], gamma: Tensor,
+                    train_terms: Callable[[Mapping[str, Tensor]], Tensor],
+                    val_loss: Callable[[Mapping[str, Tensor]], Tensor],
+                    xi: float, eps: float, total: float | None = None) -> tuple[Tensor, Tensor]:
+    """One bilevel update of the loss weights; returns (new gamma, train terms at ``params``).
+
+    theta' = theta - xi grad_theta (gamma . terms(theta)); gamma <- gamma - eps grad_gamma
+    L_val(theta'); then :func:`project_gamma` to ``total`` (default: gamma's current sum).
+    The returned terms keep their graph, so the caller can back-propagate the ordinary step.
+    """
+    names = list(params)
+    theta = [params[n] for n in names]
+    g = gamma.detach().clone().requires_grad_(True)
+    terms = train_terms(params)
+    grads = torch.autograd.grad((g * terms).sum(), theta, create_graph=True, allow_unused=True)
+    virtual = {n: p - xi * gr if gr is not None else p for n, p, gr in zip(names, theta, grads)}
+    (d_gamma,) = torch.autograd.grad(val_loss(virtual), g)
+    total = float(gamma.sum()) if total is None else total
+    new = project_gamma(gamma.detach() - eps * d_gamma.detach(), total)
+    return new, terms

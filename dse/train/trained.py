@@ -1,0 +1,135 @@
+"""The trained multi-exit model: rebuild a configuration on a backbone, collect its per-exit
+outputs, and save / load the model file that ``dse train`` writes and ``dse evaluate`` reads.
+
+The model file (``model.pt``) is written with ``torch.save`` and holds plain types and tensors
+only, so ``torch.load(path, weights_only=True)`` opens it::
+
+    {"format": "dse-multiexit", "version": 1,
+     "config": RunConfig.to_dict() (exit blocks resolved), "state_dict": MultiExitNet's,
+     "metrics": {...}, "input": {dataset, num_classes, in_channels, input_size, mean, std, ...},
+     "training": {resolved dse train options}, "exit_macs": [cumulative MACs per exit]}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dse.cache import atomic_torch_save
+from dse.config import RunConfig, config_from_section
+from dse.errors import CheckpointError
+from dse.models.assemble import Assembled, InputSpec, assemble
+
+RUN_FORMAT, RUN_VERSION = "dse-multiexit", 1
+EVAL_BATCH = 512
+
+
+def assemble_config(config: RunConfig, backbone: nn.Module, inputs: InputSpec) -> Assembled:
+    """The configuration's multi-exit model on ``backbone`` (its recorded blocks when present)."""
+    e = config.exits
+    if e.blocks is not None and len(e.blocks) > 0:
+        how = dict(num_exits=len(e.blocks), placement="explicit", positions=list(e.blocks))
+    elif e.blocks is not None or e.count == 0:
+        how = dict(num_exits=0, placement="pareto", positions=None)
+    else:
+        how = dict(num_exits=e.count, placement=e.placement,
+                   positions=list(e.positions) if e.positions else None)
+    return assemble(backbone, inputs, branch=e.branch, branch_params=e.branch_kwargs, **how)
+
+
+def exit_costs(a: Assembled) -> list[float]:
+    """Cumulative MACs of every exit normalised by the final exit's (EENet's c_n, c_E = 1)."""
+    return [m / a.exit_macs[-1] for m in a.exit_macs]
+
+
+@torch.inference_mode()
+def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: bool = False,
+                    device: torch.device | str = "cpu", batch_size: int = EVAL_BATCH):
+    """Per-exit logits and confidences of a whole split as :class:`~dse.evaluation.ExitOutputs`
+    (ISC applied as in training, so each exit's logits are what it predicts with)."""
+    from dse.evaluation import ExitOutputs
+    from dse.train.losses import isc_combine
+
+    was = model.training
+    model.eval()
+    logits: list[list[torch.Tensor]] = []
+    conf: list[list[torch.Tensor]] = []
+    for i in range(0, int(y.shape[0]), batch_size):
+        outs = model(x[i:i + batch_size].to(device))
+        zs = [z for z, _ in outs]
+        zs = isc_combine(zs) if isc else zs
+        logits.append([z.float().cpu() for z in zs])
+        conf.append([h.float().cpu() for _, h in outs])
+    model.train(was)
+    n_exits = len(logits[0]) if logits else 1
+    return ExitOutputs.from_exits([torch.cat([b[e] for b in logits]).numpy() for e in range(n_exits)],
+                                  [torch.cat([b[e] for b in conf]).numpy() for e in range(n_exits)],
+                                  y.cpu().numpy())
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item() if getattr(value, "ndim", 0) == 0 else plain(value.tolist())
+    return value
+
+
+def save_model(path: str | Path, model: nn.Module, config: RunConfig, inputs: dict[str, Any],
+               metrics: dict[str, Any], training: dict[str, Any], exit_macs: list[int]) -> Path:
+    """Write the trained model: plain types and tensors only, so ``torch.load(path,
+    weights_only=True)`` opens it; ``state_dict`` is the :class:`MultiExitNet`'s."""
+    payload = {"format": RUN_FORMAT, "version": RUN_VERSION, "config": plain(config.to_dict()),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "metrics": plain(metrics), "input": plain(inputs), "training": plain(training),
+               "exit_macs": [int(m) for m in exit_macs]}
+    return atomic_torch_save(payload, path)
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    config: RunConfig
+    inputs: dict[str, Any]
+    payload: dict[str, Any]
+
+    @property
+    def exit_macs(self) -> list[int]:
+        return list(self.payload["exit_macs"])
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Rebuild a model saved by :func:`save_model` (eval mode, CPU)."""
+    from dse.models.backbones import build_backbone
+    from dse.models.checkpoint import read_checkpoint
+    from dse.models.multiexit import build_multiexit
+    from dse.yamlio import Section
+
+    path = str(path)
+    raw = read_checkpoint(path)
+    if not isinstance(raw, dict) or raw.get("format") != RUN_FORMAT:
+        raise CheckpointError(f"checkpoint {path}: not a trained multi-exit model (written by "
+                              f"'dse train', format {RUN_FORMAT!r}); is it a backbone checkpoint?")
+    if raw.get("version") != RUN_VERSION:
+        raise CheckpointError(f"checkpoint {path}: format version {raw.get('version')!r}, "
+                              f"expected {RUN_VERSION}")
+    config = config_from_section(Section(raw["config"], f"{path}: config"))
+    inp = raw["input"]
+    backbone = build_backbone(config.backbone, num_classes=inp["num_classes"],
+                              in_channels=inp["in_channels"])
+    shape = (inp["in_channels"], inp["input_size"], inp["input_size"])
+    model = build_multiexit(backbone, list(config.exits.blocks or ()), config.exits.branch,
+                            inp["num_classes"], shape, isc=config.training.loss.isc,
+                            **config.exits.branch_kwargs)
+    try:
+        model.load_state_dict(raw["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the model ({first})") from exc
+    model.eval()
+    return LoadedModel(model, config, dict(inp), raw)
