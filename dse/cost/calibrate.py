@@ -84,7 +84,8 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
     log(f"timing micro-benchmarks with {threads} thread(s) ...")
     with torch.no_grad():
         peak = mb.peak_gflops(settings.rounds, settings.quick, clock)
-        benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick)
+        benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick,
+                                                                             settings.criterion)
         seconds = mb.measure([fn for _, fn, _ in benches], rounds=settings.rounds,
                              target_s=target_s, clock=clock, statistic=settings.statistic)
         call_us, decision_us, inference_us = mb.exit_path_costs(
@@ -128,32 +129,43 @@ def _fit_kind(kind: str, cases: list[tuple[list[LayerRecord], float]], device: D
 
 def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
                    rt: Runtime) -> Runtime:
-    """Stage 2: in-network overheads from whole synthetic networks (NNLS on relative error).
+    """Stage 2: in-network overheads from whole synthetic early-exit networks (NNLS, relative error).
 
-    Three non-negative unknowns on top of the tight-loop model: an extra cost per kernel (the
-    same for every kind: dispatch from colder caches), per module call, and per MB of large fresh
-    outputs. Few unknowns keep the split physical where op counts are collinear. (A uniform
-    slowdown of device work was tried: it overpredicts the large compute-bound networks.)
+    Four non-negative unknowns on top of the tight-loop model: an extra cost per kernel (the
+    same for every kind: dispatch from colder caches), per module call, per MB of large fresh
+    outputs, and per exit decision (the score, compare and sync evaluated inside a chain, with
+    the dispatcher's code and data evicted by the blocks in between, costs more than the
+    isolated ``exit_path_costs`` measure). The cases are ``MultiExitNet.early_exit`` runs, so the
+    model of a case is what :func:`dse.cost.latency.predict` sums: the per-inference cost, the
+    kernels, and one decision per marker. Few unknowns keep the split physical where op counts
+    are collinear. (A uniform slowdown of device work was tried: it overpredicts the large
+    compute-bound networks.)
     """
     import numpy as np
     from scipy.optimize import nnls
+
+    from dse.cost.microbench import DECISION, INFERENCE
 
     unit = replace(rt, alloc_us_per_mb=1.0)  # alloc_us() with 1 us/MB: the MB of fresh outputs
     rows, rhs = [], []
     for records, t in cases:
         ks = kernels(records, rt.fusion)
         host_us, device_us = (sum(x) for x in zip(*(kernel_time_us(k, device, rt) for k in ks)))
+        decisions = sum(r.name == DECISION and r.kind == "call" for r in records)
+        fixed = (decisions * rt.decision_overhead_us
+                 + any(r.name == INFERENCE and r.kind == "call" for r in records) * rt.inference_overhead_us)
         n_kernels = sum(k.kind != "call" and k.kind != "view" for k in ks)
         calls = sum(k.calls for k in ks)
         fresh_mb = sum(alloc_us(k, unit) for k in ks)
         t_us = t * 1e6
-        rows.append([n_kernels / t_us, calls / t_us, fresh_mb / t_us])
-        rhs.append((t_us - device_us - host_us) / t_us)
-    (per_kernel, per_call, per_mb), _ = nnls(np.array(rows), np.array(rhs))
+        rows.append([n_kernels / t_us, calls / t_us, fresh_mb / t_us, decisions / t_us])
+        rhs.append((t_us - device_us - host_us - fixed) / t_us)
+    (per_kernel, per_call, per_mb, per_decision), _ = nnls(np.array(rows), np.array(rhs))
     ops = {k: p if k == "view" else replace(p, overhead_us=p.overhead_us + float(per_kernel))
            for k, p in rt.ops.items()}
     return replace(rt, ops=ops, call_overhead_us=rt.call_overhead_us + float(per_call),
-                   alloc_us_per_mb=rt.alloc_us_per_mb + float(per_mb))
+                   alloc_us_per_mb=rt.alloc_us_per_mb + float(per_mb),
+                   decision_overhead_us=rt.decision_overhead_us + float(per_decision))
 
 
 def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = CalibrationSettings(),

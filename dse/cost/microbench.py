@@ -220,13 +220,20 @@ def forcing_thresholds(criterion: str, num_exits: int, exit_at: int) -> list[flo
     return [always if i == exit_at else never for i in range(num_exits)]
 
 
-def composite_benchmarks(quick: bool) -> list[Bench]:
-    """("composite", fn, records) for small synthetic CNNs (seeded), where overhead dominates.
+def composite_benchmarks(quick: bool, criterion: str = "maxprob") -> list[Bench]:
+    """("composite", fn, records) for small synthetic early-exit CNNs (seeded).
 
-    Random mini-ResNets, mini-MobileNets and mini-VGGs with a pooled head and an exit-branch-like
-    head, built from generic modules (not dse's backbones): each runs as a whole, as a network
-    does, so per-op costs include ``nn.Module`` dispatch, the cache state of a real forward and,
-    on the nets with large feature maps, the allocator's fresh pages for big outputs.
+    Random mini-ResNets (projection or option-A pad shortcuts: slicing + ``F.pad``),
+    mini-MobileNets and mini-VGGs, built from generic modules (not dse's backbones), with 0-3
+    exit branches (pooling, two linears, sigmoid) at random blocks, run whole the way a
+    deployment runs: ``MultiExitNet.early_exit`` at batch 1, every exit evaluated and none
+    taken. Per-op costs then include ``nn.Module`` dispatch, the cache state of a real forward
+    (weights and feature maps evicted by the rest of the chain, the dispatcher's code evicted
+    by the kernels), the early-exit loop and, on the nets with large feature maps, the
+    allocator's fresh pages for big outputs. The records are the path the model sums
+    (:func:`dse.cost.latency.predict`): an ``inference`` marker, then blocks, each branch
+    followed by an ``exit_decision`` marker, then the head (markers are ``call`` records with
+    no calls: free in the model, counted by the fit).
     """
     import random
 
@@ -234,7 +241,8 @@ def composite_benchmarks(quick: bool) -> list[Bench]:
     import torch.nn.functional as F
     from torch import nn
 
-    from dse.cost.layers import trace
+    from dse.models.backbones import Backbone
+    from dse.models.multiexit import MultiExitNet
 
     def cbr(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, act: str = "relu"):
         layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
@@ -242,12 +250,21 @@ def composite_benchmarks(quick: bool) -> list[Bench]:
             layers.append(nn.ReLU6(inplace=True) if act == "relu6" else nn.ReLU(inplace=True))
         return nn.Sequential(*layers)
 
+    class Pad(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.stride, self.pad = stride, cout - cin
+
+        def forward(self, x):
+            x = x[:, :, ::self.stride, ::self.stride]
+            return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+
     class Residual(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int, functional: bool) -> None:
+        def __init__(self, cin: int, cout: int, stride: int, functional: bool, pad: bool) -> None:
             super().__init__()
             self.a, self.b = cbr(cin, cout, 3, stride), cbr(cout, cout, act="")
             self.sc = (nn.Identity() if stride == 1 and cin == cout
-                       else cbr(cin, cout, 1, stride, act=""))
+                       else Pad(cin, cout, stride) if pad else cbr(cin, cout, 1, stride, act=""))
             self.relu, self.functional = nn.ReLU(inplace=True), functional
 
         def forward(self, x):
@@ -266,7 +283,7 @@ def composite_benchmarks(quick: bool) -> list[Bench]:
         def forward(self, x):
             return x + self.conv(x) if self.residual else self.conv(x)
 
-    class Head(nn.Module):
+    class Branch(nn.Module):
         def __init__(self, c: int, bn: bool, classes: int) -> None:
             super().__init__()
             pre = [nn.BatchNorm2d(c), nn.ReLU()] if bn else []
@@ -277,27 +294,26 @@ def composite_benchmarks(quick: bool) -> list[Bench]:
             z = self.features(x)
             return self.fc(z), torch.sigmoid(self.conf(z)).squeeze(1)
 
-    class Net(nn.Module):
-        def __init__(self, body: list, c: int, rng: random.Random) -> None:
+    class Head(nn.Module):
+        def __init__(self, c: int, classes: int) -> None:
             super().__init__()
-            self.body = nn.ModuleList(body)
-            self.branch, self.head = Head(c, True, 10), Head(c, False, rng.choice([10, 100]))
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(c, classes)
 
         def forward(self, x):
-            for m in self.body:
-                x = m(x)
-            return self.branch(x), self.head(x)
+            return self.fc(torch.flatten(self.pool(x), 1))
 
-    def make(family: str, rng: random.Random, large: bool) -> tuple[nn.Module, int, int]:
+    def make(family: str, rng: random.Random, large: bool):
         cin, hw = rng.choice([(3, 64), (3, 96), (3, 128)] if large else [(1, 8), (3, 16), (3, 32)])
         c = rng.choice([8, 16] if large else [8, 16, 32, 64])
+        deep = not large and family == "resnet" and rng.random() < 0.5  # long chains, many weights
         body: list = [cbr(cin, c)]
+        pad = rng.random() < 0.5
         for stage in range(rng.choice([2, 3])):
             cout = c * 2 if stage else c
-            for i in range(rng.choice([1, 2, 3])):
+            for i in range(rng.choice([3, 5, 7] if deep else [1, 2, 3])):
                 stride = 2 if stage and i == 0 else 1
                 if family == "resnet":
-                    body.append(Residual(c, cout, stride, rng.random() < 0.5))
+                    body.append(Residual(c, cout, stride, rng.random() < 0.5, pad))
                 elif family == "mobile":
                     body.append(Inverted(c, cout, stride, rng.choice([2, 4, 6])))
                 else:
@@ -305,16 +321,47 @@ def composite_benchmarks(quick: bool) -> list[Bench]:
                 c = cout
             if family == "vgg":
                 body.append(nn.MaxPool2d(2, 2))
-        return Net(body, c, rng), cin, hw
+        shapes, z = [], torch.zeros(1, cin, hw, hw)
+        with torch.no_grad():
+            for m in body:
+                z = m.eval()(z)
+                shapes.append(z.shape[1])
+        n_exits = min(rng.choice([0, 1, 2, 3]), len(body) - 1)
+        exits = sorted(rng.sample(range(len(body) - 1), n_exits))
+        classes = rng.choice([10, 100])
+        branches = [Branch(shapes[b], rng.random() < 0.5, classes) for b in exits]
+        net = MultiExitNet(Backbone(body, Head(c, classes)), exits, branches)
+        return net.eval(), cin, hw
 
     rng = random.Random(0)
     torch.manual_seed(0)
     out: list[Bench] = []
     for i in range(6 if quick else 48):
         # every third net works on large feature maps: fresh-page costs of big outputs
-        module, cin, hw = make(("resnet", "mobile", "vgg")[i % 3], rng, large=(i // 3) % 3 == 2)
-        module.eval()
-        x = torch.randn(1, cin, hw, hw)
-        records, _ = trace(module, x)
-        out.append(("composite", lambda m=module, x=x: m(x), records))
+        net, cin, hw = make(("resnet", "mobile", "vgg")[i % 3], rng, large=(i // 3) % 3 == 2)
+        out.append(("composite", *early_exit_bench(net, (cin, hw, hw), criterion)))
     return out
+
+
+def early_exit_bench(net: Any, input_shape: Sequence[int], criterion: str) -> tuple[Callable[[], Any], list[LayerRecord]]:
+    """(fn, records) timing ``net.early_exit`` through every exit to the final one (batch 1)."""
+    import torch
+
+    from dse.cost.layers import trace_multiexit
+
+    exits = list(net.exit_blocks)
+    x = torch.randn(1, *input_shape)
+    ths = forcing_thresholds(criterion, len(exits), len(exits))
+    r = trace_multiexit(net.backbone, input_shape, exits, list(net.branches))
+    records = [LayerRecord(name=INFERENCE, kind="call")]
+    start = 0
+    for n, b in enumerate(exits):
+        records += [rec for block in r.blocks[start:b + 1] for rec in block]
+        records += [*r.branches[n], LayerRecord(name=DECISION, kind="call")]
+        start = b + 1
+    records += [rec for block in r.blocks[start:] for rec in block] + list(r.head)
+    return (lambda: net.early_exit(x, criterion, ths)), records
+
+
+#: Marker records (kind ``call``, no calls: free in the model) of composite benchmarks.
+INFERENCE, DECISION = "inference", "exit_decision"

@@ -115,3 +115,47 @@ def test_quick_calibration_runs_here():
     profile = fit_profile("here", m)
     rt = profile.runtime()
     assert rt.decision_overhead_us > 0 and profile.device.peak_gflops["fp32"] > 0
+
+
+def test_fit_moves_the_decision_cost_to_what_a_chain_pays():
+    """Early-exit composites pay 20 us more per decision than the isolated measurement says."""
+    from dse.cost.microbench import DECISION, INFERENCE
+
+    cases = _synthetic_cases(random.Random(2))
+    op = LayerRecord("relu", "elementwise", in_elems=10, out_elems=10, calls=1)
+    t_op = sum(sum(kernel_time_us(k, DEVICE, TRUE)) for k in kernels([op], False))
+    for n_ops, n_dec in ((10, 0), (20, 1), (30, 3), (15, 2), (40, 0)):
+        recs = (LayerRecord(INFERENCE, "call"), *[op] * n_ops, *[LayerRecord(DECISION, "call")] * n_dec)
+        cases.append(("composite", recs, (7.0 + n_ops * t_op + n_dec * (15.0 + 20.0)) / 1e6))
+    rt = fit_profile("synthetic", Measurements(tuple(cases), 80.0, 1.0, 15.0, 7.0, 1)).runtime()
+    assert rt.decision_overhead_us == pytest.approx(35.0, rel=0.05)
+    assert rt.call_overhead_us == pytest.approx(1.0, abs=0.1)
+
+
+def test_early_exit_bench_records_follow_the_path():
+    import torch
+    from torch import nn
+
+    from dse.cost.microbench import DECISION, INFERENCE, early_exit_bench
+    from dse.models.backbones import Backbone
+    from dse.models.multiexit import MultiExitNet
+
+    class Branch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.conf = nn.Linear(4, 3), nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.fc(x), torch.sigmoid(self.conf(x)).squeeze(1)
+
+    blocks = [nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(4)]
+    net = MultiExitNet(Backbone(blocks, nn.Linear(4, 3)), [0, 2], [Branch(), Branch()]).eval()
+    fn, records = early_exit_bench(net, (4,), "maxprob")
+    names = [r.name for r in records]
+    assert names[0] == INFERENCE and names.count(DECISION) == 2
+    # block 0, branch 0 (2 linears + sigmoid + squeeze), decision, blocks 1-2, branch 1, decision
+    assert names.index(DECISION) == 1 + 2 + 4
+    assert sum(r.kind == "linear" for r in records) == 4 + 4 + 1
+    with torch.no_grad():
+        logits, index = fn()
+    assert int(index[0]) == 2  # forced through every exit to the final one
