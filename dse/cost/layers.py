@@ -26,8 +26,10 @@ OP_KINDS = ("conv", "dwconv", "linear", "norm", "elementwise", "pool", "reduce",
 #: Optional kinds a runtime may set apart; without them the latency model uses the fallback.
 #: ``conv_gemm``: a convolution the framework runs by its generic im2col + GEMM path (eager
 #: PyTorch on CPU does so for small batch-1 inputs, ``torch._C._select_conv_backend`` says
-#: ``Slow2d``) rather than its tuned library (oneDNN, cuDNN).
-FALLBACK_KINDS = {"conv_gemm": "conv"}
+#: ``Slow2d``) rather than its tuned library (oneDNN, cuDNN). ``pad``: ``F.pad`` (option-A
+#: shortcuts), which eager PyTorch runs as several kernels (allocate, fill, copy), far slower
+#: per element than one element-wise op.
+FALLBACK_KINDS = {"conv_gemm": "conv", "pad": "elementwise"}
 CONV_KINDS = ("conv", "conv_gemm", "dwconv")
 _FUSION_HEADS = frozenset({*CONV_KINDS, "linear", "norm", "elementwise"})
 _GEMM_BACKENDS = frozenset({"Slow2d", "SlowDilated2d", "Slow3d", "SlowDilated3d", "SlowTranspose2d",
@@ -94,6 +96,7 @@ _REDUCE = {"adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
 _VIEW = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "__getitem__", "permute",
          "transpose", "t", "expand", "narrow", "select", "unflatten", "view_as", "reshape_as",
          "dropout", "alpha_dropout", "feature_alpha_dropout", "dropout2d", "identity", "detach"}
+_PAD = {"pad", "constant_pad_nd"}
 # Calls that return no new tensor data worth a kernel (metadata, construction of modules).
 _IGNORE = {"dim", "size", "numel", "__get__", "stride", "is_contiguous", "_set_grad_enabled",
            "__len__", "__bool__", "item", "tolist", "__format__", "__repr__", "data_ptr",
@@ -124,6 +127,8 @@ def classify(name: str, args: Sequence[Any], kwargs: dict) -> str:
         return "reduce"
     if base in _VIEW:
         return "view"
+    if base in _PAD:
+        return "pad"
     return "elementwise"
 
 

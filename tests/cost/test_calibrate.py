@@ -159,3 +159,18 @@ def test_early_exit_bench_records_follow_the_path():
     with torch.no_grad():
         logits, index = fn()
     assert int(index[0]) == 2  # forced through every exit to the final one
+
+
+def test_stage_two_ignores_an_outlier_composite():
+    """One composite with no in-network extra at all (2 us per op in the six others) must not
+    drag the per-kernel extra down: least squares on relative error would give about 1.2 us."""
+    cases = _synthetic_cases(random.Random(3))
+    op = LayerRecord("relu", "elementwise", in_elems=10, out_elems=10, calls=1)
+    t_op = sum(sum(kernel_time_us(k, DEVICE, TRUE)) for k in kernels([op], False))
+    for n_ops in (10, 20, 30, 40, 50, 60):
+        cases.append(("composite", (op,) * n_ops, n_ops * (t_op + 2.0) / 1e6))
+    cases.append(("composite", (op,) * 25, 25 * t_op / 1e6))
+    rt = fit_profile("synthetic", Measurements(tuple(cases), 80.0, 1.0, 15.0, 7.0, 1)).runtime()
+    extra = rt.ops["elementwise"].overhead_us + rt.call_overhead_us - (TRUE_OPS["elementwise"].overhead_us + 1.0)
+    assert extra == pytest.approx(2.0, abs=0.3)
+    assert rt.call_overhead_us == 1.0  # the measured call cost; the extra is per kernel

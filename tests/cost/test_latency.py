@@ -140,3 +140,13 @@ def test_expected_latency_and_energy():
 def test_latency_grows_with_the_exit_index():
     pred = predict(exit_net(), PROFILE)
     assert list(pred.exit_ms) == sorted(pred.exit_ms)
+
+
+def test_pad_uses_elementwise_params_unless_the_runtime_has_its_own():
+    pad = LayerRecord("pad", "pad", in_elems=1000, out_elems=3000)
+    # elementwise params: 2 us + 16 kB at 1e5 B/us x 0.5 = 0.32 us.
+    host, dev = kernel_time_us(kernels([pad], False)[0], DEVICE, RT)
+    assert (host, dev) == (pytest.approx(2.0), pytest.approx(0.32))
+    own = replace(RT, ops={**OPS, "pad": OpParams(overhead_us=5.0, compute_eff=0.5, memory_eff=0.1)})
+    host, dev = kernel_time_us(kernels([pad], False)[0], DEVICE, own)
+    assert (host, dev) == (pytest.approx(5.0), pytest.approx(1.6))  # 16 kB at 1e4 B/us

@@ -102,3 +102,13 @@ def test_net_records_reject_inconsistent_exits():
         NetRecords(blocks=(block, block), head=(), branches=((),), exit_blocks=())
     with pytest.raises(ValueError, match="not an attach point"):
         NetRecords(blocks=(block, block), head=(), branches=((),), exit_blocks=(1,))
+
+
+def test_pad_is_its_own_kind_with_counted_elements():
+    """Option-A shortcut: a strided slice (a view) then F.pad from 2 to 6 channels."""
+    x = torch.randn(1, 2, 4, 4)
+    records = trace_call(lambda: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2)))
+    assert [(r.name, r.kind) for r in records] == [("__getitem__", "view"), ("pad", "pad")]
+    pad = records[1]
+    assert (pad.in_elems, pad.out_elems) == (2 * 2 * 2, 6 * 2 * 2)  # reads 8, writes 24
+    assert classify("pad", (x, (1, 1)), {}) == "pad"
