@@ -1,0 +1,58 @@
+"""``dse finetune``: which exits to re-train when the deployment data drifts (selective fine-tuning)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dse.cli import options
+from dse.cli.output import echo_json, table
+from dse.finetune.shifts import SHIFTS
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@click.command("finetune")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="A run configuration (reports/<study>/configs/<trial>.yaml or hand-written).")
+@click.option("--shift", required=True, type=click.Choice(SHIFTS.names()),
+              help="Deployment shift applied to the training data (fine-tuning) and test data.")
+@click.option("--steps", "probe_steps", type=click.IntRange(min=1), default=None,
+              help="Probe steps s per exit before the subset is chosen [default: one epoch].")
+@click.option("--full-steps", type=click.IntRange(min=1), default=None,
+              help="Whole fine-tuning schedule S [default: the configuration's training steps].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Fine-tuning learning rate [default: the configuration's].")
+@options.device
+@options.threads
+@options.json_flag
+def command(config_path, shift, probe_steps, full_steps, lr, device, threads, as_json):
+    """Choose which exits to re-train when the data drifts, and compare with re-training all.
+
+    Selective fine-tuning of the exits' classifier ensemble (Hirose et al., IEEE Access 2020):
+    last-exit ensemble accuracy on the shifted test split and training operations.
+    """
+    from dse.config import load_config
+    from dse.finetune.selective import finetune_config
+    from dse.runtime import select_device, set_threads
+
+    config = load_config(config_path)
+    set_threads(threads)
+    result = finetune_config(config, shift, probe_steps=probe_steps, steps=full_steps, lr=lr,
+                             device=select_device(device), log=_log)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    r = result
+    click.echo(f"shift {r.shift}: {r.num_exits} exits, probe {r.probe_steps} steps, "
+               f"schedule {r.steps} steps of {r.batch_size}")
+    rows = [["no fine-tuning", "B" * r.num_exits, f"{r.baseline_accuracy:.2f}", "0"],
+            ["entire", "F" * r.num_exits, f"{r.entire_accuracy:.2f}", "1.000"],
+            ["selective", r.subset, f"{r.accuracy:.2f}", f"{r.ops_ratio:.3f}"],
+            ["reference (all tried)", r.best_subset, f"{r.best_subset_accuracy:.2f}", ""]]
+    click.echo(table(["fine-tuning", "subset", "ensemble acc %", "train ops / entire"], rows))
+    click.echo(f"training MACs: selective {r.selective_ops:.3e}, entire {r.entire_ops:.3e} "
+               f"(classifiers only; with a frozen-backbone forward every step the ratio is "
+               f"{r.ops_ratio_with_backbone:.3f})")

@@ -1,0 +1,249 @@
+"""Selective fine-tuning of a classifier ensemble (Hirose et al., IEEE Access 2020).
+
+When the deployment data drifts (a shift from :mod:`dse.finetune.shifts`), the exits of a
+multi-exit model are used as an ensemble: y*_b = mean of the logits of exits 1..b
+(:mod:`dse.finetune.subsets`). Only the exit classifiers are re-trained; the backbone stays
+frozen. The procedure:
+
+1. *Probe*: every exit's classifier is fine-tuned for s steps on shifted training data (default
+   s = one epoch of the training split).
+2. *Select*: every subset T of exits is scored by the last-exit ensemble accuracy with the
+   probed parameters for exits in T and the original parameters elsewhere (eq. 4-5), on the
+   shifted validation split; the best subset wins (ties: fewer fine-tuned exits).
+3. *Finish*: the exits in T continue from the probe to the end of the schedule (S steps).
+
+*Entire* fine-tuning trains every exit for the S steps. Each classifier is trained with its own
+cross-entropy on its own parameters (the backbone is frozen), so the exits train independently:
+the parameters an exit in T reaches after S steps are exactly those the entire run gives it
+(same seeded minibatches, same schedule; ``tests/finetune`` checks this). One run of all exits
+with a snapshot after s steps therefore yields the probe, the entire result and every selective
+result. Accuracies are reported on the shifted test split; the subset is chosen on validation.
+
+The ensemble uses every classifier's own logits, as the paper's independent classifiers; for a
+configuration trained with inline subnetwork collaboration (``isc``) these are the logits
+before the ISC sum, so its ensemble differs from its early-exit predictions.
+
+Reference (``best_subset``): the subset chosen with the fully fine-tuned parameters (fine-tune
+everything, then try every subset), i.e. what selection would pick with no probe budget.
+Training operations follow :mod:`dse.finetune.ops`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dse.errors import ConfigError, TrialFailed
+from dse.finetune.ops import entire_ops, ops_ratio, selective_ops
+from dse.finetune.subsets import (best_subset, ensemble_accuracy, mixed_logits, pattern,
+                                  score_subsets, subset_masks)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the classifiers are fine-tuned."""
+
+    probe_steps: int     #: s: steps every exit is fine-tuned before the subset is chosen
+    steps: int           #: S: the whole schedule (entire fine-tuning length)
+    lr: float            #: peak learning rate, cosine-decayed to 0 over S steps
+    optimizer: str = "adam"
+    batch_size: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.probe_steps < 1 or self.steps < 1:
+            raise ConfigError(f"fine-tuning steps must be >= 1, got --steps {self.probe_steps} "
+                              f"and a schedule of {self.steps}")
+        if self.probe_steps > self.steps:
+            raise ConfigError(f"--steps {self.probe_steps} (probe) exceeds the fine-tuning "
+                              f"schedule of {self.steps} steps; give --full-steps >= "
+                              f"{self.probe_steps} or fewer probe steps")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"fine-tuning optimizer must be adam or sgd, got {self.optimizer!r}")
+        if not self.lr > 0 or self.batch_size < 1:
+            raise ConfigError(f"fine-tuning needs lr > 0 and batch size >= 1, got lr={self.lr}, "
+                              f"batch_size={self.batch_size}")
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    shift: str
+    subset: str                     #: chosen pattern, exit 1 first (F = fine-tuned)
+    accuracy: float                 #: selective: last-exit ensemble accuracy (%, shifted test)
+    entire_accuracy: float          #: every exit fine-tuned (%)
+    baseline_accuracy: float        #: no fine-tuning (%)
+    ops_ratio: float                #: selective / entire training MACs (classifiers only)
+    ops_ratio_with_backbone: float  #: same with a frozen-backbone forward pass every step
+    best_subset: str                #: reference: subset chosen with fully fine-tuned parameters
+    best_subset_accuracy: float     #: its accuracy (%)
+    probe_accuracy: float           #: validation score of the chosen subset after the probe (%)
+    selective_ops: int              #: training MACs, classifiers only
+    entire_ops: int
+    probe_steps: int
+    steps: int
+    batch_size: int
+    num_exits: int
+    exit_ensemble_baseline: tuple[float, ...]  #: y*_b accuracy at every exit (%), no fine-tuning
+    exit_ensemble_selective: tuple[float, ...]
+    exit_ensemble_entire: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+
+def _logits_of(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    out = module(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def classifier_logits(classifiers: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
+                      batch_size: int = 1024) -> np.ndarray:
+    """float32 [B, N, K]: every classifier on its own input features (eval mode)."""
+    out = []
+    for module, x in zip(classifiers, inputs):
+        was = module.training
+        module.eval()
+        parts = [_logits_of(module, x[i:i + batch_size].float()).float()
+                 for i in range(0, x.shape[0], batch_size)]
+        module.train(was)
+        out.append(torch.cat(parts).numpy())
+    return np.stack(out)
+
+
+def finetune(classifiers: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
+             labels: torch.Tensor, schedule: Schedule, *, trained: Sequence[bool] | None = None,
+             snapshots: Sequence[int] = ()) -> dict[int, nn.ModuleList]:
+    """Fine-tune copies of ``classifiers`` with per-exit cross-entropy; return snapshots by step.
+
+    ``trained`` marks the exits that learn (default: all). The result always holds the final
+    state under ``schedule.steps``; ``snapshots`` adds the states after those step counts.
+    """
+    from dse.train.proxy import minibatches
+
+    models = nn.ModuleList(copy.deepcopy(list(classifiers)))
+    trained = [True] * len(models) if trained is None else list(trained)
+    params = [p for m, t in zip(models, trained) if t for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    keep = {int(s) for s in snapshots if 0 <= s < schedule.steps}
+    out: dict[int, nn.ModuleList] = {0: copy.deepcopy(models)} if 0 in keep else {}
+    if not params:
+        out[schedule.steps] = models.eval()
+        return out
+    if schedule.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=schedule.lr)
+    else:
+        opt = torch.optim.SGD(params, lr=schedule.lr, momentum=0.9, nesterov=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, schedule.steps)
+    batches = minibatches(int(labels.shape[0]), schedule.batch_size,
+                          torch.Generator().manual_seed(schedule.seed))
+    for m, t in zip(models, trained):
+        m.train(t)
+    for step in range(1, schedule.steps + 1):
+        idx = next(batches)
+        y = labels[idx]
+        loss = sum(F.cross_entropy(_logits_of(m, x[idx].float()), y)
+                   for m, x, t in zip(models, inputs, trained) if t)
+        if not bool(torch.isfinite(loss)):
+            raise TrialFailed(f"fine-tuning loss became {float(loss)} at step {step}; "
+                              "try a lower learning rate")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step in keep:
+            out[step] = copy.deepcopy(models).eval()
+    out[schedule.steps] = models.eval()
+    return out
+
+
+def one_epoch(num_samples: int, batch_size: int) -> int:
+    return max(1, math.ceil(num_samples / batch_size))
+
+
+def run_selective(base, shifted: dict, schedule: Schedule, shift: str) -> FinetuneResult:
+    """The procedure of the module docstring on a :class:`~dse.finetune.base.BaseModel` and
+    shifted features from :func:`~dse.finetune.base.shifted_features` (train, val, test)."""
+    def inputs(split: str) -> list[torch.Tensor]:
+        return [shifted[split].features[b] for b in base.input_blocks]
+
+    train_x, train_y = inputs("train"), shifted["train"].labels
+    val_y, test_y = shifted["val"].labels.numpy(), shifted["test"].labels.numpy()
+    states = finetune(base.classifiers, train_x, train_y, schedule,
+                      snapshots=[schedule.probe_steps])
+    probe, tuned = states[schedule.probe_steps], states[schedule.steps]
+
+    base_val = classifier_logits(base.classifiers, inputs("val"))
+    base_test = classifier_logits(base.classifiers, inputs("test"))
+    tuned_val = classifier_logits(tuned, inputs("val"))
+    tuned_test = classifier_logits(tuned, inputs("test"))
+    probe_val = classifier_logits(probe, inputs("val"))
+
+    masks = subset_masks(base.num_exits)
+    probe_scores = score_subsets(base_val, probe_val, val_y, masks)
+    chosen = masks[best_subset(probe_scores, masks)]
+    reference = masks[best_subset(score_subsets(base_val, tuned_val, val_y, masks), masks)]
+    test_scores = score_subsets(base_test, tuned_test, test_y,
+                                np.stack([chosen, reference, np.ones_like(chosen),
+                                          np.zeros_like(chosen)]))
+    n_train = int(train_y.shape[0])
+    batch = min(schedule.batch_size, n_train)
+    args = (base.costs, chosen, schedule.probe_steps, schedule.steps, batch)
+
+    def pct(v: float) -> float:
+        return round(100.0 * float(v), 4)
+
+    def per_exit(logits: np.ndarray) -> tuple[float, ...]:
+        return tuple(pct(a) for a in ensemble_accuracy(logits, test_y))
+
+    return FinetuneResult(
+        shift=shift, subset=pattern(chosen), accuracy=pct(test_scores[0]),
+        entire_accuracy=pct(test_scores[2]), baseline_accuracy=pct(test_scores[3]),
+        ops_ratio=round(ops_ratio(*args), 6),
+        ops_ratio_with_backbone=round(ops_ratio(*args, backbone_forward=True), 6),
+        best_subset=pattern(reference), best_subset_accuracy=pct(test_scores[1]),
+        probe_accuracy=pct(probe_scores[int(np.flatnonzero((masks == chosen).all(1))[0])]),
+        selective_ops=selective_ops(*args), entire_ops=entire_ops(base.costs, schedule.steps, batch),
+        probe_steps=schedule.probe_steps, steps=schedule.steps, batch_size=batch,
+        num_exits=base.num_exits, exit_ensemble_baseline=per_exit(base_test),
+        exit_ensemble_selective=per_exit(mixed_logits(base_test, tuned_test, chosen)),
+        exit_ensemble_entire=per_exit(tuned_test),
+    )
+
+
+def finetune_config(config, shift: str, *, probe_steps: int | None = None,
+                    steps: int | None = None, lr: float | None = None, ctx=None,
+                    proxy_seed: int | None = None, device: torch.device | str = "cpu",
+                    log=None) -> FinetuneResult:
+    """Rebuild ``config``'s model, shift its data and run selective vs entire fine-tuning.
+
+    Defaults: probe = one epoch of the training split, schedule = the configuration's proxy
+    steps, learning rate, optimizer and batch size = its training spec, seed = its seed.
+    ``proxy_seed``: the seed the search trained the original branches with (a trial's
+    ``proxy_seed`` attribute), so the rebuilt model is the one the search evaluated.
+    """
+    from dse.finetune.base import context_for, shifted_features, train_base
+    from dse.finetune.shifts import check_shift
+
+    shift = check_shift(shift)
+    ctx = ctx if ctx is not None else context_for(config, device=device, log=log)
+    t = config.training
+    n_train = len(ctx.data.train)
+    schedule = Schedule(  # checked before any training
+        probe_steps=probe_steps if probe_steps is not None else one_epoch(n_train, t.batch_size),
+        steps=steps if steps is not None else t.steps, lr=lr if lr is not None else t.lr,
+        optimizer=t.optimizer, batch_size=t.batch_size, seed=config.seed)
+    base = train_base(config, ctx, seed=proxy_seed)
+    shifted = shifted_features(ctx, shift, base.input_blocks)
+    return run_selective(base, shifted, schedule, shift)

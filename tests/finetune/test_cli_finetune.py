@@ -1,0 +1,56 @@
+"""``dse finetune``: JSON keys, the table, and one-line errors with exit status 2."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from dse.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [*args, "--threads", "1"])
+
+
+def test_json_output(make_config):
+    res = run("finetune", "--config", make_config(count=3, steps=20), "--shift", "rotate",
+              "--steps", "2", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    for key in ("shift", "subset", "accuracy", "entire_accuracy", "baseline_accuracy",
+                "ops_ratio", "best_subset_accuracy"):
+        assert key in out
+    assert out["shift"] == "rotate" and len(out["subset"]) == 4 and set(out["subset"]) <= set("FB")
+
+
+def test_table_output(make_config):
+    res = run("finetune", "--config", make_config(count=2, steps=10), "--shift", "cutout",
+              "--steps", "2")
+    assert res.exit_code == 0, res.output
+    assert "selective" in res.stdout and "entire" in res.stdout and "train ops" in res.stdout
+
+
+def test_missing_config_file(tmp_path):
+    res = run("finetune", "--config", str(tmp_path / "nope.yaml"), "--shift", "jitter")
+    assert res.exit_code == 2
+    assert "nope.yaml: no such file" in res.output
+
+
+def test_unknown_shift(make_config):
+    res = run("finetune", "--config", make_config(), "--shift", "blur")
+    assert res.exit_code == 2
+    assert "Invalid value for '--shift'" in res.output
+
+
+def test_probe_longer_than_schedule(make_config):
+    res = run("finetune", "--config", make_config(count=2, steps=10), "--shift", "jitter",
+              "--steps", "50")
+    assert res.exit_code == 2
+    assert "--steps 50 (probe) exceeds the fine-tuning schedule of 10 steps" in res.output
+
+
+def test_config_without_early_exits(make_config):
+    res = run("finetune", "--config", make_config(count=0, placement="explicit", blocks=[]),
+              "--shift", "jitter")
+    assert res.exit_code == 2
+    assert "needs at least one early exit" in res.output
