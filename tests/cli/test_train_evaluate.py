@@ -161,8 +161,6 @@ def test_evaluate_errors_exit_2(work, tmp_path):
 @pytest.mark.slow
 def test_search_exported_config_trains_and_evaluates(tmp_path):
     """A configuration written by ``dse search`` itself goes through train and evaluate."""
-    if "search" not in cli.commands:
-        pytest.skip("dse search is not available")
     r = run("search", "--profile", "jetson-nano", "--trials", 2, "--backbone-epochs", 1,
             "--out", tmp_path / "study", "--no-report", "--threads", 1, "--json")
     assert r.exit_code == 0, r.output

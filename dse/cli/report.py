@@ -1,0 +1,66 @@
+"""``dse report``: the PDF, CSVs and configs of a study, rebuilt from its storage alone."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from dse.cli import options
+from dse.cli.output import echo_json
+from dse.finetune.shifts import SHIFTS
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@click.command("report")
+@click.option("--study", "study_name", required=True, help="Name of the study to report on.")
+@click.option("--storage", default=None,
+              help="Optuna storage URL [default: sqlite:///<out>/study.db, as dse search writes].")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder [default: reports/<study>/].")
+@click.option("--shift", type=click.Choice(SHIFTS.names()), default=None,
+              help="Deployment shift: choose the fine-tuning subset of every front configuration.")
+@click.option("--steps", "probe_steps", type=click.IntRange(min=1), default=None,
+              help="With --shift: probe steps per exit [default: one epoch].")
+@options.device
+@options.threads
+@options.json_flag
+def command(study_name, storage, out, shift, probe_steps, device, threads, as_json):
+    """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
+    from dse.errors import ConfigError
+    from dse.report import render_report
+    from dse.runtime import select_device, set_threads
+    from dse.search.export import write_outputs
+    from dse.search.storage import open_storage, redact, sqlite_url
+    from dse.search.study import load_study
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out_dir = Path(out) if out else Path("reports") / study_name
+    if storage is None:
+        db = out_dir / "study.db"
+        if not db.is_file():
+            raise ConfigError(f"{db}: no such file; run 'dse search --study {study_name}' first, "
+                              "or pass --storage URL (or --out FOLDER holding study.db)")
+        storage = sqlite_url(db)
+    set_threads(threads)
+    study = load_study(open_storage(storage), study_name)
+    written = write_outputs(study, out_dir)
+    result = render_report(study, out_dir, shift, device=select_device(device),
+                           probe_steps=probe_steps, log=None if as_json else _log)
+    if as_json:
+        subsets = result.subsets.to_dict("records") if result.subsets is not None else None
+        echo_json({"study": study_name, "storage": redact(storage), "report": str(result.path),
+                   "pages": result.pages, "trials_csv": written["trials_csv"],
+                   "pareto_csv": written["pareto_csv"], "configs": written["configs"],
+                   "front": [int(n) for n in result.data.front.get("number", [])],
+                   "shift": shift, "subsets": subsets})
+        return
+    click.echo(f"study {study_name}: {result.data.counts.get('complete', 0)} complete trials, "
+               f"{len(result.data.front)} on the front")
+    click.echo(f"wrote {result.path} ({result.pages} pages), {written['trials_csv']}, "
+               f"{written['pareto_csv']} and {len(written['configs'])} configs")

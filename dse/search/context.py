@@ -1,0 +1,209 @@
+"""The per-study setup shared by every trial a process runs: data, frozen backbone, feature
+cache, MACs, layer records and the hardware profile.
+
+Built once per process (``dse search`` and every ``dse worker``) from :class:`StudySettings`,
+which a study stores in its ``user_attrs`` so a worker on another machine rebuilds the same
+context from the storage alone. Per-exit costs of a candidate are assembled from cached pieces:
+the backbone's block records and MACs (once per study) and each branch's records and MACs (once
+per branch type, parameters and block), so costing a trial takes milliseconds:
+
+    exit_macs_n    = sum(block_macs[: b_n + 1]) + sum(branch_macs[: n + 1])   (dse.cost.flops)
+    exit_latency_n = the latency model on (block, branch and head records, profile, runtime)
+    exit_energy_n  = power_w * exit_latency_n                                 (dse.cost.latency)
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+from dse.errors import ConfigError
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything that defines a study besides its trials (stored in the study's user_attrs)."""
+
+    backbone: str = "digits-resnet"
+    checkpoint: str | None = None
+    dataset: str = "digits"
+    input_size: int | None = None
+    seed: int = 0
+    profile: str = "jetson"
+    runtime: str | None = None
+    batch: int = 1
+    space_file: str = "default"
+    objectives: tuple[str, ...] = ("accuracy", "latency_ms")
+    budget_ms: float | None = None
+    max_drop: float | None = None        # accuracy points (percent) below the backbone alone
+    sampler: str = "tpe"
+    backbone_epochs: int | None = None   # for a backbone trained on the fly (None: the default)
+    feature_dtype: str = "float16"
+    max_samples: int | None = None       # cap on cached samples per split (None: all)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["objectives"] = list(self.objectives)
+        return d
+
+
+@dataclass(frozen=True)
+class ExitCosts:
+    """Cumulative cost of leaving at each exit (early exits, then the final one)."""
+
+    macs: tuple[int, ...]
+    latency_ms: tuple[float, ...]
+    energy_mj: tuple[float, ...]
+
+
+@dataclass
+class SearchContext:
+    settings: StudySettings
+    backbone: Any                       # the frozen Backbone
+    info: Any                           # DatasetInfo
+    checkpoint: str | None              # the weights actually used
+    checkpoint_source: str              # "checkpoint" (given), "cache" or "trained" (default)
+    macs: Any                           # BackboneMacs
+    records: Any                        # NetRecords of the backbone alone
+    profile: Any
+    runtime: Any
+    features: Any                       # FeatureCache
+    device: Any
+    backbone_val_accuracy: float        # percent
+    backbone_test_accuracy: float       # percent
+    backbone_latency_ms: float
+    _branch_cache: dict = field(default_factory=dict, repr=False)
+    _cost_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.info.channels, self.info.input_size, self.info.input_size)
+
+    @property
+    def num_attach_points(self) -> int:
+        return len(self.macs.block_macs) - 1
+
+    @property
+    def backbone_macs(self) -> int:
+        return int(self.macs.total_macs)
+
+    @property
+    def backbone_energy_mj(self) -> float:
+        from dse.cost.latency import energy_mj
+
+        return energy_mj(self.backbone_latency_ms, self.runtime)
+
+    def study_attrs(self) -> dict[str, Any]:
+        """The context part of a study's user_attrs (see the storage schema)."""
+        s = self.settings
+        return {
+            "backbone": s.backbone, "checkpoint": self.checkpoint,
+            "checkpoint_source": self.checkpoint_source, "dataset": s.dataset,
+            "input_size": self.info.input_size, "in_channels": self.info.channels,
+            "num_classes": self.info.num_classes, "seed": s.seed, "profile": self.profile.name,
+            "profile_path": self.profile.path, "runtime": self.runtime.name, "batch": s.batch,
+            "objectives": list(s.objectives), "budget_ms": s.budget_ms, "max_drop": s.max_drop,
+            "backbone_val_accuracy": self.backbone_val_accuracy,
+            "backbone_test_accuracy": self.backbone_test_accuracy,
+            "backbone_latency_ms": self.backbone_latency_ms, "backbone_macs": self.backbone_macs,
+            "backbone_energy_mj": self.backbone_energy_mj,
+            "block_macs": [int(m) for m in self.macs.block_macs],
+        }
+
+    def branch_cost(self, branch: str, params: tuple, block: int) -> tuple[tuple, int]:
+        """(layer records, MACs) of one branch after ``block``, memoised."""
+        key = (branch, params, block)
+        if key not in self._branch_cache:
+            import torch
+
+            from dse.cost.flops import branch_macs
+            from dse.cost.layers import trace
+            from dse.models.exits import build_branch
+
+            shape = tuple(self.macs.block_out_shapes[block])
+            module = build_branch(branch, shape, self.info.num_classes, **dict(params)).eval()
+            records, _ = trace(module, torch.zeros(self.settings.batch, *shape))
+            self._branch_cache[key] = (tuple(records), branch_macs(module, shape))
+        return self._branch_cache[key]
+
+    def exit_costs(self, blocks: Sequence[int], branch: str, params: tuple) -> ExitCosts:
+        """Per-exit cumulative MACs, latency (ms) and energy (mJ) of exits after ``blocks``."""
+        key = (tuple(blocks), branch, params)
+        if key not in self._cost_cache:
+            from dse.cost.flops import exit_cum_macs
+            from dse.cost.latency import energy_mj, predict
+            from dse.cost.layers import NetRecords
+
+            pieces = [self.branch_cost(branch, params, b) for b in blocks]
+            net = NetRecords(blocks=self.records.blocks, head=self.records.head,
+                             branches=tuple(r for r, _ in pieces), exit_blocks=tuple(blocks),
+                             block_names=self.records.block_names, batch=self.records.batch)
+            latency = predict(net, self.profile, self.runtime).exit_ms
+            macs = exit_cum_macs(self.macs.block_macs, self.macs.head_macs, blocks,
+                                 [m for _, m in pieces])
+            self._cost_cache[key] = ExitCosts(
+                tuple(int(m) for m in macs), tuple(float(t) for t in latency),
+                tuple(energy_mj(t, self.runtime) for t in latency))
+        return self._cost_cache[key]
+
+
+def build_context(settings: StudySettings, *, max_exits: int | None = None,
+                  progress: bool | None = None,
+                  device: str = "auto", log: Log | None = _stderr) -> SearchContext:
+    """Load data and backbone (training and caching it when needed), count MACs, trace layer
+    records, load the profile and build the feature cache of every attach point.
+
+    ``progress``: tqdm bars on stderr (None: only on a terminal).
+    """
+    from dse.cost.flops import backbone_macs
+    from dse.cost.latency import predict
+    from dse.cost.layers import trace_multiexit
+    from dse.cost.profiles import load_profile
+    from dse.data import load_dataset
+    from dse.runtime import select_device
+    from dse.train.backbone import ensure_backbone
+    from dse.train.features import build_feature_cache
+
+    s = settings
+    if s.batch < 1:
+        raise ConfigError(f"--batch must be >= 1, got {s.batch}")
+    profile = load_profile(s.profile)
+    runtime = profile.runtime(s.runtime)
+    device = select_device(device)
+    splits = load_dataset(s.dataset, seed=s.seed, input_size=s.input_size)
+    backbone, binfo = ensure_backbone(s.backbone, s.dataset, seed=s.seed, checkpoint=s.checkpoint,
+                                      input_size=s.input_size, device=device,
+                                      epochs=s.backbone_epochs, progress=progress, splits=splits,
+                                      log=log)
+    info = splits.info
+    shape = (info.channels, info.input_size, info.input_size)
+    macs = backbone_macs(backbone, shape)
+    attach = len(macs.block_macs) - 1
+    if max_exits is not None and max_exits > attach:
+        raise ConfigError(f"the search space allows {max_exits} exits but backbone {s.backbone} "
+                          f"has only {attach} attach points; lower exits.count")
+    records = trace_multiexit(backbone, shape, batch=s.batch)
+    backbone_ms = predict(records, profile, runtime).backbone_ms
+    features = build_feature_cache(backbone, splits, dtype=s.feature_dtype,
+                                   max_samples=s.max_samples, device=device, seed=s.seed,
+                                   dataset_key=s.dataset, progress=progress, log=log)
+    if device.type == "cuda":
+        features = features.to(device)
+    return SearchContext(
+        settings=s, backbone=backbone, info=info, checkpoint=binfo.path,
+        checkpoint_source=binfo.source, macs=macs,
+        records=records, profile=profile, runtime=runtime, features=features, device=device,
+        backbone_val_accuracy=_accuracy(features, "val"),
+        backbone_test_accuracy=_accuracy(features, "test"), backbone_latency_ms=backbone_ms)
+
+
+def _accuracy(features: Any, split: str) -> float:
+    """The frozen backbone's accuracy (percent) on a cached split: its final exit."""
+    s = features.split(split)
+    return 100.0 * float((s.logits.argmax(1) == s.labels).float().mean())

@@ -1,0 +1,173 @@
+"""Study -> tables and files: ``trials.csv``, ``pareto.csv`` and ``configs/trial_<n>.yaml``.
+
+The Pareto front holds COMPLETE trials that satisfy every constraint (all values <= 0) and that
+no other such trial dominates on the study's objectives (val metrics); ``pareto.csv`` puts each
+one's test metrics beside its val metrics. Each front configuration is written as a
+:class:`dse.config.RunConfig` file that ``dse train --config`` loads.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dse.search.pareto import pareto_front
+from dse.search.study import DIRECTIONS
+
+CONFIG_PATTERN = "trial_{number}.yaml"
+
+
+def is_feasible(trial: Any) -> bool:
+    values = list(getattr(trial, "constraints", {}).values()) or trial.user_attrs.get("constraint", [])
+    return all(v <= 0 for v in values)
+
+
+def front_trials(study: Any, trials: list | None = None) -> list[Any]:
+    """The feasible non-dominated COMPLETE trials, by expected latency ascending.
+
+    Trials with exactly the same objective values as an earlier front trial (another
+    configuration landing on the same point) are left out; :func:`same_values` lists them.
+    """
+    from optuna.trial import TrialState
+
+    objectives = study.user_attrs.get("objectives", ["accuracy", "latency_ms"])
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and is_feasible(t)]
+    keep = pareto_front([t.values for t in done], [DIRECTIONS[o] for o in objectives])
+    first: dict[tuple, Any] = {}
+    for t in sorted((done[i] for i in keep), key=lambda t: t.number):
+        first.setdefault(tuple(t.values), t)
+    return sorted(first.values(), key=lambda t: (t.values[1], -t.values[0], t.number))
+
+
+def same_values(trial: Any, trials: list) -> list[int]:
+    """Other COMPLETE feasible trials with exactly ``trial``'s objective values."""
+    return [t.number for t in trials if t.number != trial.number and t.state.name == "COMPLETE"
+            and t.values == trial.values and is_feasible(t)]
+
+
+def _config_summary(t: Any) -> dict[str, Any]:
+    cfg = t.user_attrs.get("config") or {}
+    ex, tr, po = cfg.get("exits", {}), cfg.get("training", {}), cfg.get("exit_policy", {})
+    loss = dict(tr.get("loss") or {})
+    name = loss.pop("name", None)
+    isc = loss.pop("isc", None)
+    return {"exits": len(ex.get("blocks") or []), "blocks": _join(ex.get("blocks")),
+            "placement": ex.get("placement"), "branch": ex.get("branch"),
+            "branch_params": _kv(ex.get("branch_params")), "loss": name, "loss_params": _kv(loss),
+            "isc": isc, "labels": tr.get("labels"), "steps": tr.get("steps"), "lr": tr.get("lr"),
+            "criterion": po.get("criterion"), "thresholds": _join(po.get("thresholds"))}
+
+
+def _join(values: Any, digits: int = 6) -> str | None:
+    if values is None:
+        return None
+    return " ".join(f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _kv(mapping: Any) -> str:
+    return " ".join(f"{k}={v}" for k, v in (mapping or {}).items())
+
+
+def fail_reason(t: Any, retried: dict[int, int]) -> str | None:
+    reason = t.user_attrs.get("fail_reason")
+    if reason is None and t.state.name == "FAIL":
+        again = retried.get(t.number)
+        reason = "worker stopped sending heartbeats (killed or lost)" + (
+            f"; retried as trial {again}" if again is not None else "")
+    return reason
+
+
+def trials_frame(study: Any):
+    """One row per trial (every state): values, val/test metrics, configuration, reason."""
+    import pandas as pd
+
+    objectives = study.user_attrs.get("objectives", ["accuracy", "latency_ms"])
+    trials = study.get_trials(deepcopy=False)
+    retried = {}
+    for t in trials:
+        if "retry_history" in t.system_attrs:
+            retried[t.system_attrs["retry_history"][-1]] = t.number
+    front = {t.number for t in front_trials(study, trials)}
+    rows = []
+    for t in trials:
+        a = t.user_attrs
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        for i, name in enumerate(objectives):
+            row[name] = t.values[i] if t.values else None
+        row.update({"pareto": t.number in front, "feasible": is_feasible(t) if t.values else None})
+        for key in ("val_accuracy", "test_accuracy", "expected_latency_ms",
+                    "test_expected_latency_ms", "expected_macs", "test_expected_macs",
+                    "expected_energy_mj", "test_expected_energy_mj", "duration_s"):
+            row[key] = a.get(key)
+        row.update(_config_summary(t))
+        row["exit_fractions"] = _join(a.get("exit_fractions"), 4)
+        row["constraint"] = _join(a.get("constraint"))
+        row["fail_reason"] = fail_reason(t, retried)
+        row["retry_of"] = a.get("retry_of")
+        row["datetime_start"] = t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None
+        for k, v in t.params.items():
+            row[f"params_{k}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_frame(study: Any):
+    """The front, test metrics beside val ones, cheapest first."""
+    import pandas as pd
+
+    trials = study.get_trials(deepcopy=False)
+    rows = []
+    for t in front_trials(study, trials):
+        a = t.user_attrs
+        rows.append({
+            "trial": t.number, "val_accuracy": a.get("val_accuracy"),
+            "test_accuracy": a.get("test_accuracy"),
+            "val_latency_ms": a.get("expected_latency_ms"),
+            "test_latency_ms": a.get("test_expected_latency_ms"),
+            "val_macs": a.get("expected_macs"), "test_macs": a.get("test_expected_macs"),
+            "val_energy_mj": a.get("expected_energy_mj"),
+            "test_energy_mj": a.get("test_expected_energy_mj"),
+            **_config_summary(t),
+            "exit_fractions": _join(a.get("exit_fractions"), 4),
+            "test_exit_fractions": _join(a.get("test_exit_fractions"), 4),
+            "config": f"configs/{CONFIG_PATTERN.format(number=t.number)}",
+            "same_values_trials": _join(same_values(t, trials)) or None,
+        })
+    return pd.DataFrame(rows)
+
+
+def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Write trials.csv, pareto.csv and one config per front trial; return what was written."""
+    from dse.config import config_from_section, save_config
+    from dse.yamlio import Section
+
+    out = Path(out_dir)
+    configs = out / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    _write_csv(trials_frame(study), out / "trials.csv")
+    front = front_trials(study)
+    _write_csv(pareto_frame(study), out / "pareto.csv")
+    wanted = set()
+    for t in front:
+        name = CONFIG_PATTERN.format(number=t.number)
+        wanted.add(name)
+        config = config_from_section(Section(t.user_attrs["config"], f"trial {t.number}"))
+        a = t.user_attrs
+        header = (f"dse search: study {study.study_name}, trial {t.number} (Pareto front)\n"
+                  f"val accuracy {a['val_accuracy']:.2f}%, test accuracy {a['test_accuracy']:.2f}%, "
+                  f"expected latency {a['expected_latency_ms']:.4g} ms (val)\n"
+                  f"train it: dse train --config {configs / name}")
+        save_config(config, str(configs / name), header=header)
+    for stale in configs.glob(CONFIG_PATTERN.format(number="*")):
+        if stale.name not in wanted:
+            stale.unlink()
+    return {"trials_csv": str(out / "trials.csv"), "pareto_csv": str(out / "pareto.csv"),
+            "configs": sorted(str(configs / n) for n in wanted), "front": front}
+
+
+def _write_csv(frame: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)

@@ -1,0 +1,83 @@
+"""What a running search shows: a progress bar with the front size and best point, one line per
+failed trial, and the final table of the front."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from dse.search.export import front_trials
+
+
+def best_point(front: list[Any]) -> Any | None:
+    """The most accurate front trial (ties: the faster)."""
+    return max(front, key=lambda t: (t.values[0], -t.values[1])) if front else None
+
+
+def summary(front: list[Any]) -> str:
+    best = best_point(front)
+    if best is None:
+        return "front 0"
+    return f"front {len(front)}, best {best.values[0]:.2f}% @ {best.values[1]:.4g} ms"
+
+
+class Progress:
+    """A tqdm bar over COMPLETE trials of the study (all workers), on stderr."""
+
+    def __init__(self, study: Any, target: int, complete: int, enabled: bool | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        self.study = study
+        self.bar = tqdm(total=target, initial=min(complete, target), desc=study.study_name,
+                        unit="trial", file=sys.stderr, dynamic_ncols=True,
+                        disable=None if enabled is None else not enabled)
+        self._seen = complete
+
+    def refresh(self) -> None:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        n = min(len(trials), self.bar.total)
+        if n > self._seen:
+            self.bar.update(n - self._seen)
+            self._seen = n
+        self.bar.set_postfix_str(summary(front_trials(self.study, trials)), refresh=True)
+
+    def on_trial(self, trial: Any) -> None:
+        if trial.state.name == "FAIL":
+            reason = trial.user_attrs.get("fail_reason", "unknown reason")
+            self.write(f"trial {trial.number} failed: {reason}")
+        self.refresh()
+
+    def write(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def front_table(study: Any, front: list[Any]) -> str:
+    """The Pareto front as a text table, cheapest first, with the backbone alone for reference."""
+    from dse.cli.output import table
+
+    a = study.user_attrs
+    rows = []
+    for t in front:
+        u = t.user_attrs
+        cfg = u.get("config", {})
+        ex, po = cfg.get("exits", {}), cfg.get("exit_policy", {})
+        loss = (cfg.get("training", {}).get("loss") or {}).get("name", "")
+        params = " ".join(f"{k}{v}" for k, v in (ex.get("branch_params") or {}).items())
+        rows.append([t.number, f"{u['val_accuracy']:.2f}", f"{u['test_accuracy']:.2f}",
+                     f"{u['expected_latency_ms']:.4g}", f"{u['test_expected_latency_ms']:.4g}",
+                     f"{u['expected_macs'] / 1e6:.3f}",
+                     ",".join(str(b) for b in u.get("blocks", [])),
+                     f"{ex.get('branch', '')}{(' ' + params) if params else ''}", loss,
+                     po.get("criterion", ""),
+                     " ".join(f"{x:.3g}" for x in po.get("thresholds", []))])
+    text = table(["trial", "val acc %", "test acc %", "latency ms", "test ms", "M MACs",
+                  "exit blocks", "branch", "loss", "criterion", "threshold"], rows)
+    if "backbone_val_accuracy" in a:
+        text += (f"\nbackbone alone: val {a['backbone_val_accuracy']:.2f}%, test "
+                 f"{a['backbone_test_accuracy']:.2f}%, {a['backbone_latency_ms']:.4g} ms, "
+                 f"{a['backbone_macs'] / 1e6:.3f} M MACs on {a.get('profile')}/{a.get('runtime')}")
+    return text

@@ -1,0 +1,116 @@
+"""Optuna storage for studies: embedded SQLite by default, any Optuna RDB URL for many machines.
+
+Every worker process opens the storage with a heartbeat: while a trial runs, a thread records a
+heartbeat every ``heartbeat_s`` seconds; a RUNNING trial whose heartbeat is older than
+``grace_s`` belongs to a dead worker (SIGKILL, power loss, a preempted machine). Optuna marks it
+FAIL and :func:`retry_stale_trial` re-enqueues its parameters as a WAITING trial, which the next
+worker to ask for a trial runs first: never lost, never counted twice (only COMPLETE trials count).
+
+SQLite is opened in WAL mode with a long busy timeout, so several local worker processes share
+one file; the file stays a plain Optuna database (``optuna.load_study``, ``optuna-dashboard``).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from dse.errors import ConfigError
+
+DEFAULT_HEARTBEAT_S = 5
+#: a trial is stale after this many missed heartbeats
+GRACE_BEATS = 3
+#: how often a stale trial is re-enqueued before it is left failed
+MAX_RETRY = 3
+SQLITE_TIMEOUT_S = 120
+
+
+def sqlite_url(path: str | os.PathLike) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def open_storage(url: str, *, heartbeat_s: int = DEFAULT_HEARTBEAT_S,
+                 grace_s: int | None = None) -> Any:
+    """An ``optuna.storages.RDBStorage`` with heartbeat and stale-trial retry."""
+    import optuna
+
+    if not isinstance(heartbeat_s, int) or heartbeat_s < 1:
+        raise ConfigError(f"--heartbeat must be an integer >= 1 second, got {heartbeat_s!r}")
+    engine_kwargs: dict[str, Any] = {}
+    is_sqlite = url.startswith("sqlite:")
+    if is_sqlite:
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+        path = url.split("sqlite:///", 1)[-1]
+        if path and path != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"--storage {url}: cannot create its folder ({exc.strerror})") from None
+    elif "://" not in url:
+        raise ConfigError(f"--storage {url!r} is not a storage URL (e.g. sqlite:///study.db or "
+                          "postgresql://user:password@host/db)")
+    url = _with_driver(url)
+    kwargs = dict(heartbeat_interval=heartbeat_s, grace_period=grace_s or GRACE_BEATS * heartbeat_s)
+    params = inspect.signature(optuna.storages.RDBStorage).parameters
+    callback = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params \
+        else "failed_trial_callback"
+    kwargs[callback] = retry_stale_trial
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat arguments are marked experimental
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - drivers raise many types for a bad URL or server
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--storage {redact(url)}: cannot open the storage ({first})") from None
+    if is_sqlite:
+        _enable_wal(storage)
+    return storage
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` -> ``postgresql+psycopg2://`` when only psycopg2 is installed (SQLAlchemy
+    2.1 defaults to psycopg 3)."""
+    import importlib.util
+
+    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def _enable_wal(storage: Any) -> None:
+    """WAL journal: readers do not block the writer (persistent in the database file)."""
+    try:
+        with storage.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    except Exception:  # noqa: BLE001 - e.g. a read-only file system; the default journal works
+        pass
+
+
+def retry_stale_trial(study: Any, trial: Any) -> None:
+    """Re-enqueue a trial whose worker died (up to MAX_RETRY times per original trial).
+
+    The same bookkeeping as Optuna's ``RetryHeartbeatStaleTrialCallback`` (system attrs
+    ``failed_trial`` and ``retry_history``), but the new trial starts without the dead one's
+    user attrs, which may be half written.
+    """
+    import optuna
+
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    if len(history) > MAX_RETRY:
+        return
+    system_attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith("constraints")}
+    system_attrs.update({"failed_trial": history[0], "retry_history": history})
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING, params=trial.params,
+        distributions=trial.distributions, user_attrs={"retry_of": trial.number},
+        system_attrs=system_attrs))

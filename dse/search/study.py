@@ -1,0 +1,215 @@
+"""The Optuna study: objectives, samplers, creation and resumption, stored settings.
+
+Objectives: maximise val accuracy (%) of the early-exit model and minimise its expected latency
+(ms) on the profile's runtime; ``macs`` and ``energy_mj`` may be added. Constraints (latency
+budget, accuracy drop) are given to the sampler as constraint values (``Trial.set_constraint`` on
+Optuna >= 5, ``constraints_func`` before), so infeasible trials steer the search instead of
+being thrown away.
+
+Samplers (``--sampler``): ``tpe`` (the default: multi-objective TPE, multivariate with
+``group=True`` over the conditional encoding, plus threshold refinement, see
+:mod:`dse.search.refine`), ``nsga2`` (NSGA-II with a small population so it evolves within a few
+dozen trials, over the fixed-length encoding its crossover needs, plus refinement), ``random``.
+``benchmarks/search_quality.py`` measures every set-up; the default reaches the highest
+hypervolume there (numbers in the README).
+
+A study stores its settings in ``user_attrs`` (the storage schema), so re-running the same
+command resumes it and ``dse worker --study S --storage URL`` rebuilds everything from them.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any, Sequence
+
+from dse.errors import ConfigError
+from dse.search.context import StudySettings
+
+DIRECTIONS = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
+              "energy_mj": "minimize"}
+OBJECTIVE_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "acc": "accuracy"}
+SAMPLERS = ("tpe", "nsga2", "random")
+DEFAULT_SAMPLER = "tpe"
+#: how each sampler sees the space: "fixed" (every parameter in every trial) or "conditional"
+#: (only those a configuration uses); chosen with benchmarks/search_quality.py
+ENCODING = {"tpe": "conditional", "nsga2": "fixed", "random": "fixed"}
+#: whether trials enqueue threshold variants that extend the front (dse.search.refine)
+REFINE = {"tpe": True, "nsga2": True, "random": False}
+#: NSGA-II population (Optuna's default of 50 would be random search for a 40-trial study)
+NSGA2_POPULATION = 16
+#: random trials before TPE models the front
+TPE_STARTUP = 10
+#: settings that must match when a study is resumed (they change what the values mean)
+_PINNED = ("backbone", "dataset", "input_size", "seed", "profile", "runtime",
+           "batch", "objectives", "budget_ms", "max_drop", "space")
+
+
+def parse_objectives(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'macs,energy' -> ('accuracy', 'latency_ms', 'macs', 'energy_mj'); accuracy and latency
+    are always the first two objectives."""
+    names = text.split(",") if isinstance(text, str) else list(text or [])
+    out = ["accuracy", "latency_ms"]
+    for raw in names:
+        name = OBJECTIVE_ALIASES.get(raw.strip().lower(), raw.strip().lower())
+        if not name:
+            continue
+        if name not in DIRECTIONS:
+            raise ConfigError(f"--objectives: unknown objective {raw.strip()!r}; expected "
+                              f"accuracy, latency, macs, energy")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def default_study_name(dataset: str, backbone: str, profile: str) -> str:
+    """``digits-digits-resnet-jetson-nano``: dataset name, backbone, resolved profile name."""
+    from dse.cache import slug
+
+    return slug(f"{dataset.split(':', 1)[0]}-{backbone}-{profile}").lower()
+
+
+def make_sampler(name: str, seed: int | None, *, population_size: int = NSGA2_POPULATION,
+                 n_startup_trials: int = TPE_STARTUP, constrained: bool = False) -> Any:
+    import warnings
+
+    import optuna
+
+    use_func = constrained and not hasattr(optuna.trial.Trial, "set_constraint")
+    extra = {"constraints_func": constraints_from_attrs} if use_func else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # multivariate TPE is marked experimental
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                              constant_liar=True, n_startup_trials=n_startup_trials,
+                                              **extra)
+        if name == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size, **extra)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+    raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
+
+
+def constraints_from_attrs(trial: Any) -> list[float]:
+    """Constraint values a trial stored (Optuna < 5 reads them through ``constraints_func``)."""
+    return list(trial.user_attrs.get("constraint", []))
+
+
+def study_attrs(ctx: Any, space: Any, target: int) -> dict[str, Any]:
+    """A new study's user_attrs: the storage schema plus what workers need to join."""
+    from dse import __version__
+
+    s = ctx.settings
+    return {"dse_version": __version__, **ctx.study_attrs(), "space_file": s.space_file,
+            "space": space.to_plain(), "sampler": s.sampler, "backbone_epochs": s.backbone_epochs,
+            "feature_dtype": s.feature_dtype, "max_samples": s.max_samples,
+            "population_size": NSGA2_POPULATION, "n_startup_trials": TPE_STARTUP,
+            "encoding": ENCODING[s.sampler], "refine": REFINE[s.sampler],
+            "target_trials": target,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: Any) -> tuple[Any, bool]:
+    """(study, resumed): a new study with ``attrs``, or the existing one if its settings match."""
+    import optuna
+
+    directions = [DIRECTIONS[o] for o in attrs["objectives"]]
+    try:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except KeyError:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                    directions=directions, load_if_exists=True)
+        if not study.user_attrs:
+            for key, value in attrs.items():
+                study.set_user_attr(key, value)
+            return study, False
+    check_compatible(name, study.user_attrs, attrs)
+    if [d.name.lower() for d in study.directions] != directions:
+        raise ConfigError(f"study {name!r} exists with other objectives; use --study NAME for a "
+                          "new study")
+    for key in ("target_trials", "sampler", "encoding", "refine"):
+        if study.user_attrs.get(key) != attrs[key]:
+            study.set_user_attr(key, attrs[key])
+    return study, True
+
+
+def check_compatible(name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Refuse to resume a study whose settings differ (its values would mean something else)."""
+    if not old:
+        raise ConfigError(f"study {name!r} exists but was not created by dse search (no settings "
+                          "stored); use --study NAME for a new study")
+    pinned = list(_PINNED)
+    if old.get("checkpoint_source") == "checkpoint" or new.get("checkpoint_source") == "checkpoint":
+        pinned.append("checkpoint")  # a default backbone's cache path differs between machines
+    for key in pinned:
+        if key in old and _norm(old[key]) != _norm(new.get(key)):
+            shown_old, shown_new = _short(old[key]), _short(new.get(key))
+            raise ConfigError(f"study {name!r} exists with {key}={shown_old}, but this run asks for "
+                              f"{key}={shown_new}; use --study NAME (or another --out) for a new study")
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load_study(storage: Any, name: str, sampler: Any = None) -> Any:
+    """An existing study; a missing one names the studies the storage holds."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise ConfigError(f"--study {name}: no such study in the storage (it holds: "
+                          f"{', '.join(names) or 'no studies'})") from None
+
+
+def settings_from_attrs(attrs: dict[str, Any]) -> StudySettings:
+    """The StudySettings a study was created with (``dse worker``, ``dse report``)."""
+    missing = [k for k in ("backbone", "dataset", "seed", "profile", "objectives", "space")
+               if k not in attrs]
+    if missing:
+        raise ConfigError(f"the study has no dse settings ({', '.join(missing)} missing); was it "
+                          "created by dse search?")
+    # A default backbone is found in (or trained deterministically into) this machine's cache;
+    # a given checkpoint must be reachable here under the same path.
+    given = attrs.get("checkpoint_source") == "checkpoint"
+    return StudySettings(
+        backbone=attrs["backbone"], checkpoint=attrs.get("checkpoint") if given else None,
+        dataset=attrs["dataset"], input_size=attrs.get("input_size"), seed=int(attrs["seed"]),
+        profile=_profile_ref(attrs), runtime=attrs.get("runtime"),
+        batch=int(attrs.get("batch", 1)), space_file=attrs.get("space_file", "default"),
+        objectives=tuple(attrs["objectives"]), budget_ms=attrs.get("budget_ms"),
+        max_drop=attrs.get("max_drop"), sampler=attrs.get("sampler", DEFAULT_SAMPLER),
+        backbone_epochs=attrs.get("backbone_epochs"),
+        feature_dtype=attrs.get("feature_dtype", "float16"), max_samples=attrs.get("max_samples"))
+
+
+def _profile_ref(attrs: dict[str, Any]) -> str:
+    """The profile by name when this machine ships it, else by the stored path."""
+    from dse.cost.profiles import profile_registry
+
+    name = attrs["profile"]
+    return name if name in profile_registry() else (attrs.get("profile_path") or name)
+
+
+def attach_sampler(study: Any, settings: StudySettings, worker_index: int) -> Any:
+    """Give ``study`` this process's sampler (seeded by :func:`dse.search.worker.sampler_seed`)."""
+    from dse.search.worker import sampler_seed
+
+    attrs = study.user_attrs
+    seed = sampler_seed(settings.seed, len(study.get_trials(deepcopy=False)), worker_index)
+    study.sampler = make_sampler(
+        settings.sampler, seed, population_size=int(attrs.get("population_size", NSGA2_POPULATION)),
+        n_startup_trials=int(attrs.get("n_startup_trials", TPE_STARTUP)),
+        constrained=settings.budget_ms is not None or settings.max_drop is not None)
+    return study.sampler

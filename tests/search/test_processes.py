@@ -1,0 +1,207 @@
+"""Several processes on one study: SIGKILL and resume, two workers, a real PostgreSQL server,
+and Optuna's own tools reading the storage."""
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from dse.cli import cli
+
+DATA = Path(__file__).parent / "data"
+STUDY = "digits-digits-resnet-jetson-nano"
+DSE = [sys.executable, "-c", "from dse.cli import main; main()"]
+pytestmark = pytest.mark.slow
+
+
+def load(url: str, name: str = STUDY):
+    """Plain Optuna on the storage (SQLAlchemy 2.1 needs the psycopg2 driver named)."""
+    return optuna.load_study(study_name=name, storage=url.replace("postgresql://",
+                                                                  "postgresql+psycopg2://"))
+
+
+def states(url: str, name: str = STUDY) -> collections.Counter:
+    try:
+        study = load(url, name)
+    except Exception:  # noqa: BLE001 - not created yet
+        return collections.Counter()
+    return collections.Counter(t.state.name for t in study.trials)
+
+
+def search(checkpoint: str, out: Path, trials: int, *extra: str, space: str = "slow.yaml") -> list[str]:
+    return ["search", "--checkpoint", checkpoint, "--space", str(DATA / space), "--trials",
+            str(trials), "--out", str(out), "--no-report", "--profile", "jetson", "--heartbeat",
+            "1", "--max-drop", "none", *extra]
+
+
+def start(args: list[str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "w")
+    proc = subprocess.Popen(DSE + args, stdout=log, stderr=log, start_new_session=True)
+    log.close()
+    return proc
+
+
+def wait_for(url: str, proc: subprocess.Popen, log_path: Path, complete: int) -> None:
+    """Until ``complete`` trials are COMPLETE and one more is RUNNING."""
+    deadline = time.time() + 240
+    while True:
+        s = states(url)
+        if s["COMPLETE"] >= complete and s["RUNNING"] >= 1:
+            return
+        assert proc.poll() is None, log_path.read_text()
+        assert time.time() < deadline, "the run never got going"
+        time.sleep(0.02)
+
+
+def test_resume_after_ctrl_c_and_sigkill_reaches_exactly_n(tmp_path, checkpoint):
+    out = tmp_path / "killed"
+    url = f"sqlite:///{(out / 'study.db').resolve()}"
+    args = search(checkpoint, out, 6)
+
+    first = start(args, tmp_path / "first.log")  # Ctrl-C: the group gets SIGINT
+    wait_for(url, first, tmp_path / "first.log", 1)
+    os.killpg(first.pid, signal.SIGINT)
+    assert first.wait(timeout=60) == 130
+    log = (tmp_path / "first.log").read_text()
+    assert "interrupted:" in log and "run the same command again" in log
+    assert (out / "trials.csv").is_file()
+    interrupted = [t for t in load(url).trials if t.state.name == "FAIL"]
+    assert all(t.user_attrs.get("fail_reason") == "interrupted (Ctrl-C)" for t in interrupted)
+
+    second = start(args, tmp_path / "second.log")  # SIGKILL: nothing is cleaned up
+    wait_for(url, second, tmp_path / "second.log", 3)
+    os.killpg(second.pid, signal.SIGKILL)
+    second.wait()
+    killed = [t.number for t in load(url).trials if t.state.name == "RUNNING"]
+    assert killed, "the kill should leave a RUNNING trial behind"
+
+    result = CliRunner().invoke(cli, args)  # the same command again
+    assert result.exit_code == 0, result.output
+    study = load(url)
+    s = collections.Counter(t.state.name for t in study.trials)
+    assert s["COMPLETE"] == 6 and s["RUNNING"] == 0
+    for number in killed:
+        assert study.trials[number].state.name == "FAIL"
+        retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
+        assert [t.state.name for t in retries] == ["COMPLETE"]
+        assert retries[0].params == study.trials[number].params
+    assert "worker stopped sending heartbeats" in (out / "trials.csv").read_text()
+
+
+def run_two_workers(url: str, target: int, tmp_path: Path) -> list[subprocess.CompletedProcess]:
+    procs = []
+    for k in (1, 2):
+        log = open(tmp_path / f"worker{k}.log", "w")
+        procs.append((subprocess.Popen(DSE + ["worker", "--study", STUDY, "--storage", url,
+                                              "--trials", str(target), "--heartbeat", "1",
+                                              "--worker-index", str(k)],
+                                             stdout=log, stderr=log), log))
+    for p, log in procs:
+        assert p.wait(timeout=300) == 0, (tmp_path / f"worker{procs.index((p, log)) + 1}.log").read_text()
+        log.close()
+
+
+def check_shared(url: str, target: int) -> None:
+    study = load(url)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    s = collections.Counter(t.state.name for t in study.trials)
+    assert len(done) == target and s["RUNNING"] == 0
+    assert len({t.number for t in done}) == target
+    by_worker = collections.Counter(t.user_attrs["worker"] for t in done[1:])
+    assert len(by_worker) == 2, by_worker  # both workers ran trials
+
+
+def test_two_workers_share_one_sqlite_study(tmp_path, checkpoint):
+    out = tmp_path / "shared"
+    url = f"sqlite:///{(out / 'study.db').resolve()}"
+    result = CliRunner().invoke(cli, search(checkpoint, out, 1))
+    assert result.exit_code == 0, result.output
+    run_two_workers(url, 8, tmp_path)
+    check_shared(url, 8)
+
+
+def test_optuna_tools_open_the_study(tmp_path, checkpoint):
+    out = tmp_path / "tools"
+    result = CliRunner().invoke(cli, search(checkpoint, out, 2, space="tiny.yaml"))
+    assert result.exit_code == 0, result.output
+    url = f"sqlite:///{(out / 'study.db').resolve()}"
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    listed = subprocess.run([str(optuna_cli), "studies", "--storage", url, "-f", "json"],
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert STUDY in listed.stdout
+    code = ("import optuna; s = optuna.load_study(study_name=%r, storage=%r); "
+            "print(len(s.best_trials), s.trials[0].user_attrs['val_accuracy'])" % (STUDY, url))
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr  # no dse import needed to read it
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+def _pg_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(dirs[-1]).parent if dirs else None
+
+
+@pytest.fixture
+def postgres_url(tmp_path):
+    import pwd
+    import shutil
+    import socket
+    import tempfile
+
+    bindir = _pg_bin()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's "
+                    "'postgresql' package to run this test")
+    prefix: list[str] = []
+    datadir = Path(tempfile.mkdtemp(prefix="dse-pg-"))
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server")
+        os.chown(datadir, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run(prefix + list(cmd), check=True, capture_output=True,  # noqa: E731
+                                      text=True, timeout=120)
+    run(str(bindir / "initdb"), "-D", str(datadir / "db"), "-U", "postgres", "--auth=trust",
+        "--no-sync", "-E", "UTF8")
+    run(str(bindir / "pg_ctl"), "-D", str(datadir / "db"), "-w", "-l", str(datadir / "log"),
+        "-o", f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -F", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(datadir / "db"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_two_workers_share_a_postgresql_study(tmp_path, checkpoint, postgres_url):
+    result = CliRunner().invoke(cli, search(checkpoint, tmp_path / "pg", 1, "--storage", postgres_url))
+    assert result.exit_code == 0, result.output
+    run_two_workers(postgres_url, 8, tmp_path)
+    check_shared(postgres_url, 8)
+    # and `dse search --jobs 2` on the same storage tops it up with a local worker process
+    result = CliRunner().invoke(cli, search(checkpoint, tmp_path / "pg", 11, "--storage",
+                                            postgres_url, "--jobs", "2", "--json"))
+    assert result.exit_code == 0, result.output
+    s = states(postgres_url)
+    assert s["COMPLETE"] == 11 and s["RUNNING"] == 0
