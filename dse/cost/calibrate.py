@@ -10,8 +10,10 @@ count the profile then records; the fit is a pure function of what they measured
    (scipy ``least_squares``, soft-L1 loss). Peak throughput is the best of large matrix products
    and every conv/linear seen; bandwidth the best of every memory-bound benchmark.
 2. **Overheads as a network pays them**, from small synthetic networks run whole: with the
-   stage-1 model fixed, an extra cost per kernel, per MB of large fresh outputs (the
-   allocator's new pages) and per exit decision are the non-negative robust least-squares
+   stage-1 model fixed, an extra cost per kernel (one for library convolutions, oneDNN
+   primitives with far more per-call state to bring back into cache, one for every other
+   kind), per MB of large fresh outputs (the allocator's new pages) and per exit decision are
+   the non-negative robust least-squares
    solution (relative error) of ``measured - model = extra``: an op never costs less in a
    network than in a loop.
 
@@ -31,6 +33,10 @@ from dse.cost.layers import FALLBACK_KINDS, OP_KINDS, LayerRecord
 
 _KINDS = (*OP_KINDS, *FALLBACK_KINDS)
 from dse.cost.profiles import Device, OpParams, PowerMode, Profile, Runtime
+
+#: Kinds run by a tuned library's primitives (oneDNN on CPU: ``torch._C._select_conv_backend``
+#: says ``Mkldnn``), whose in-network extra stage 2 fits apart from ATen's own kernels.
+LIBRARY_KINDS = ("conv", "dwconv")
 
 #: Parameters fitted per op kind in stage 1 (the others keep their defaults).
 _FREE = {
@@ -133,18 +139,28 @@ def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
                    rt: Runtime) -> Runtime:
     """Stage 2: in-network overheads from whole synthetic early-exit networks (relative error).
 
-    Three non-negative unknowns on top of the tight-loop model: an extra cost per kernel (the
-    same for every kind: dispatch from colder caches, the module call around it), per MB of
-    large fresh outputs, and per exit decision (the score, compare and sync evaluated inside a
-    chain, with the dispatcher's code and data evicted by the blocks in between, costs more than
-    the isolated ``exit_path_costs`` measure). The cases are ``MultiExitNet.early_exit`` runs, so
-    the model of a case is what :func:`dse.cost.latency.predict` sums: the per-inference cost,
-    the kernels, and one decision per marker. Few unknowns keep the split physical: per-kernel
-    and per-module-call extras are collinear (a module call per op), so only the per-kernel one
-    is fitted and ``call_overhead_us`` stays the measured cost of a call. The fit is a bounded
-    robust least squares (soft-L1, scale 0.1): a few composites that the tight-loop model misses
-    by 20-30 % must not drag the shared extras. (A uniform slowdown of device work was tried:
-    it overpredicts the large compute-bound networks.)
+    Four non-negative unknowns on top of the tight-loop model: an extra cost per kernel for the
+    kinds in :data:`LIBRARY_KINDS` (convolutions run by a tuned library, oneDNN on CPU), one for
+    every other kind (ATen's own loops), one per MB of large fresh outputs (the allocator's new
+    pages) and one per exit decision (the score, compare and sync evaluated inside a chain, with
+    the dispatcher's code and data evicted by the blocks in between, costs more than the
+    isolated ``exit_path_costs`` measure). Both per-kernel extras are the cost of running from
+    colder caches than a tight loop: dispatch and the module call around the op for every kind,
+    and for a library primitive also its JIT-compiled code, descriptors and layout reorders,
+    far more state per call (on a 2-core EPYC a 64-channel 8x8 depthwise conv costs ~50 us in a
+    loop, ~27 us more with a 4 MB cache sweep between calls, ~80 us more with 16 MB, while an
+    ATen op pays a few us). One shared extra let the many depthwise convs of mobile-style nets
+    drag every kernel's extra up, overpredicting tiny plain nets by 15-20 %. The cases are
+    ``MultiExitNet.early_exit`` runs, so the model of a case is what
+    :func:`dse.cost.latency.predict` sums: the per-inference cost, the kernels, and one decision
+    per marker. Per-kernel and per-module-call extras are collinear (a module call per op), so
+    only the per-kernel ones are fitted and ``call_overhead_us`` stays the measured cost of a
+    call. The fit is a bounded robust least squares (soft-L1, scale 0.1): a few composites that
+    the tight-loop model misses by 20-30 % must not drag the shared extras. Tried and dropped:
+    a uniform slowdown of device work (overpredicts the large compute-bound networks), a
+    stage-2 scale on every memory efficiency (unstable between calibration runs), and synthetic
+    mobile nets at 160-224 px (their 112x112 depthwise convs run ~30 % above the model in a net,
+    allocator-bound, and drag the library extra up for every depthwise conv).
     """
     import numpy as np
     from scipy.optimize import least_squares
@@ -159,16 +175,18 @@ def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
         decisions = sum(r.name == DECISION and r.kind == "call" for r in records)
         fixed = (decisions * rt.decision_overhead_us
                  + any(r.name == INFERENCE and r.kind == "call" for r in records) * rt.inference_overhead_us)
-        n_kernels = sum(k.kind != "call" and k.kind != "view" for k in ks)
+        n_library = sum(k.kind in LIBRARY_KINDS for k in ks)
+        n_other = sum(k.kind not in ("call", "view", *LIBRARY_KINDS) for k in ks)
         fresh_mb = sum(alloc_us(k, unit) for k in ks)
         t_us = t * 1e6
-        rows.append([n_kernels / t_us, fresh_mb / t_us, decisions / t_us])
+        rows.append([n_other / t_us, n_library / t_us, fresh_mb / t_us, decisions / t_us])
         rhs.append((t_us - device_us - host_us - fixed) / t_us)
     a, b = np.array(rows), np.array(rhs)
     fit = least_squares(lambda x: a @ x - b, np.ones(a.shape[1]), bounds=(0.0, np.inf),
                         loss="soft_l1", f_scale=0.1)
-    per_kernel, per_mb, per_decision = (float(v) for v in fit.x)
-    ops = {k: p if k == "view" else replace(p, overhead_us=p.overhead_us + per_kernel)
+    per_kernel, per_library, per_mb, per_decision = (float(v) for v in fit.x)
+    ops = {k: p if k == "view" else
+           replace(p, overhead_us=p.overhead_us + (per_library if k in LIBRARY_KINDS else per_kernel))
            for k, p in rt.ops.items()}
     return replace(rt, ops=ops, alloc_us_per_mb=rt.alloc_us_per_mb + per_mb,
                    decision_overhead_us=rt.decision_overhead_us + per_decision)

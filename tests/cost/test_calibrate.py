@@ -174,3 +174,30 @@ def test_stage_two_ignores_an_outlier_composite():
     extra = rt.ops["elementwise"].overhead_us + rt.call_overhead_us - (TRUE_OPS["elementwise"].overhead_us + 1.0)
     assert extra == pytest.approx(2.0, abs=0.3)
     assert rt.call_overhead_us == 1.0  # the measured call cost; the extra is per kernel
+
+
+def test_stage_two_fits_library_convolutions_apart():
+    """Composites where a depthwise conv (a oneDNN primitive) pays 40 us more than in its loop
+    and an element-wise op 3 us more: stage 2 gives each its own extra (one shared extra would
+    land in between and overpredict the nets without depthwise convs)."""
+    from dse.cost.calibrate import LIBRARY_KINDS
+
+    assert set(LIBRARY_KINDS) == {"conv", "dwconv"}
+    cases = _synthetic_cases(random.Random(4))
+    ew = LayerRecord("relu", "elementwise", in_elems=10, out_elems=10, calls=1)
+    dw = LayerRecord("conv2d", "dwconv", macs=9 * 64, in_elems=64, weight_elems=9 * 16,
+                     out_elems=64, gemm=(4, 1, 9), calls=1)
+    t_ew, t_dw = (sum(sum(kernel_time_us(k, DEVICE, TRUE)) for k in kernels([r], False))
+                  for r in (ew, dw))
+    for n_ew, n_dw in ((20, 0), (40, 0), (10, 3), (30, 6), (20, 10), (60, 2)):
+        recs = (ew,) * n_ew + (dw,) * n_dw
+        cases.append(("composite", recs, (n_ew * (t_ew + 3.0) + n_dw * (t_dw + 40.0)) / 1e6))
+    rt = fit_profile("synthetic", Measurements(tuple(cases), 80.0, 1.0, 15.0, 7.0, 1)).runtime()
+    loop = fit_profile("synthetic", Measurements(tuple(c for c in cases if c[0] != "composite"),
+                                                 80.0, 1.0, 15.0, 7.0, 1)).runtime()
+    extra = {k: rt.ops[k].overhead_us - loop.ops[k].overhead_us for k in rt.ops}
+    assert extra["elementwise"] == pytest.approx(3.0, abs=0.2)
+    assert extra["dwconv"] == pytest.approx(40.0, abs=1.0)
+    assert extra["conv"] == pytest.approx(extra["dwconv"])  # one library group
+    assert extra["norm"] == pytest.approx(extra["elementwise"])
+    assert extra["view"] == 0.0
