@@ -7,6 +7,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
+from dse.finetune.selective import SCORE_SPLITS, SELECTIONS
 from dse.finetune.shifts import SHIFTS
 
 
@@ -25,10 +26,17 @@ def _log(msg: str) -> None:
               help="Whole fine-tuning schedule S [default: the configuration's training steps].")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Fine-tuning learning rate [default: the configuration's].")
+@click.option("--selection", type=click.Choice(SELECTIONS), default=SELECTIONS[0],
+              show_default=True,
+              help="Subset rule: 'one-se' finishes the cheapest subset within one paired standard "
+                   "error of the best probed score; 'best' the highest score (the paper's rule).")
+@click.option("--score-on", type=click.Choice(list(SCORE_SPLITS)), default="train+val",
+              show_default=True, help="Shifted splits the probed subsets are scored on.")
 @options.device
 @options.threads
 @options.json_flag
-def command(config_path, shift, probe_steps, full_steps, lr, device, threads, as_json):
+def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on, device, threads,
+            as_json):
     """Choose which exits to re-train when the data drifts, and compare with re-training all.
 
     Selective fine-tuning of the exits' classifier ensemble (Hirose et al., IEEE Access 2020):
@@ -41,13 +49,15 @@ def command(config_path, shift, probe_steps, full_steps, lr, device, threads, as
     config = load_config(config_path)
     set_threads(threads)
     result = finetune_config(config, shift, probe_steps=probe_steps, steps=full_steps, lr=lr,
+                             selection=selection, score_on=score_on,
                              device=select_device(device), log=_log)
     if as_json:
         echo_json(result.to_dict())
         return
     r = result
     click.echo(f"shift {r.shift}: {r.num_exits} exits, probe {r.probe_steps} steps, "
-               f"schedule {r.steps} steps of {r.batch_size}")
+               f"schedule {r.steps} steps of {r.batch_size}; subset rule {r.selection} on "
+               f"{r.score_on} ({r.score_samples} images)")
     rows = [["no fine-tuning", "B" * r.num_exits, f"{r.baseline_accuracy:.2f}", "0"],
             ["entire", "F" * r.num_exits, f"{r.entire_accuracy:.2f}", "1.000"],
             ["selective", r.subset, f"{r.accuracy:.2f}", f"{r.ops_ratio:.3f}"],

@@ -8,12 +8,15 @@ original model and shifted features (:mod:`~dse.finetune.base`), and the procedu
 from __future__ import annotations
 
 from dse.finetune.ops import ExitTrainCost, entire_ops, ops_ratio, selective_ops, step_ops
-from dse.finetune.selective import FinetuneResult, Schedule, finetune_config, run_selective
+from dse.finetune.selective import (SELECTIONS, FinetuneResult, Schedule, finetune_config,
+                                    run_selective)
 from dse.finetune.shifts import SHIFTS, apply_shift
-from dse.finetune.subsets import ensemble_accuracy, pattern, score_subsets, subset_masks
+from dse.finetune.subsets import (ensemble_accuracy, one_se_subset, paired_standard_errors, pattern,
+                                  score_subsets, subset_masks)
 
 __all__ = [
-    "ExitTrainCost", "FinetuneResult", "SHIFTS", "Schedule", "apply_shift", "ensemble_accuracy",
-    "entire_ops", "finetune_config", "ops_ratio", "pattern", "run_selective", "score_subsets",
-    "selective_ops", "step_ops", "subset_masks",
+    "ExitTrainCost", "FinetuneResult", "SELECTIONS", "SHIFTS", "Schedule", "apply_shift",
+    "ensemble_accuracy", "entire_ops", "finetune_config", "one_se_subset", "ops_ratio",
+    "paired_standard_errors", "pattern", "run_selective", "score_subsets", "selective_ops",
+    "step_ops", "subset_masks",
 ]

@@ -8,8 +8,16 @@ frozen. The procedure:
 1. *Probe*: every exit's classifier is fine-tuned for s steps on shifted training data (default
    s = one epoch of the training split).
 2. *Select*: every subset T of exits is scored by the last-exit ensemble accuracy with the
-   probed parameters for exits in T and the original parameters elsewhere (eq. 4-5), on the
-   shifted validation split; the best subset wins (ties: fewer fine-tuned exits).
+   probed parameters for exits in T and the original parameters elsewhere (eq. 4-5). By default
+   (``selection="one-se"``) the score is taken on the shifted train and validation splits
+   together, and the cheapest subset (fewest training operations) within one paired standard
+   error of the best score wins (:func:`dse.finetune.subsets.one_se_subset`). Why: on digits
+   the validation split has 360 images, the best few subsets differ by one to three of them,
+   and the highest validation score alone often picked a subset that lost 2-4 points on test
+   (a noisy winner) or all exits (no saving). The train split is fair to score on after a
+   short probe: with the default one-epoch probe each training image has been seen once, by a
+   classifier whose only other training was on clean data. ``selection="best"`` with
+   ``score_on="val"`` is the plain rule (highest validation score; ties: fewer exits).
 3. *Finish*: the exits in T continue from the probe to the end of the schedule (S steps).
 
 *Entire* fine-tuning trains every exit for the S steps. Each classifier is trained with its own
@@ -23,8 +31,9 @@ The ensemble uses every classifier's own logits, as the paper's independent clas
 configuration trained with inline subnetwork collaboration (``isc``) these are the logits
 before the ISC sum, so its ensemble differs from its early-exit predictions.
 
-Reference (``best_subset``): the subset chosen with the fully fine-tuned parameters (fine-tune
-everything, then try every subset), i.e. what selection would pick with no probe budget.
+Reference (``best_subset``): the subset with the highest validation score under the fully
+fine-tuned parameters (fine-tune everything, then try every subset), i.e. what selection
+would pick with no probe budget.
 Training operations follow :mod:`dse.finetune.ops`.
 """
 from __future__ import annotations
@@ -41,8 +50,15 @@ from torch import nn
 
 from dse.errors import ConfigError, TrialFailed
 from dse.finetune.ops import entire_ops, ops_ratio, selective_ops
-from dse.finetune.subsets import (best_subset, ensemble_accuracy, mixed_logits, pattern,
+from dse.finetune.ops import step_ops
+from dse.finetune.subsets import (best_subset, ensemble_accuracy, mixed_logits, one_se_subset,
+                                  paired_standard_errors, pattern, reference_subset,
                                   score_subsets, subset_masks)
+
+#: subset rules: "one-se" (cheapest within one paired standard error of the best), "best"
+SELECTIONS = ("one-se", "best")
+#: the shifted splits the probed subsets are scored on
+SCORE_SPLITS = {"train+val": ("val", "train"), "val": ("val",)}
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,7 @@ class FinetuneResult:
     ops_ratio_with_backbone: float  #: same with a frozen-backbone forward pass every step
     best_subset: str                #: reference: subset chosen with fully fine-tuned parameters
     best_subset_accuracy: float     #: its accuracy (%)
-    probe_accuracy: float           #: validation score of the chosen subset after the probe (%)
+    probe_accuracy: float           #: score of the chosen subset after the probe (%, score_on)
     selective_ops: int              #: training MACs, classifiers only
     entire_ops: int
     probe_steps: int
@@ -92,6 +108,9 @@ class FinetuneResult:
     exit_ensemble_baseline: tuple[float, ...]  #: y*_b accuracy at every exit (%), no fine-tuning
     exit_ensemble_selective: tuple[float, ...]
     exit_ensemble_entire: tuple[float, ...]
+    selection: str = "one-se"       #: the subset rule (:data:`SELECTIONS`)
+    score_on: str = "train+val"     #: the shifted splits the probed subsets were scored on
+    score_samples: int = 0          #: how many images that is
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -172,9 +191,35 @@ def one_epoch(num_samples: int, batch_size: int) -> int:
     return max(1, math.ceil(num_samples / batch_size))
 
 
-def run_selective(base, shifted: dict, schedule: Schedule, shift: str) -> FinetuneResult:
+def check_selection(selection: str, score_on: str) -> None:
+    if selection not in SELECTIONS:
+        raise ConfigError(f"subset selection must be one of {', '.join(SELECTIONS)}, "
+                          f"got {selection!r}")
+    if score_on not in SCORE_SPLITS:
+        raise ConfigError(f"subsets are scored on one of {', '.join(SCORE_SPLITS)}, "
+                          f"got {score_on!r}")
+
+
+def choose_subset(base_logits: np.ndarray, probe_logits: np.ndarray, labels: np.ndarray,
+                  masks: np.ndarray, step_costs: np.ndarray, selection: str = "one-se") -> int:
+    """Index of the subset to finish, from the probed [B, N, K] logits of the scoring images.
+
+    ``step_costs`` [S]: every subset's training operations per step (what finishing it costs).
+    """
+    scores = score_subsets(base_logits, probe_logits, labels, masks)
+    if selection == "best":
+        return best_subset(scores, masks)
+    ref = masks[reference_subset(scores, step_costs)]
+    se = paired_standard_errors(base_logits, probe_logits, labels, ref, masks)
+    return one_se_subset(scores, se, step_costs, masks)
+
+
+def run_selective(base, shifted: dict, schedule: Schedule, shift: str, *,
+                  selection: str = "one-se", score_on: str = "train+val") -> FinetuneResult:
     """The procedure of the module docstring on a :class:`~dse.finetune.base.BaseModel` and
     shifted features from :func:`~dse.finetune.base.shifted_features` (train, val, test)."""
+    check_selection(selection, score_on)
+
     def inputs(split: str) -> list[torch.Tensor]:
         return [shifted[split].features[b] for b in base.input_blocks]
 
@@ -188,17 +233,23 @@ def run_selective(base, shifted: dict, schedule: Schedule, shift: str) -> Finetu
     base_test = classifier_logits(base.classifiers, inputs("test"))
     tuned_val = classifier_logits(tuned, inputs("val"))
     tuned_test = classifier_logits(tuned, inputs("test"))
-    probe_val = classifier_logits(probe, inputs("val"))
+    splits = SCORE_SPLITS[score_on]
+    score_base = np.concatenate([base_val if s == "val" else
+                                 classifier_logits(base.classifiers, inputs(s)) for s in splits], 1)
+    score_probe = np.concatenate([classifier_logits(probe, inputs(s)) for s in splits], 1)
+    score_y = np.concatenate([shifted[s].labels.numpy() for s in splits])
 
+    n_train = int(train_y.shape[0])
+    batch = min(schedule.batch_size, n_train)
     masks = subset_masks(base.num_exits)
-    probe_scores = score_subsets(base_val, probe_val, val_y, masks)
-    chosen = masks[best_subset(probe_scores, masks)]
+    step_costs = np.array([step_ops(base.costs, m, batch) for m in masks], dtype=np.float64)
+    index = choose_subset(score_base, score_probe, score_y, masks, step_costs, selection)
+    chosen = masks[index]
+    probe_score = score_subsets(score_base, score_probe, score_y, chosen[None])[0]
     reference = masks[best_subset(score_subsets(base_val, tuned_val, val_y, masks), masks)]
     test_scores = score_subsets(base_test, tuned_test, test_y,
                                 np.stack([chosen, reference, np.ones_like(chosen),
                                           np.zeros_like(chosen)]))
-    n_train = int(train_y.shape[0])
-    batch = min(schedule.batch_size, n_train)
     args = (base.costs, chosen, schedule.probe_steps, schedule.steps, batch)
 
     def pct(v: float) -> float:
@@ -213,30 +264,34 @@ def run_selective(base, shifted: dict, schedule: Schedule, shift: str) -> Finetu
         ops_ratio=round(ops_ratio(*args), 6),
         ops_ratio_with_backbone=round(ops_ratio(*args, backbone_forward=True), 6),
         best_subset=pattern(reference), best_subset_accuracy=pct(test_scores[1]),
-        probe_accuracy=pct(probe_scores[int(np.flatnonzero((masks == chosen).all(1))[0])]),
+        probe_accuracy=pct(probe_score),
         selective_ops=selective_ops(*args), entire_ops=entire_ops(base.costs, schedule.steps, batch),
         probe_steps=schedule.probe_steps, steps=schedule.steps, batch_size=batch,
         num_exits=base.num_exits, exit_ensemble_baseline=per_exit(base_test),
         exit_ensemble_selective=per_exit(mixed_logits(base_test, tuned_test, chosen)),
-        exit_ensemble_entire=per_exit(tuned_test),
+        exit_ensemble_entire=per_exit(tuned_test), selection=selection, score_on=score_on,
+        score_samples=int(score_y.shape[0]),
     )
 
 
 def finetune_config(config, shift: str, *, probe_steps: int | None = None,
                     steps: int | None = None, lr: float | None = None, ctx=None,
                     proxy_seed: int | None = None, device: torch.device | str = "cpu",
-                    log=None) -> FinetuneResult:
+                    log=None, selection: str = "one-se",
+                    score_on: str = "train+val") -> FinetuneResult:
     """Rebuild ``config``'s model, shift its data and run selective vs entire fine-tuning.
 
     Defaults: probe = one epoch of the training split, schedule = the configuration's proxy
     steps, learning rate, optimizer and batch size = its training spec, seed = its seed.
     ``proxy_seed``: the seed the search trained the original branches with (a trial's
     ``proxy_seed`` attribute), so the rebuilt model is the one the search evaluated.
+    ``selection`` and ``score_on``: the subset rule (module docstring, step 2).
     """
     from dse.finetune.base import context_for, shifted_features, train_base
     from dse.finetune.shifts import check_shift
 
     shift = check_shift(shift)
+    check_selection(selection, score_on)
     ctx = ctx if ctx is not None else context_for(config, device=device, log=log)
     t = config.training
     n_train = len(ctx.data.train)
@@ -246,4 +301,4 @@ def finetune_config(config, shift: str, *, probe_steps: int | None = None,
         optimizer=t.optimizer, batch_size=t.batch_size, seed=config.seed)
     base = train_base(config, ctx, seed=proxy_seed)
     shifted = shifted_features(ctx, shift, base.input_blocks)
-    return run_selective(base, shifted, schedule, shift)
+    return run_selective(base, shifted, schedule, shift, selection=selection, score_on=score_on)

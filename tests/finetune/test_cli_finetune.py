@@ -30,6 +30,17 @@ def test_table_output(make_config):
     assert "selective" in res.stdout and "entire" in res.stdout and "train ops" in res.stdout
 
 
+def test_subset_rule_options(make_config):
+    res = run("finetune", "--config", make_config(count=2, steps=10), "--shift", "jitter",
+              "--steps", "2", "--selection", "best", "--score-on", "val", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert (out["selection"], out["score_on"]) == ("best", "val")
+    res = run("finetune", "--config", make_config(count=2, steps=10), "--shift", "jitter",
+              "--selection", "top")
+    assert res.exit_code == 2 and "Invalid value for '--selection'" in res.output
+
+
 def test_missing_config_file(tmp_path):
     res = run("finetune", "--config", str(tmp_path / "nope.yaml"), "--shift", "jitter")
     assert res.exit_code == 2

@@ -96,3 +96,64 @@ def test_end_to_end_on_digits(make_config):
     assert 0.0 <= r.baseline_accuracy <= 100.0
     again = finetune_config(config, "jitter", probe_steps=3)
     assert again == r, "the procedure is seeded end to end"
+
+
+def crafted(fixed_by_exit1: int, n: int = 100):
+    """2 exits, labels 0: exit 2's probe fixes 90 images; exit 1's probe fixes
+    ``fixed_by_exit1`` of the 10 that are left. Scores: {} 0, {2} 0.90, {1, 2} 0.90 + k / n."""
+    base = np.zeros((2, n, 2))
+    base[1, :, 0] = -1.0                       # exit 2 wrong everywhere, exit 1 neutral
+    probe = base.copy()
+    probe[1, :90, 0] = 1.0                     # exit 2 fine-tuned: right on 90 images
+    probe[0, 90:90 + fixed_by_exit1, 0] = 3.0  # exit 1 fine-tuned: tips a few of the others
+    return base, probe, np.zeros(n, dtype=int)
+
+
+def test_choose_subset_one_se_prefers_the_cheaper_subset_within_noise():
+    from dse.finetune.selective import choose_subset
+    from dse.finetune.subsets import subset_masks
+
+    masks = subset_masks(2)                    # [], [1], [2], [1, 2]
+    costs = np.array([0.0, 10.0, 1.0, 11.0])   # exit 1 is the expensive one
+    base, probe, y = crafted(1)                # {1, 2} is 1 image (se 0.01) ahead of {2}
+    assert choose_subset(base, probe, y, masks, costs, "best") == 3
+    assert choose_subset(base, probe, y, masks, costs, "one-se") == 2
+    base, probe, y = crafted(5)                # 5 images ahead, se ~0.022: a real difference
+    assert choose_subset(base, probe, y, masks, costs, "one-se") == 3
+
+
+@pytest.mark.parametrize("selection,score_on,samples", [("one-se", "train+val", 128),
+                                                        ("best", "val", 64)])
+def test_run_selective_scores_on_the_chosen_splits(selection, score_on, samples):
+    base, data = toy(num_exits=4)
+    sched = Schedule(probe_steps=2, steps=20, lr=0.05, batch_size=16)
+    r = run_selective(base, data, sched, "jitter", selection=selection, score_on=score_on)
+    assert (r.selection, r.score_on, r.score_samples) == (selection, score_on, samples)
+    probe = finetune(base.classifiers, [data["train"].features[b] for b in range(4)],
+                     data["train"].labels, sched, snapshots=[2])[2]
+    splits = ["val", "train"] if score_on == "train+val" else ["val"]
+    xs = [[data[s].features[b] for b in range(4)] for s in splits]
+    l0 = np.concatenate([classifier_logits(base.classifiers, x) for x in xs], 1)
+    l1 = np.concatenate([classifier_logits(probe, x) for x in xs], 1)
+    y = np.concatenate([data[s].labels.numpy() for s in splits])
+    expected = score_subsets(l0, l1, y, parse_pattern(r.subset)[None])[0]
+    assert r.probe_accuracy == pytest.approx(100 * expected, abs=1e-3)
+    if selection == "best":  # the plain rule: highest val score, then fewest exits
+        from dse.finetune.subsets import best_subset, pattern, subset_masks
+        masks = subset_masks(4)
+        assert r.subset == pattern(masks[best_subset(score_subsets(l0, l1, y, masks), masks)])
+
+
+def test_unknown_selection_and_score_splits_are_config_errors(make_config):
+    from dse.config import load_config
+    from dse.finetune.selective import finetune_config
+
+    base, data = toy()
+    sched = Schedule(probe_steps=2, steps=6, lr=0.05, batch_size=16)
+    with pytest.raises(ConfigError, match="selection must be one of one-se, best, got 'top'"):
+        run_selective(base, data, sched, "jitter", selection="top")
+    with pytest.raises(ConfigError, match="scored on one of train\\+val, val, got 'test'"):
+        run_selective(base, data, sched, "jitter", score_on="test")
+    config = load_config(make_config(count=2, steps=10))
+    with pytest.raises(ConfigError, match="got 'test'"):  # checked before any training
+        finetune_config(config, "jitter", score_on="test", ctx=object())
