@@ -50,14 +50,13 @@ def run(args: argparse.Namespace) -> dict:
     calibrate_s = time.perf_counter() - started
     write_profile(profile, out, header="Fitted by benchmarks/latency_model.py")
     profile = read_profile(out)  # validate what was written
+    settings = ValidationSettings(threads=args.threads, quick=args.quick,
+                                  statistic=args.statistic)
     started = time.perf_counter()
-    result = validate(profile, settings=ValidationSettings(threads=args.threads, quick=args.quick,
-                                                           statistic=args.statistic), log=log)
+    result = validate(profile, settings=settings, log=log)
     validate_s = time.perf_counter() - started
     if args.repeat:
-        result["repeatability"] = repeatability(result, validate(
-            profile, settings=ValidationSettings(threads=args.threads, quick=args.quick,
-                                                 statistic=args.statistic), log=log))
+        result["repeatability"] = repeatability(result, validate(profile, settings=settings, log=log))
     base = result["baseline"]
     checks = {
         "within_10pct_ge_0.9": result["within_10pct"] >= 0.9,

@@ -49,8 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dse.errors import ConfigError, TrialFailed
-from dse.finetune.ops import entire_ops, ops_ratio, selective_ops
-from dse.finetune.ops import step_ops
+from dse.finetune.ops import entire_ops, ops_ratio, selective_ops, step_ops
 from dse.finetune.subsets import (best_subset, ensemble_accuracy, mixed_logits, one_se_subset,
                                   paired_standard_errors, pattern, reference_subset,
                                   score_subsets, subset_masks)
