@@ -49,12 +49,25 @@ def start(args: list[str], log_path: Path) -> subprocess.Popen:
     return proc
 
 
-def wait_for(url: str, proc: subprocess.Popen, log_path: Path, complete: int) -> None:
-    """Until ``complete`` trials are COMPLETE and one more is RUNNING."""
+#: what a trial of slow.yaml suggests before its branches train
+SLOW_PARAMS = {"exits", "placement", "threshold_maxprob", "lr"}
+
+
+def training(url: str) -> bool:
+    """A RUNNING trial has recorded every parameter of slow.yaml, so it is training."""
+    return any(t.state.name == "RUNNING" and set(t.params) == SLOW_PARAMS
+               for t in load(url).trials)
+
+
+def wait_for(url: str, proc: subprocess.Popen, log_path: Path, complete: int,
+             mid_training: bool = False) -> None:
+    """Until ``complete`` trials are COMPLETE and one more is RUNNING (with ``mid_training``:
+    past its suggestions, so a kill cannot leave it with only some parameters recorded)."""
     deadline = time.time() + 240
     while True:
         s = states(url)
-        if s["COMPLETE"] >= complete and s["RUNNING"] >= 1:
+        if (s["COMPLETE"] >= complete and s["RUNNING"] >= 1
+                and (not mid_training or training(url))):
             return
         assert proc.poll() is None, log_path.read_text()
         assert time.time() < deadline, "the run never got going"
@@ -77,7 +90,7 @@ def test_resume_after_ctrl_c_and_sigkill_reaches_exactly_n(tmp_path, checkpoint)
     assert all(t.user_attrs.get("fail_reason") == "interrupted (Ctrl-C)" for t in interrupted)
 
     second = start(args, tmp_path / "second.log")  # SIGKILL: nothing is cleaned up
-    wait_for(url, second, tmp_path / "second.log", 3)
+    wait_for(url, second, tmp_path / "second.log", 3, mid_training=True)
     os.killpg(second.pid, signal.SIGKILL)
     second.wait()
     killed = [t.number for t in load(url).trials if t.state.name == "RUNNING"]
