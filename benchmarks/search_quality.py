@@ -2,7 +2,7 @@
 
 A small discrete space (``benchmarks/search_quality_space.yaml``, <= 300 configurations) on the
 embedded default (digits, ``digits-resnet``, profile ``jetson``) is evaluated exhaustively with
-the real trial code (:func:`dse.search.objective.evaluate_candidate`: proxy training, cached
+the real trial code (:func:`dse.search.objective.evaluate_design`: proxy training, cached
 outputs, latency model); the table of (val accuracy %, expected latency ms) per configuration is
 cached in ``$DSE_CACHE/search_quality/``. Each sampler then runs ``--trials`` trials against a
 lookup of that table (same space, same fixed-length encoding as ``dse search``), for ``--seeds``
@@ -35,7 +35,7 @@ SPACE = HERE / "search_quality_space.yaml"
 def exhaustive_table(space, ctx, log) -> tuple[dict[str, list[float]], float]:
     """{candidate key: [val accuracy %, expected latency ms]} for every configuration (cached)."""
     from dse.cache import cache_dir, digest
-    from dse.search.objective import InvalidCandidate, OutputsMemo, evaluate_candidate
+    from dse.search.objective import InvalidDesign, OutputsMemo, evaluate_design
 
     key = digest(space.to_plain(), ctx.checkpoint, ctx.profile.name, ctx.runtime.name,
                  ctx.settings.seed, ctx.backbone_val_accuracy, 2)
@@ -47,8 +47,8 @@ def exhaustive_table(space, ctx, log) -> tuple[dict[str, list[float]], float]:
     candidates = list(space.candidates())
     for i, c in enumerate(candidates):
         try:
-            table[repr(c)] = evaluate_candidate(ctx, c, memo).values[:2]
-        except InvalidCandidate:
+            table[repr(c)] = evaluate_design(ctx, c, memo).values[:2]
+        except InvalidDesign:
             table[repr(c)] = None
         if log and (i + 1) % 50 == 0:
             log(f"evaluated {i + 1}/{len(candidates)} configurations")

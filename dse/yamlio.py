@@ -133,3 +133,15 @@ def check_number(value: Any, where: str, low: float | None = None, high: float |
     if high is not None and value > high:
         raise ConfigError(f"{where} must be <= {high}, got {value}")
     return value
+
+
+def to_plain(value: Any) -> Any:
+    """numpy/torch scalars and arrays, tuples and nested containers -> plain python (what YAML,
+    JSON and Optuna's attribute storage accept). The one converter every writer uses."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item() if getattr(value, "ndim", 0) == 0 else to_plain(value.tolist())
+    return value

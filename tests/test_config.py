@@ -4,7 +4,7 @@ import pytest
 
 from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, load_config, save_config
 from dse.errors import ConfigError
-from dse.train.losses import LossSpec
+from dse.design import LossSpec
 
 GOOD = """\
 dse_config: 1
@@ -57,18 +57,18 @@ def test_round_trip(tmp_path):
 
 @pytest.mark.parametrize("old, new, message", [
     ("seed: 3", "seed: 3\ncolour: red", "c.yaml: colour is not a known key"),
-    ("count: 2,", "count: -1,", "c.yaml: exits.count must be >= 0, got -1"),
-    ("placement: linear", "placement: cubic", "exits.placement must be one of pareto"),
-    ("branch: convx", "branch: dense", "exits.branch must be one of plain"),
+    ("count: 2,", "count: -1,", "c.yaml: exits.count must be >= 1, got -1"),
+    ("placement: linear", "placement: cubic", "exits.placement must be a placement rule .pareto, fine"),
+    ("branch: convx", "branch: dense", "exits.branch must be a branch type .plain, pool"),
     ("width: 16", "width: 0", "width must be an integer >= 1, got 0"),
     ("width: 16", "height: 3", "takes no parameter 'height'"),
     ("blocks: [1, 3]", "blocks: [3, 1]", "exits.blocks must be strictly increasing"),
     ("alpha: 0.3", "alpha: 3", "alpha"),
-    ("labels: pseudo", "labels: teacher", "training.labels must be one of ground_truth, pseudo"),
+    ("labels: pseudo", "labels: teacher", "training.labels must be a label source .ground_truth, pseudo., got .teacher"),
     ("lr: 0.01", "lr: 0", "training.lr must be > 0"),
     ("steps: 50", "steps: many", "training.steps must be an integer"),
     ("thresholds: [0.2, 0.4]", "thresholds: [0.2, 0.4, 0.5]", "needs 1 or 2 values"),
-    ("criterion: entropy", "criterion: margin", "exit_policy.criterion must be one of"),
+    ("criterion: entropy", "criterion: margin", "exit_policy.criterion must be an exit criterion"),
     ("dse_config: 1", "dse_config: 9", "dse_config must be 1, got 9"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, old, new, message):

@@ -107,8 +107,9 @@ def _max_drop(value: str) -> float | None:
 
 
 def _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resumed) -> int:
-    from dse.search.progress import Progress
-    from dse.search.worker import TrialRunner, count_trials, run_worker, spawn_workers
+    from dse.cli.progress import Progress
+    from dse.search.runner import TrialRunner
+    from dse.search.worker import count_trials, run_worker, spawn_workers
 
     before = count_trials(study)
     if resumed and not as_json:
@@ -164,7 +165,7 @@ def _finish(study, out_dir, url, complete, shift, no_report, as_json, redact) ->
     import importlib.util
 
     from dse.search.export import write_outputs
-    from dse.search.progress import front_table
+    from dse.cli.progress import front_table
 
     written = write_outputs(study, out_dir)
     front = written["front"]

@@ -38,7 +38,8 @@ def command(study_name, storage, trials, heartbeat, worker_index, quiet, device,
     from dse.search.storage import open_storage, redact
     from dse.search.study import (ENCODING, REFINE, attach_sampler, load_study,
                                   settings_from_attrs)
-    from dse.search.worker import TrialRunner, count_trials, run_worker
+    from dse.search.runner import TrialRunner
+    from dse.search.worker import count_trials, run_worker
 
     _quiet_optuna()
     set_threads(threads)

@@ -12,11 +12,12 @@ form (the real early-exit inference path); both are the same formula, tested equ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from dse.errors import ConfigError
 from dse.registry import Registry
 
 
@@ -73,3 +74,18 @@ CRITERIA.add("entropy", Criterion(
 
 def get_criterion(name: str) -> Criterion:
     return CRITERIA.get(name)
+
+
+def per_exit_thresholds(thresholds: float | Sequence[float], num_early: int,
+                        where: str = "thresholds") -> list[float]:
+    """One threshold per early exit: a single (global) value is repeated ``num_early`` times;
+    a list must hold exactly ``num_early`` values. The one place this rule is written."""
+    if isinstance(thresholds, (int, float)) or getattr(thresholds, "ndim", None) == 0:
+        return [float(thresholds)] * num_early
+    values = [float(t) for t in thresholds]
+    if len(values) == 1:
+        return values * num_early
+    if len(values) != num_early:
+        raise ConfigError(f"{where}: {num_early} early exits need 1 or {num_early} thresholds "
+                          f"(one per early exit), got {len(values)}")
+    return values

@@ -3,11 +3,12 @@
 Everything the report shows is rebuilt from the storage alone: the study's user attributes hold
 the setting (backbone, dataset, profile, objectives, constraints, the backbone's own numbers);
 every complete trial's user attributes hold its configuration, exit mix, per-exit accuracy,
-costs and a compact threshold sweep. Accuracies are percentages throughout.
+costs and a compact threshold sweep; the keys, types and units are declared in
+:mod:`dse.search.schema` (accuracies in percent).
 
-The Pareto front is the search's (:func:`dse.search.export.front_trials`, the rows of
-``pareto.csv``: feasible complete trials no other feasible trial dominates on every objective). :func:`pareto_mask` is the same rule for any set of points (used
-for the two-objective step line). A trial is feasible when all its constraint values are <= 0.
+The Pareto front is the search's (:func:`dse.search.schema.front_trials`, the rows of
+``pareto.csv``); :func:`pareto_mask` applies the same dominance rule
+(:func:`dse.search.pareto.front_mask`) to any set of points (the two-objective step line).
 """
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import optuna
 import pandas as pd
+from optuna.trial import TrialState
+
+from dse.search.pareto import front_mask, to_losses
+from dse.search.schema import front_trials, is_feasible, objectives as study_objectives, trial_attrs
 
 #: objective name -> (column, axis label with units)
 OBJECTIVE_LABELS = {
@@ -25,11 +31,6 @@ OBJECTIVE_LABELS = {
     "macs": "Expected MACs",
     "energy_mj": "Expected energy (mJ)",
 }
-#: trial user attrs that hold accuracies (fractions or percentages, reported as %)
-_ACC_ATTRS = ("val_accuracy", "test_accuracy")
-_ACC_LIST_ATTRS = ("per_exit_accuracy", "test_per_exit_accuracy")
-
-
 @dataclass
 class ReportData:
     """A study as tables: complete trials, the front, counts, failures and settings."""
@@ -47,52 +48,24 @@ class ReportData:
     @property
     def backbone_accuracy(self) -> float | None:
         """The backbone alone: validation accuracy in % (None when unknown)."""
-        return as_percent(self.meta.get("backbone_val_accuracy"))
+        value = self.meta.get("backbone_val_accuracy")
+        return None if value is None else float(value)
 
     def has(self, column: str) -> bool:
         return column in self.trials and self.trials[column].notna().any()
 
 
-def as_percent(value: Any) -> float | None:
-    """An accuracy as %, whether stored as a fraction (0.93) or a percentage (93.0)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    value = float(value)
-    return value * 100.0 if abs(value) <= 1.0 else value
-
-
-def _accuracy_scale(values: Sequence[Any]) -> float:
-    """100 when a group of accuracies is stored as fractions (all <= 1), else 1."""
-    nums = [abs(float(v)) for v in values if v is not None]
-    return 100.0 if nums and max(nums) <= 1.0 else 1.0
-
-
 def sweep_accuracy(sweep: dict) -> list[float]:
-    """A stored sweep's accuracies as percentages."""
-    acc = [float(v) for v in sweep.get("accuracy") or []]
-    scale = _accuracy_scale(acc)
-    return [v * scale for v in acc]
+    """A stored sweep's accuracies (percent)."""
+    return [float(v) for v in sweep.get("accuracy") or []]
 
 
 def pareto_mask(points: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
-    """bool [N]: rows no other row dominates (>= on every maximised column, <= on every
-    minimised one, and strictly better on one). Duplicates are all kept, as Optuna does."""
+    """bool [N]: rows no other row dominates (duplicates are all kept, as Optuna does)."""
     pts = np.asarray(points, dtype=float)
     if pts.size == 0:
         return np.zeros(0, dtype=bool)
-    sign = np.where(np.asarray(maximize, dtype=bool), -1.0, 1.0)
-    p = pts * sign  # everything minimised
-    le = (p[:, None, :] <= p[None, :, :]).all(axis=2)   # [i, j]: i <= j everywhere
-    lt = (p[:, None, :] < p[None, :, :]).any(axis=2)
-    dominated = (le & lt).any(axis=0)                   # some i dominates j
-    return ~dominated
-
-
-def _feasible(trial) -> bool:
-    values = list(trial.constraints.values()) if getattr(trial, "constraints", None) else []
-    if not values:
-        values = list(trial.user_attrs.get("constraint") or [])
-    return all(float(v) <= 0.0 for v in values)
+    return front_mask(to_losses(pts, ["maximize" if m else "minimize" for m in maximize]))
 
 
 def _config_summary(config: dict) -> dict[str, Any]:
@@ -116,10 +89,7 @@ def _config_summary(config: dict) -> dict[str, Any]:
 
 def trial_rows(study) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """(complete trials, failed trials, counts by state) from a study."""
-    from optuna.trial import TrialState
-
-    meta = study.user_attrs
-    objectives = list(meta.get("objectives") or [f"objective_{i}" for i in range(len(study.directions))])
+    objectives = study_objectives(study)
     rows, failed = [], []
     counts = {s.name.lower(): 0 for s in TrialState}
     for t in study.get_trials(deepcopy=False):
@@ -129,17 +99,12 @@ def trial_rows(study) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
                            "reason": t.user_attrs.get("fail_reason", "") or "(no reason recorded)"})
         if t.state != TrialState.COMPLETE or t.values is None:
             continue
-        a = t.user_attrs
-        row: dict[str, Any] = {"number": t.number, "feasible": _feasible(t)}
+        a = trial_attrs(t)
+        row: dict[str, Any] = {"number": t.number, "feasible": is_feasible(t)}
         for name, value in zip(objectives, t.values):
             row[name] = float(value)
-        scale = _accuracy_scale([a.get(k) for k in _ACC_ATTRS]
-                                + [v for k in _ACC_LIST_ATTRS for v in (a.get(k) or [])])
-        for key in _ACC_ATTRS:
-            row[key] = None if a.get(key) is None else float(a[key]) * scale
-        for key in _ACC_LIST_ATTRS:
-            row[key] = None if a.get(key) is None else [float(v) * scale for v in a[key]]
-        for key in ("expected_latency_ms", "test_expected_latency_ms", "expected_macs",
+        for key in ("val_accuracy", "test_accuracy", "per_exit_accuracy",
+                    "test_per_exit_accuracy", "expected_latency_ms", "test_expected_latency_ms", "expected_macs",
                     "expected_energy_mj", "duration_s", "proxy_seed"):
             row[key] = a.get(key)
         for key in ("blocks", "exit_fractions", "test_exit_fractions", "exit_latency_ms",
@@ -150,10 +115,6 @@ def trial_rows(study) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
         row.update(_config_summary(a.get("config") or {}))
         row.update({f"param_{k}": v for k, v in t.params.items()})
         rows.append(row)
-    if "accuracy" in objectives and rows:  # the objective is the validation accuracy
-        scale = _accuracy_scale([row["accuracy"] for row in rows])
-        for row in rows:
-            row["accuracy"] *= scale
     counts["feasible"] = sum(1 for r in rows if r["feasible"])
     trials = pd.DataFrame(rows)
     if not trials.empty:
@@ -161,17 +122,10 @@ def trial_rows(study) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     return trials, pd.DataFrame(failed, columns=["number", "reason"]), counts
 
 
-def front_trials(study) -> list:
-    """The study's Pareto front: the search's own definition (the rows of ``pareto.csv``)."""
-    from dse.search.export import front_trials as search_front
-
-    return search_front(study)
-
-
 def study_frames(study, importances: bool = True) -> ReportData:
     """Read a study into :class:`ReportData` (with parameter importances unless disabled)."""
     meta = dict(study.user_attrs)
-    objectives = list(meta.get("objectives") or [f"objective_{i}" for i in range(len(study.directions))])
+    objectives = study_objectives(study)
     maximize = [d.name == "MAXIMIZE" for d in study.directions]
     trials, failures, counts = trial_rows(study)
     front_numbers = {t.number for t in front_trials(study)} if not trials.empty else set()
@@ -192,9 +146,6 @@ def study_frames(study, importances: bool = True) -> ReportData:
 def param_importances(study, objectives: Sequence[str], seed: int = 0) -> dict[str, Any]:
     """objective -> {param: importance} (fANOVA, normalised), or a one-line note explaining why
     there is none (too few trials, no parameter shared by all trials, constant objective)."""
-    import optuna
-    from optuna.trial import TrialState
-
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.values is not None]
     out: dict[str, Any] = {}

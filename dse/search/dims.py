@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Union
 
+from dse.design.checks import Check, is_number
 from dse.errors import ConfigError
 
-#: checks one candidate value; raises ConfigError naming ``where``
-Check = Callable[[Any, str], Any]
 Scalar = Union[str, int, float, bool]
 
 
@@ -91,10 +90,6 @@ Dim = Union[Fixed, Choice, Range]
 _RANGE_KEYS = ("low", "high", "log", "step")
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def parse_dim(raw: Any, where: str, check: Check, *, allow_range: bool = True,
               real: bool = False) -> Dim:
     """A dimension from its YAML form; ``check(value, where)`` validates every candidate value.
@@ -127,7 +122,7 @@ def parse_dim(raw: Any, where: str, check: Check, *, allow_range: bool = True,
         for key in ("low", "high"):
             if key not in raw:
                 raise ConfigError(f"{where}.{key} is required for a range")
-            if not _is_number(raw[key]):
+            if not is_number(raw[key]):
                 raise ConfigError(f"{where}.{key} must be a number, got {raw[key]!r}")
         low, high = raw["low"], raw["high"]
         if low > high:
@@ -135,7 +130,7 @@ def parse_dim(raw: Any, where: str, check: Check, *, allow_range: bool = True,
         log, step = raw.get("log", False), raw.get("step")
         if not isinstance(log, bool):
             raise ConfigError(f"{where}.log must be true or false, got {log!r}")
-        if step is not None and (not _is_number(step) or step <= 0):
+        if step is not None and (not is_number(step) or step <= 0):
             raise ConfigError(f"{where}.step must be a number > 0, got {step!r}")
         if log and low <= 0:
             raise ConfigError(f"{where} is a log range and needs low > 0, got low={low}")
@@ -154,36 +149,3 @@ def parse_dim(raw: Any, where: str, check: Check, *, allow_range: bool = True,
         raise ConfigError(f"{where} must be a value, a list of choices or a range, got nothing")
     check(raw, where)
     return Fixed(raw)
-
-
-# ---------------------------------------------------------------- value checks
-
-def one_of(names: Any, what: str) -> Check:
-    """Value must be one of ``names`` (a list or a Registry; aliases allowed)."""
-    def check(value: Any, where: str) -> Any:
-        if not isinstance(value, str) or value not in names:
-            valid = ", ".join(names.names() if hasattr(names, "names") else names)
-            raise ConfigError(f"{where} must be a {what} ({valid}), got {value!r}")
-        return value
-    return check
-
-
-def number(low: float | None = None, high: float | None = None, *, integer: bool = False,
-           low_open: bool = False, high_open: bool = False) -> Check:
-    """Value must be a number (an integer if ``integer``) in the given bounds."""
-    def check(value: Any, where: str) -> Any:
-        kind = "an integer" if integer else "a number"
-        if not _is_number(value) or (integer and not isinstance(value, int)):
-            raise ConfigError(f"{where} must be {kind}, got {value!r}")
-        if low is not None and (value <= low if low_open else value < low):
-            raise ConfigError(f"{where} must be {'>' if low_open else '>='} {low}, got {value}")
-        if high is not None and (value >= high if high_open else value > high):
-            raise ConfigError(f"{where} must be {'<' if high_open else '<='} {high}, got {value}")
-        return value
-    return check
-
-
-def boolean(value: Any, where: str) -> Any:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    return value

@@ -1,8 +1,8 @@
 """Study -> tables and files: ``trials.csv``, ``pareto.csv`` and ``configs/trial_<n>.yaml``.
 
-The Pareto front holds COMPLETE trials that satisfy every constraint (all values <= 0) and that
-no other such trial dominates on the study's objectives (val metrics); ``pareto.csv`` puts each
-one's test metrics beside its val metrics. Each front configuration is written as a
+The Pareto front is :func:`dse.search.schema.front_trials` (feasible, non-dominated COMPLETE
+trials on the study's objectives, val metrics); ``pareto.csv`` puts each one's test metrics
+beside its val metrics. Each front configuration is written as a
 :class:`dse.config.RunConfig` file that ``dse train --config`` loads.
 """
 from __future__ import annotations
@@ -11,44 +11,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dse.search.pareto import pareto_front
-from dse.search.study import DIRECTIONS
+import pandas as pd
+
+from dse.design import config_from_section, save_config
+from dse.search.schema import (TRIAL, front_trials, is_feasible, objectives, same_values,
+                               trial_attrs)
+from dse.yamlio import Section
 
 CONFIG_PATTERN = "trial_{number}.yaml"
 
 
-def is_feasible(trial: Any) -> bool:
-    values = list(getattr(trial, "constraints", {}).values()) or trial.user_attrs.get("constraint", [])
-    return all(v <= 0 for v in values)
-
-
-def front_trials(study: Any, trials: list | None = None) -> list[Any]:
-    """The feasible non-dominated COMPLETE trials, by expected latency ascending.
-
-    Trials with exactly the same objective values as an earlier front trial (another
-    configuration landing on the same point) are left out; :func:`same_values` lists them.
-    """
-    from optuna.trial import TrialState
-
-    objectives = study.user_attrs.get("objectives", ["accuracy", "latency_ms"])
-    if trials is None:
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and is_feasible(t)]
-    keep = pareto_front([t.values for t in done], [DIRECTIONS[o] for o in objectives])
-    first: dict[tuple, Any] = {}
-    for t in sorted((done[i] for i in keep), key=lambda t: t.number):
-        first.setdefault(tuple(t.values), t)
-    return sorted(first.values(), key=lambda t: (t.values[1], -t.values[0], t.number))
-
-
-def same_values(trial: Any, trials: list) -> list[int]:
-    """Other COMPLETE feasible trials with exactly ``trial``'s objective values."""
-    return [t.number for t in trials if t.number != trial.number and t.state.name == "COMPLETE"
-            and t.values == trial.values and is_feasible(t)]
-
-
 def _config_summary(t: Any) -> dict[str, Any]:
-    cfg = t.user_attrs.get("config") or {}
+    cfg = TRIAL["config"].get(t) or {}
     ex, tr, po = cfg.get("exits", {}), cfg.get("training", {}), cfg.get("exit_policy", {})
     loss = dict(tr.get("loss") or {})
     name = loss.pop("name", None)
@@ -71,7 +45,7 @@ def _kv(mapping: Any) -> str:
 
 
 def fail_reason(t: Any, retried: dict[int, int]) -> str | None:
-    reason = t.user_attrs.get("fail_reason")
+    reason = TRIAL["fail_reason"].get(t)
     if reason is None and t.state.name == "FAIL":
         again = retried.get(t.number)
         reason = "worker stopped sending heartbeats (killed or lost)" + (
@@ -81,20 +55,18 @@ def fail_reason(t: Any, retried: dict[int, int]) -> str | None:
 
 def trials_frame(study: Any):
     """One row per trial (every state): values, val/test metrics, configuration, reason."""
-    import pandas as pd
-
-    objectives = study.user_attrs.get("objectives", ["accuracy", "latency_ms"])
+    names = objectives(study)
     trials = study.get_trials(deepcopy=False)
     retried = {}
     for t in trials:
         if "retry_history" in t.system_attrs:
             retried[t.system_attrs["retry_history"][-1]] = t.number
-    front = {t.number for t in front_trials(study, trials)}
+    front = {t.number for t in front_trials(study)}
     rows = []
     for t in trials:
-        a = t.user_attrs
+        a = trial_attrs(t)
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
-        for i, name in enumerate(objectives):
+        for i, name in enumerate(names):
             row[name] = t.values[i] if t.values else None
         row.update({"pareto": t.number in front, "feasible": is_feasible(t) if t.values else None})
         for key in ("val_accuracy", "test_accuracy", "expected_latency_ms",
@@ -115,12 +87,10 @@ def trials_frame(study: Any):
 
 def pareto_frame(study: Any):
     """The front, test metrics beside val ones, cheapest first."""
-    import pandas as pd
-
     trials = study.get_trials(deepcopy=False)
     rows = []
-    for t in front_trials(study, trials):
-        a = t.user_attrs
+    for t in front_trials(study):
+        a = trial_attrs(t)
         rows.append({
             "trial": t.number, "val_accuracy": a.get("val_accuracy"),
             "test_accuracy": a.get("test_accuracy"),
@@ -140,9 +110,6 @@ def pareto_frame(study: Any):
 
 def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Write trials.csv, pareto.csv and one config per front trial; return what was written."""
-    from dse.config import config_from_section, save_config
-    from dse.yamlio import Section
-
     out = Path(out_dir)
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
@@ -153,8 +120,8 @@ def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
     for t in front:
         name = CONFIG_PATTERN.format(number=t.number)
         wanted.add(name)
-        config = config_from_section(Section(t.user_attrs["config"], f"trial {t.number}"))
-        a = t.user_attrs
+        a = trial_attrs(t)
+        config = config_from_section(Section(a["config"], f"trial {t.number}"))
         header = (f"dse search: study {study.study_name}, trial {t.number} (Pareto front)\n"
                   f"val accuracy {a['val_accuracy']:.2f}%, test accuracy {a['test_accuracy']:.2f}%, "
                   f"expected latency {a['expected_latency_ms']:.4g} ms (val)\n"

@@ -1,14 +1,14 @@
 """One trial: configuration -> proxy-trained exits -> metrics on cached outputs -> costs -> attrs.
 
-1. The space decodes the trial's parameters into a :class:`~dse.search.space.Candidate`; the
+1. The space decodes the trial's parameters into a :class:`~dse.design.Design`; the
    placement rule lands its exits on backbone blocks.
-2. The branches are trained for the candidate's step budget on cached features with the
+2. The branches are trained for the design's step budget on cached features with the
    backbone frozen (:func:`dse.train.proxy.train_branches`); every exit's outputs on val and test
    are computed once (:class:`~dse.evaluation.ExitOutputs`). Training depends only on the
    *structure* (blocks, branch, loss, labels, steps, lr, ...), not on the criterion or thresholds,
    so its outputs are memoised per structure and its seed is ``hash(study seed, structure)``:
    the same structure gives the same exits in any trial, worker or re-run.
-3. The candidate's criterion and thresholds are applied to the cached outputs
+3. The design's criterion and thresholds are applied to the cached outputs
    (:func:`dse.evaluation.evaluate`): accuracy, exit fractions p_n, anytime accuracy, and
    expected cost sum_n p_n cost_n for MACs, latency and energy; plus a compact threshold sweep.
 
@@ -27,7 +27,12 @@ from typing import Any, Callable
 import numpy as np
 
 from dse.errors import ConfigError, TrialFailed
-from dse.search.space import Candidate
+from dse.cache import digest
+from dse.design import Design, RunConfig
+from dse.evaluation import evaluate, sweep
+from dse.models.criteria import CRITERIA
+from dse.models.placement import place as place_rule
+from dse.train.proxy import result_outputs, train_branches
 
 #: threshold values in a trial's stored sweep
 SWEEP_POINTS = 25
@@ -37,7 +42,7 @@ REFINE_POINTS = 101
 MEMO_SIZE = 64
 
 
-class InvalidCandidate(Exception):
+class InvalidDesign(Exception):
     """A combination that cannot work (recorded as a pruned trial with its reason)."""
 
 
@@ -55,33 +60,32 @@ class Outcome:
     refine_grid: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
 
 
-def invalid_reason(c: Candidate) -> str | None:
-    """Why a candidate is not worth training, or None."""
-    if c.criterion == "learned" and c.loss.name != "eenet":
+def invalid_reason(d: Design) -> str | None:
+    """Why a design is not worth training, or None."""
+    if d.policy.criterion == "learned" and d.training.loss.name != "eenet":
         return (f"criterion 'learned' reads the confidence head, which only loss 'eenet' trains "
-                f"(loss is {c.loss.name!r})")
+                f"(loss is {d.training.loss.name!r})")
     return None
 
 
 def check_space(space: Any) -> None:
     """Refuse a space none of whose configurations can work."""
-    crit = set(space.param("criterion").dim.values())
-    losses = set(space.param("loss").dim.values())
+    crit = set(space.knob("policy.criterion").dim.values())
+    losses = set(space.knob("training.loss.name").dim.values())
     if crit == {"learned"} and "eenet" not in losses:
         raise ConfigError(f"{space.file}: exit_policy.criterion 'learned' reads the confidence "
                           "head, which only loss 'eenet' trains; add eenet to loss.name or "
                           "another criterion")
 
 
-def structure_key(c: Candidate, blocks: tuple[int, ...]) -> tuple:
+def structure_key(d: Design, blocks: tuple[int, ...]) -> tuple:
     """Everything proxy training depends on (not the criterion or thresholds)."""
-    return (blocks, c.branch, c.branch_params, c.loss.name, c.loss.params, c.loss.isc, c.labels,
-            c.steps, repr(float(c.lr)), c.optimizer, c.batch_size)
+    e, t = d.exits, d.training
+    return (blocks, e.branch, e.branch_params, t.loss.name, t.loss.params, t.loss.isc, t.labels,
+            t.steps, repr(float(t.lr)), t.optimizer, t.batch_size)
 
 
 def proxy_seed(seed: int, key: tuple) -> int:
-    from dse.cache import digest
-
     return int(digest(seed, key), 16) % (2 ** 31)
 
 
@@ -103,32 +107,30 @@ class OutputsMemo:
             self._items.popitem(last=False)
 
 
-def place(ctx: Any, c: Candidate) -> tuple[int, ...]:
-    from dse.models.placement import place as place_rule
-
+def place(ctx: Any, d: Design) -> tuple[int, ...]:
+    e = d.exits
     try:
-        where = place_rule(c.placement, c.count, ctx.macs.cum_fractions, c.positions)
+        where = place_rule(e.placement, e.count, ctx.macs.cum_fractions, e.positions)
     except ConfigError as err:
-        raise InvalidCandidate(str(err)) from None
+        raise InvalidDesign(str(err)) from None
     if not where.blocks:
-        raise InvalidCandidate(f"placement {c.placement!r} put no exit on the backbone")
+        raise InvalidDesign(f"placement {e.placement!r} put no exit on the backbone")
     return tuple(where.blocks)
 
 
-def train_outputs(ctx: Any, c: Candidate, blocks: tuple[int, ...], costs: Any, memo: OutputsMemo | None):
-    """(val, test, training info) of the candidate's structure, trained once per process."""
-    from dse.train.proxy import result_outputs, train_branches
-
-    key = structure_key(c, blocks)
+def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo: OutputsMemo | None):
+    """(val, test, training info) of the design's structure, trained once per process."""
+    key = structure_key(d, blocks)
     hit = memo.get(key) if memo is not None else None
     if hit is not None:
         return hit
     seed = proxy_seed(ctx.settings.seed, key)
     final = costs.macs[-1] or 1
+    t = d.training
     result = train_branches(
-        ctx.features, blocks, c.branch, dict(c.branch_params), ctx.info.num_classes, loss=c.loss,
-        labels=c.labels, steps=c.steps, lr=c.lr, optimizer=c.optimizer, batch_size=c.batch_size,
-        seed=seed, exit_costs=[m / final for m in costs.macs], device=ctx.device)
+        ctx.features, blocks, d.exits.branch, d.exits.branch_kwargs, ctx.info.num_classes,
+        loss=t.loss, labels=t.labels, steps=t.steps, lr=t.lr, optimizer=t.optimizer,
+        batch_size=t.batch_size, seed=seed, exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
     test = result_outputs(ctx.features, result, "test", device=ctx.device)
     info = {"proxy_seed": seed, "train_seconds": round(result.seconds, 3),
@@ -142,8 +144,6 @@ def sweep_grid(outputs: Any, criterion: str, n: int = SWEEP_POINTS) -> np.ndarra
     """About ``n`` thresholds from 'every input leaves at the first exit' to 'none leaves
     early': score quantiles of the early exits, denser in the tails (where the last few
     uncertain inputs are routed), plus one value past the last score."""
-    from dse.models.criteria import CRITERIA
-
     scores = outputs.scores(criterion)[:-1].ravel()
     tails = max(1, (n - 1) // 4)
     q = np.unique(np.concatenate([np.linspace(0.0, 1.0, n - 1 - 2 * tails),
@@ -154,47 +154,65 @@ def sweep_grid(outputs: Any, criterion: str, n: int = SWEEP_POINTS) -> np.ndarra
     return np.sort(np.append(grid, beyond))
 
 
-def evaluate_candidate(ctx: Any, c: Candidate, memo: OutputsMemo | None = None) -> Outcome:
-    """Train (or reuse) the candidate's exits and measure everything a report needs."""
-    from dse.evaluation import evaluate, sweep
-
-    reason = invalid_reason(c)
+def evaluate_design(ctx: Any, d: Design, memo: OutputsMemo | None = None) -> Outcome:
+    """Train (or reuse) the design's exits and measure everything a report needs."""
+    reason = invalid_reason(d)
     if reason:
-        raise InvalidCandidate(reason)
+        raise InvalidDesign(reason)
     start = time.perf_counter()
-    blocks = place(ctx, c)
-    costs = ctx.exit_costs(blocks, c.branch, c.branch_params)
-    val_out, test_out, train_info = train_outputs(ctx, c, blocks, costs, memo)
-    refine_grid = lambda: sweep_grid(val_out, c.criterion, REFINE_POINTS)  # noqa: E731
-    thresholds = list(c.thresholds[: len(blocks)]) if len(c.thresholds) > 1 else [c.thresholds[0]]
+    blocks = place(ctx, d)
+    costs = ctx.exit_costs(blocks, d.exits.branch, d.exits.branch_params)
+    val_out, test_out, train_info = train_outputs(ctx, d, blocks, costs, memo)
+    criterion = d.policy.criterion
+    # per-exit thresholds beyond the exits the placement found are dropped
+    policy = d.with_thresholds(d.policy.thresholds[: len(blocks)]).policy \
+        if len(d.policy.thresholds) > 1 else d.policy
     kw = dict(exit_macs=costs.macs, exit_latency_ms=costs.latency_ms, exit_energy_mj=costs.energy_mj)
-    val = evaluate(val_out, c.criterion, thresholds if len(thresholds) > 1 else thresholds[0], **kw)
-    test = evaluate(test_out, c.criterion, thresholds if len(thresholds) > 1 else thresholds[0], **kw)
+    val = evaluate(val_out, criterion, policy.threshold_arg, **kw)
+    test = evaluate(test_out, criterion, policy.threshold_arg, **kw)
     if not math.isfinite(val.accuracy) or not math.isfinite(val.expected_latency_ms):
         raise TrialFailed("the evaluation produced no finite accuracy or latency")
-    grid = sweep_grid(val_out, c.criterion)
-    sw = sweep(val_out, c.criterion, grid, **kw)
-    s = ctx.settings
-    metric = {"accuracy": 100.0 * val.accuracy, "latency_ms": val.expected_latency_ms,
-              "macs": val.expected_macs, "energy_mj": val.expected_energy_mj}
+    metric = _metrics(val)
     constraints = _constraints(ctx, metric["accuracy"], metric["latency_ms"])
+    objectives = ctx.settings.objectives
 
     def variants(ts: list[float]) -> tuple[list[list[float]], list[bool]]:
-        r = sweep(val_out, c.criterion, ts, **kw)
-        m = {"accuracy": 100.0 * r.accuracy, "latency_ms": r.expected_latency_ms,
-             "macs": r.expected_macs, "energy_mj": r.expected_energy_mj}
-        vals = [[float(m[o][i]) for o in s.objectives] for i in range(len(ts))]
+        m = _metrics(sweep(val_out, criterion, ts, **kw))
+        vals = [[float(m[o][i]) for o in objectives] for i in range(len(ts))]
         feas = [all(v <= 0 for v in _constraints(ctx, m["accuracy"][i], m["latency_ms"][i]).values())
                 for i in range(len(ts))]
         return vals, feas
-    pct = lambda a: [round(100.0 * float(x), 4) for x in a]  # noqa: E731
-    attrs = {
-        "blocks": list(blocks), "thresholds": [float(t) for t in thresholds],
+
+    attrs = {"blocks": list(blocks), "thresholds": list(policy.thresholds),
+             **_result_attrs(val, test, costs),
+             "sweep": _sweep_attr(val_out, criterion, kw), **train_info,
+             "duration_s": round(time.perf_counter() - start, 3),
+             "constraint": [constraints[k] for k in ("budget_ms", "max_drop") if k in constraints]}
+    return Outcome([float(metric[o]) for o in objectives], attrs, constraints,
+                   variants if len(policy.thresholds) == 1 else None,
+                   lambda: sweep_grid(val_out, criterion, REFINE_POINTS))
+
+
+def _metrics(result: Any) -> dict[str, Any]:
+    """Objective name -> value(s) of an evaluation or sweep result (accuracy in %)."""
+    acc = result.accuracy
+    return {"accuracy": 100.0 * (np.asarray(acc) if np.ndim(acc) else acc),
+            "latency_ms": result.expected_latency_ms, "macs": result.expected_macs,
+            "energy_mj": result.expected_energy_mj}
+
+
+def _pct(values: Any) -> list[float]:
+    return [round(100.0 * float(x), 4) for x in values]
+
+
+def _result_attrs(val: Any, test: Any, costs: Any) -> dict[str, Any]:
+    """Trial attributes of the val and test evaluations and the per-exit costs."""
+    return {
         "val_accuracy": 100.0 * val.accuracy, "test_accuracy": 100.0 * test.accuracy,
         "exit_fractions": [float(x) for x in val.exit_fractions],
         "test_exit_fractions": [float(x) for x in test.exit_fractions],
-        "per_exit_accuracy": pct(val.per_exit_accuracy),
-        "test_per_exit_accuracy": pct(test.per_exit_accuracy),
+        "per_exit_accuracy": _pct(val.per_exit_accuracy),
+        "test_per_exit_accuracy": _pct(test.per_exit_accuracy),
         "expected_latency_ms": val.expected_latency_ms,
         "test_expected_latency_ms": test.expected_latency_ms,
         "expected_macs": val.expected_macs, "test_expected_macs": test.expected_macs,
@@ -202,15 +220,16 @@ def evaluate_candidate(ctx: Any, c: Candidate, memo: OutputsMemo | None = None) 
         "test_expected_energy_mj": test.expected_energy_mj,
         "exit_latency_ms": list(costs.latency_ms), "exit_macs": list(costs.macs),
         "exit_energy_mj": list(costs.energy_mj),
-        "sweep": {"criterion": c.criterion, "thresholds": [float(t) for t in grid],
-                  "accuracy": pct(sw.accuracy), "latency_ms": [float(x) for x in sw.expected_latency_ms],
-                  "macs": [float(x) for x in sw.expected_macs]},
-        **train_info,
-        "duration_s": round(time.perf_counter() - start, 3),
-        "constraint": [constraints[k] for k in ("budget_ms", "max_drop") if k in constraints],
     }
-    return Outcome([float(metric[o]) for o in s.objectives], attrs, constraints,
-                   variants if len(thresholds) == 1 else None, refine_grid)
+
+
+def _sweep_attr(val_out: Any, criterion: str, kw: dict[str, Any]) -> dict[str, Any]:
+    """The compact threshold sweep a report draws its trade-off curves from."""
+    grid = sweep_grid(val_out, criterion)
+    sw = sweep(val_out, criterion, grid, **kw)
+    return {"criterion": criterion, "thresholds": [float(t) for t in grid],
+            "accuracy": _pct(sw.accuracy), "latency_ms": [float(x) for x in sw.expected_latency_ms],
+            "macs": [float(x) for x in sw.expected_macs]}
 
 
 def _constraints(ctx: Any, accuracy: float, latency_ms: float) -> dict[str, float]:
@@ -223,17 +242,11 @@ def _constraints(ctx: Any, accuracy: float, latency_ms: float) -> dict[str, floa
     return out
 
 
-def run_config(ctx: Any, c: Candidate, blocks: list[int], thresholds: list[float],
-               provenance: dict[str, Any]):
-    """The :class:`dse.config.RunConfig` of a trial (blocks resolved, thresholds chosen)."""
-    from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec
-
+def run_config(ctx: Any, d: Design, blocks: list[int], thresholds: list[float],
+               provenance: dict[str, Any]) -> RunConfig:
+    """The :class:`~dse.design.RunConfig` of a trial (blocks resolved, thresholds chosen)."""
     s = ctx.settings
-    return RunConfig(
-        backbone=s.backbone, dataset=s.dataset, checkpoint=ctx.checkpoint,
-        input_size=ctx.info.input_size, seed=s.seed,
-        exits=ExitDesign(c.count, c.placement, c.positions, tuple(blocks), c.branch, c.branch_params),
-        training=TrainingSpec(loss=c.loss, labels=c.labels, steps=c.steps, lr=c.lr,
-                              optimizer=c.optimizer, batch_size=c.batch_size),
-        policy=ExitPolicy(c.criterion, tuple(thresholds)),
+    return RunConfig.from_design(
+        d.with_blocks(tuple(blocks)).with_thresholds(tuple(thresholds)), backbone=s.backbone,
+        dataset=s.dataset, checkpoint=ctx.checkpoint, input_size=ctx.info.input_size, seed=s.seed,
         provenance=tuple(provenance.items()))

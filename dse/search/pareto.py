@@ -21,7 +21,7 @@ import numpy as np
 
 def to_losses(points: Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
     """[N, M] float64 losses: maximised columns negated."""
-    p = np.asarray(points, dtype=np.float64).reshape(len(points), len(directions))
+    p = np.array(points, dtype=np.float64).reshape(len(points), len(directions))
     for j, d in enumerate(directions):
         if d not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', got {d!r}")

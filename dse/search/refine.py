@@ -17,8 +17,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from optuna.trial import TrialState as S
+
+from dse.design.knobs import threshold_param as threshold_name
 from dse.search.dims import Choice, Range
 from dse.search.pareto import front_mask, hypervolume, to_losses
+from dse.search.schema import directions, is_feasible
 
 #: threshold variants enqueued per trial at most
 REFINE_PER_TRIAL = 2
@@ -28,8 +32,8 @@ def threshold_param(space: Any, params: dict[str, Any]) -> tuple[str, Any] | Non
     """(parameter name, dimension) of the trial's global threshold, if it is searched."""
     if space.thresholds != "global":
         return None
-    crit = params.get("criterion", space.param("criterion").dim.values()[0])
-    name = f"threshold_{crit}"
+    criterion = space.knob("policy.criterion")
+    name = threshold_name(params.get(criterion.name, criterion.dim.values()[0]))
     try:
         dim = space.param(name).dim
     except KeyError:
@@ -88,11 +92,6 @@ def enqueue_variants(study: Any, space: Any, params: dict[str, Any], own_values:
     ``values[i]`` are the objective values (study order) of threshold ``thresholds[i]``;
     ``own_values`` those of the trial itself (not yet COMPLETE while it runs).
     """
-    from optuna.trial import TrialState as S
-
-    from dse.search.export import is_feasible
-    from dse.search.study import DIRECTIONS
-
     found = threshold_param(space, params)
     if found is None:
         return []
@@ -110,10 +109,8 @@ def enqueue_variants(study: Any, space: Any, params: dict[str, Any], own_values:
                 seen.add(key)
     keep = [i for i, t in enumerate(thresholds) if feasible[i]
             and _key(space, {**params, name: t}) not in seen]
-    objectives = study.user_attrs.get("objectives", ["accuracy", "latency_ms"])
     front = [t.values for t in trials if t.state == S.COMPLETE and t.values and is_feasible(t)]
-    chosen = pick(front + [list(own_values)], [values[i] for i in keep],
-                  [DIRECTIONS[o] for o in objectives], room)
+    chosen = pick(front + [list(own_values)], [values[i] for i in keep], directions(study), room)
     enqueued = []
     for j in chosen:
         t = float(thresholds[keep[j]])

@@ -25,17 +25,19 @@ models per group of co-occurring parameters. ``benchmarks/search_quality.py`` co
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from dse.config import LABEL_SOURCES, OPTIMIZERS
+from dse.design.checks import number
+from dse.design.knobs import (KnobField, branch_param, knob_fields, loss_param, position_param,
+                              threshold_param)
+from dse.design.losses import LOSS_KINDS, LossSpec, loss_param_names, validate_loss_params
+from dse.design.types import Design, ExitDesign, ExitPolicy, TrainingSpec
 from dse.errors import ConfigError
 from dse.models.criteria import CRITERIA
 from dse.models.exits import BRANCH_PARAMS, BRANCHES
-from dse.models.placement import PLACEMENTS
-from dse.search.dims import Choice, Dim, Fixed, boolean, number, one_of, parse_dim
-from dse.train.losses import LOSSES, LossSpec, loss_param_names, validate_loss_params
+from dse.search.dims import Choice, Dim, Fixed, parse_dim
 from dse.yamlio import Section, read_yaml
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
@@ -57,26 +59,16 @@ class Param:
     def applies(self, values: Mapping[str, Any]) -> bool:
         if self.when is not None and values.get(self.when[0]) != self.when[1]:
             return False
-        return self.exit_index is None or self.exit_index <= values["exits"]
+        return self.exit_index is None or self.exit_index <= values[_COUNT.knob.param]
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One configuration drawn from a space (before placement resolves the exit blocks)."""
-
-    count: int
-    placement: str
-    positions: tuple[float, ...] | None
-    branch: str
-    branch_params: tuple[tuple[str, Any], ...]
-    loss: LossSpec
-    labels: str
-    steps: int
-    lr: float
-    optimizer: str
-    batch_size: int
-    criterion: str
-    thresholds: tuple[float, ...]  # one global value, or one per requested exit
+#: the searchable fields of a design (declared on the dataclasses), by their design path
+KNOBS: dict[str, KnobField] = {kf.path: kf for kf in knob_fields(Design)}
+_COUNT, _PLACEMENT, _BRANCH = KNOBS["exits.count"], KNOBS["exits.placement"], KNOBS["exits.branch"]
+_LOSS, _CRITERION = KNOBS["training.loss.name"], KNOBS["policy.criterion"]
+#: search-space sections in the order their parameters are suggested (a fixed order keeps a
+#: seeded study reproducible)
+SECTIONS = ("exits", "branch", "loss", "exit_policy", "training")
 
 
 @dataclass(frozen=True)
@@ -92,15 +84,19 @@ class SearchSpace:
                 return p
         raise KeyError(name)
 
+    def knob(self, path: str) -> Param:
+        """The parameter of design field ``path`` (e.g. ``policy.criterion``)."""
+        return self.param(KNOBS[path].knob.param)
+
     @property
     def max_exits(self) -> int:
-        return int(max(self.param("exits").dim.values()))
+        return int(max(self.knob("exits.count").dim.values()))
 
     @property
     def searched(self) -> list[Param]:
         return [p for p in self.params if not isinstance(p.dim, Fixed)]
 
-    def suggest(self, trial: Any, conditional: bool = False) -> Candidate:
+    def suggest(self, trial: Any, conditional: bool = False) -> Design:
         """Ask ``trial`` for every searchable parameter (fixed-length), then decode.
 
         ``conditional=True`` asks only for parameters that apply (a dynamic search space).
@@ -113,32 +109,42 @@ class SearchSpace:
                 values[p.name] = p.dim.suggest(trial, p.name)
         return self.decode(values)
 
-    def decode(self, params: Mapping[str, Any]) -> Candidate:
-        """The configuration that ``params`` (Optuna's ``trial.params``) describes."""
+    def decode(self, params: Mapping[str, Any]) -> Design:
+        """The design that ``params`` (Optuna's ``trial.params``) describe."""
         v = {p.name: p.dim.value for p in self.params if isinstance(p.dim, Fixed)}
         v.update(params)
-        count, placement, branch, loss = v["exits"], v["placement"], v["branch"], v["loss"]
+        fields_: dict[str, dict[str, Any]] = {"exits": {}, "training": {}, "policy": {},
+                                             "training.loss": {}}
+        for path, kf in KNOBS.items():
+            owner, name = path.rsplit(".", 1)
+            value = v[kf.knob.param]
+            fields_[owner][name] = kf.knob.cast(value) if kf.knob.cast else value
+        count, placement = fields_["exits"]["count"], fields_["exits"]["placement"]
+        branch, loss = fields_["exits"]["branch"], fields_["training.loss"]["name"]
+        criterion = fields_["policy"]["criterion"]
         positions = None
         if placement == "explicit":
-            positions = tuple(sorted(float(v[f"position_{i}"]) for i in range(1, count + 1)))
-        bparams = tuple((k, v[f"{branch}_{k}"]) for k in BRANCH_PARAMS[branch]
-                        if f"{branch}_{k}" in v)
-        lparams = {k: v[f"{loss}_{k}"] for k in loss_param_names(loss) if f"{loss}_{k}" in v}
-        crit = v["criterion"]
+            positions = tuple(sorted(float(v[position_param(i)]) for i in range(1, count + 1)))
+        bparams = tuple((k, v[branch_param(branch, k)]) for k in BRANCH_PARAMS[branch]
+                        if branch_param(branch, k) in v)
+        lparams = {k: v[loss_param(loss, k)] for k in loss_param_names(loss)
+                   if loss_param(loss, k) in v}
         if self.thresholds == "global":
-            thresholds = (float(v[f"threshold_{crit}"]),)
+            thresholds = (float(v[threshold_param(criterion)]),)
         else:
-            thresholds = tuple(float(v[f"threshold_{crit}_{i}"]) for i in range(1, count + 1))
-        return Candidate(count, placement, positions, branch, bparams,
-                         LossSpec(loss, lparams, bool(v["isc"])), v["labels"], int(v["steps"]),
-                         float(v["lr"]), v["optimizer"], int(v["batch_size"]), crit, thresholds)
+            thresholds = tuple(float(v[threshold_param(criterion, i)]) for i in range(1, count + 1))
+        return Design(
+            ExitDesign(positions=positions, branch_params=bparams, **fields_["exits"]),
+            TrainingSpec(loss=LossSpec(params=lparams, **fields_["training.loss"]),
+                         **fields_["training"]),
+            ExitPolicy(thresholds=thresholds, **fields_["policy"]))
 
-    def candidates(self) -> Iterator[Candidate]:
-        """Every distinct configuration of a discrete space (parameters that do not apply to a
-        configuration are not multiplied in)."""
+    def candidates(self) -> Iterator[Design]:
+        """Every distinct design of a discrete space (parameters that do not apply to a
+        design are not multiplied in)."""
         seen: set = set()
 
-        def walk(i: int, values: dict[str, Any]) -> Iterator[Candidate]:
+        def walk(i: int, values: dict[str, Any]) -> Iterator[Design]:
             if i == len(self.params):
                 c = self.decode(values)
                 if c not in seen:
@@ -181,32 +187,65 @@ def load_space(name_or_path: str | os.PathLike) -> SearchSpace:
 
 
 def parse_space(raw: Any, file: str) -> SearchSpace:
-    """Validate a space's raw YAML data; ``file`` names it in every error message."""
+    """Validate a space's raw YAML data; ``file`` names it in every error message.
+
+    Each section's knobs (see :data:`KNOBS`) become parameters in declaration order; the
+    families that depend on a knob's values follow it: explicit positions after the placement,
+    branch parameters after the branch type, loss parameters after the loss, thresholds after
+    the criterion.
+    """
     root = Section(raw, file)
     params: list[Param] = []
-    dim = _dim
+    mode = "global"
+    max_exits = 0
+    for name in SECTIONS:
+        sec = root.section(name, required=name == "exits")
+        if name == "exit_policy":
+            mode = sec.str("thresholds", "global", THRESHOLD_MODES)
+        for kf in (k for k in KNOBS.values() if k.knob.section == name):
+            d = _knob_dim(sec, kf)
+            params.append(Param(kf.knob.param, d))
+            if kf is _COUNT:
+                max_exits = int(max(d.values()))
+            elif kf is _PLACEMENT:
+                params += _positions(sec, d, max_exits)
+            elif kf is _BRANCH:
+                params += _branch_params(sec, d)
+            elif kf is _LOSS:
+                params += _loss_params(sec, d)
+            elif kf is _CRITERION:
+                params += _thresholds(sec, d, mode, max_exits)
+        sec.done()
+    root.done()
+    return SearchSpace(tuple(params), mode, file, raw if isinstance(raw, dict) else {})
 
-    ex = root.section("exits", required=True)
-    count = dim(ex, "count", number(1, integer=True), required=True)
-    params.append(Param("exits", count))
-    placement = dim(ex, "placement", one_of(PLACEMENTS, "placement rule"), "pareto", ranges=False)
-    params.append(Param("placement", _canonical(placement, PLACEMENTS)))
-    max_exits = int(max(count.values()))
-    if "explicit" in _canonical(placement, PLACEMENTS).values():
-        pos = dim(ex, "positions", number(0, 1, low_open=True, high_open=True),
-                  {"low": 0.05, "high": 0.95}, real=True)
-        params += [Param(f"position_{i}", pos, ("placement", "explicit"), i)
-                   for i in range(1, max_exits + 1)]
-    elif ex.has("positions"):
-        raise ex.fail("positions", "is only used when placement includes 'explicit'")
-    ex.done()
 
-    br = root.section("branch")
-    branch = _canonical(dim(br, "type", one_of(BRANCHES, "branch type"), "pool", ranges=False), BRANCHES)
-    params.append(Param("branch", branch))
+def _knob_dim(section: Section, kf: KnobField) -> Dim:
+    """A knob's dimension from its section (its field default when absent)."""
+    k = kf.knob
+    required = kf.default is MISSING
+    d = _dim(section, k.key, k.check, None if required else kf.default, required=required,
+             ranges=k.ranges, real=k.real)
+    return _canonical(d, k.registry) if k.registry is not None else d
+
+
+def _positions(ex: Section, placement: Dim, max_exits: int) -> list[Param]:
+    if "explicit" not in placement.values():
+        if ex.has("positions"):
+            raise ex.fail("positions", "is only used when placement includes 'explicit'")
+        return []
+    pos = _dim(ex, "positions", number(0, 1, low_open=True, high_open=True),
+               {"low": 0.05, "high": 0.95}, real=True)
+    return [Param(position_param(i), pos, (_PLACEMENT.knob.param, "explicit"), i)
+            for i in range(1, max_exits + 1)]
+
+
+def _branch_params(br: Section, branch: Dim) -> list[Param]:
     for name in br.raw:
-        if name != "type" and name not in BRANCHES:
-            raise br.fail(name, f"is not a known key (known here: type, {', '.join(BRANCHES.names())})")
+        if name != _BRANCH.knob.key and name not in BRANCHES:
+            raise br.fail(name, f"is not a known key (known here: {_BRANCH.knob.key}, "
+                                f"{', '.join(BRANCHES.names())})")
+    out = []
     for name in BRANCHES.names():
         sub = br.section(name)
         for key in sub.raw:
@@ -214,64 +253,49 @@ def parse_space(raw: Any, file: str) -> SearchSpace:
                 valid = ", ".join(BRANCH_PARAMS[name]) or "none"
                 raise sub.fail(key, f"is not a parameter of branch {name!r} (valid: {valid})")
         if name in branch.values():
-            for key in BRANCH_PARAMS[name]:
-                if sub.has(key):
-                    params.append(Param(f"{name}_{key}", dim(sub, key, number(1, integer=True)),
-                                        ("branch", name)))
+            out += [Param(branch_param(name, key), _dim(sub, key, number(1, integer=True)),
+                          (_BRANCH.knob.param, name))
+                    for key in BRANCH_PARAMS[name] if sub.has(key)]
         sub._used.update(sub.raw)
-    br.done()
+    return out
 
-    lo = root.section("loss")
-    loss = _canonical(dim(lo, "name", one_of(LOSSES, "loss"), "ce", ranges=False), LOSSES)
-    params.append(Param("loss", loss))
+
+def _loss_params(lo: Section, loss: Dim) -> list[Param]:
+    own = [k.knob.key for k in KNOBS.values() if k.knob.section == "loss"]
     for name in lo.raw:
-        if name not in ("name", "isc") and name not in LOSSES:
-            raise lo.fail(name, f"is not a known key (known here: name, isc, {', '.join(LOSSES.names())})")
-    for name in LOSSES.names():
+        if name not in own and name not in LOSS_KINDS:
+            raise lo.fail(name, f"is not a known key (known here: {', '.join(own)}, "
+                                f"{', '.join(LOSS_KINDS.names())})")
+    out = []
+    for name in LOSS_KINDS.names():
         sub = lo.section(name)
         allowed = loss_param_names(name)
         for key in sub.raw:
             if key not in allowed:
                 raise sub.fail(key, f"is not a parameter of loss {name!r} (valid: "
                                     f"{', '.join(allowed) or 'none'})")
-            check = _loss_check(name, key)
-            d = dim(sub, key, check, real=key in ("alpha", "temperature", "lam"))
+            d = _dim(sub, key, _loss_check(name, key), real=key in ("alpha", "temperature", "lam"))
             if name in loss.values():
-                params.append(Param(f"{name}_{key}", d, ("loss", name)))
-    params.append(Param("isc", dim(lo, "isc", boolean, False, ranges=False)))
-    lo.done()
+                out.append(Param(loss_param(name, key), d, (_LOSS.knob.param, name)))
+    return out
 
-    po = root.section("exit_policy")
-    criterion = _canonical(dim(po, "criterion", one_of(CRITERIA, "exit criterion"), "maxprob",
-                               ranges=False), CRITERIA)
-    params.append(Param("criterion", criterion))
-    mode = po.str("thresholds", "global", THRESHOLD_MODES)
+
+def _thresholds(po: Section, criterion: Dim, mode: str, max_exits: int) -> list[Param]:
     th = po.section("threshold")
     for name in th.raw:
         if name not in CRITERIA:
             raise th.fail(name, f"is not a known key (known here: {', '.join(CRITERIA.names())})")
+    out = []
+    when = _CRITERION.knob.param
     for name in criterion.values():
-        d = dim(th, name, number(0, 1), DEFAULT_THRESHOLDS[name], real=True)
+        d = _dim(th, name, number(0, 1), DEFAULT_THRESHOLDS[name], real=True)
         if mode == "global":
-            params.append(Param(f"threshold_{name}", d, ("criterion", name)))
+            out.append(Param(threshold_param(name), d, (when, name)))
         else:
-            params += [Param(f"threshold_{name}_{i}", d, ("criterion", name), i)
-                       for i in range(1, max_exits + 1)]
+            out += [Param(threshold_param(name, i), d, (when, name), i)
+                    for i in range(1, max_exits + 1)]
     th._used.update(th.raw)
-    po.done()
-
-    tr = root.section("training")
-    params += [
-        Param("steps", dim(tr, "steps", number(1, integer=True), 300)),
-        Param("lr", dim(tr, "lr", number(0, low_open=True), 3e-3, real=True)),
-        Param("labels", dim(tr, "labels", one_of(LABEL_SOURCES, "label source"), "ground_truth",
-                            ranges=False)),
-        Param("optimizer", dim(tr, "optimizer", one_of(OPTIMIZERS, "optimizer"), "adam", ranges=False)),
-        Param("batch_size", dim(tr, "batch_size", number(1, integer=True), 128)),
-    ]
-    tr.done()
-    root.done()
-    return SearchSpace(tuple(params), mode, file, raw if isinstance(raw, dict) else {})
+    return out
 
 
 def _dim(section: Section, key: str, check, default: Any = None, *, required: bool = False,

@@ -19,16 +19,20 @@ command resumes it and ``dse worker --study S --storage URL`` rebuilds everythin
 from __future__ import annotations
 
 import datetime
+import warnings
 from typing import Any, Sequence
 
+import optuna
+
+from dse import __version__
+from dse.cache import digest, slug
+from dse.cost.profiles import profile_registry
 from dse.errors import ConfigError
 from dse.search.context import StudySettings
-
-DIRECTIONS = {"accuracy": "maximize", "latency_ms": "minimize", "macs": "minimize",
-              "energy_mj": "minimize"}
+from dse.search.schema import DIRECTIONS, STUDY, TRIAL
 OBJECTIVE_ALIASES = {"latency": "latency_ms", "energy": "energy_mj", "acc": "accuracy"}
 SAMPLERS = ("tpe", "nsga2", "random")
-DEFAULT_SAMPLER = "tpe"
+DEFAULT_SAMPLER = STUDY["sampler"].default
 #: how each sampler sees the space: "fixed" (every parameter in every trial) or "conditional"
 #: (only those a configuration uses); chosen with benchmarks/search_quality.py
 ENCODING = {"tpe": "conditional", "nsga2": "fixed", "random": "fixed"}
@@ -62,17 +66,11 @@ def parse_objectives(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def default_study_name(dataset: str, backbone: str, profile: str) -> str:
     """``digits-digits-resnet-jetson-nano``: dataset name, backbone, resolved profile name."""
-    from dse.cache import slug
-
     return slug(f"{dataset.split(':', 1)[0]}-{backbone}-{profile}").lower()
 
 
 def make_sampler(name: str, seed: int | None, *, population_size: int = NSGA2_POPULATION,
                  n_startup_trials: int = TPE_STARTUP, constrained: bool = False) -> Any:
-    import warnings
-
-    import optuna
-
     use_func = constrained and not hasattr(optuna.trial.Trial, "set_constraint")
     extra = {"constraints_func": constraints_from_attrs} if use_func else {}
     with warnings.catch_warnings():
@@ -90,13 +88,11 @@ def make_sampler(name: str, seed: int | None, *, population_size: int = NSGA2_PO
 
 def constraints_from_attrs(trial: Any) -> list[float]:
     """Constraint values a trial stored (Optuna < 5 reads them through ``constraints_func``)."""
-    return list(trial.user_attrs.get("constraint", []))
+    return list(TRIAL["constraint"].get(trial))
 
 
 def study_attrs(ctx: Any, space: Any, target: int) -> dict[str, Any]:
-    """A new study's user_attrs: the storage schema plus what workers need to join."""
-    from dse import __version__
-
+    """A new study's user_attrs (every key is declared in :data:`dse.search.schema.STUDY`)."""
     s = ctx.settings
     return {"dse_version": __version__, **ctx.study_attrs(), "space_file": s.space_file,
             "space": space.to_plain(), "sampler": s.sampler, "backbone_epochs": s.backbone_epochs,
@@ -109,8 +105,6 @@ def study_attrs(ctx: Any, space: Any, target: int) -> dict[str, Any]:
 
 def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: Any) -> tuple[Any, bool]:
     """(study, resumed): a new study with ``attrs``, or the existing one if its settings match."""
-    import optuna
-
     directions = [DIRECTIONS[o] for o in attrs["objectives"]]
     try:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
@@ -119,7 +113,7 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
                                     directions=directions, load_if_exists=True)
         if not study.user_attrs:
             for key, value in attrs.items():
-                study.set_user_attr(key, value)
+                STUDY[key].set(study, value)
             return study, False
     check_compatible(name, study.user_attrs, attrs)
     if [d.name.lower() for d in study.directions] != directions:
@@ -127,7 +121,7 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
                           "new study")
     for key in ("target_trials", "sampler", "encoding", "refine"):
         if study.user_attrs.get(key) != attrs[key]:
-            study.set_user_attr(key, attrs[key])
+            STUDY[key].set(study, attrs[key])
     return study, True
 
 
@@ -163,8 +157,6 @@ def _short(value: Any) -> str:
 
 def load_study(storage: Any, name: str, sampler: Any = None) -> Any:
     """An existing study; a missing one names the studies the storage holds."""
-    import optuna
-
     try:
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:
@@ -182,30 +174,26 @@ def settings_from_attrs(attrs: dict[str, Any]) -> StudySettings:
                           "created by dse search?")
     # A default backbone is found in (or trained deterministically into) this machine's cache;
     # a given checkpoint must be reachable here under the same path.
-    given = attrs.get("checkpoint_source") == "checkpoint"
+    get = {key: attr.read(attrs) for key, attr in STUDY.items()}
+    given = get["checkpoint_source"] == "checkpoint"
     return StudySettings(
-        backbone=attrs["backbone"], checkpoint=attrs.get("checkpoint") if given else None,
-        dataset=attrs["dataset"], input_size=attrs.get("input_size"), seed=int(attrs["seed"]),
-        profile=_profile_ref(attrs), runtime=attrs.get("runtime"),
-        batch=int(attrs.get("batch", 1)), space_file=attrs.get("space_file", "default"),
-        objectives=tuple(attrs["objectives"]), budget_ms=attrs.get("budget_ms"),
-        max_drop=attrs.get("max_drop"), sampler=attrs.get("sampler", DEFAULT_SAMPLER),
-        backbone_epochs=attrs.get("backbone_epochs"),
-        feature_dtype=attrs.get("feature_dtype", "float16"), max_samples=attrs.get("max_samples"))
+        backbone=get["backbone"], checkpoint=get["checkpoint"] if given else None,
+        dataset=get["dataset"], input_size=get["input_size"], seed=int(get["seed"]),
+        profile=_profile_ref(attrs), runtime=get["runtime"], batch=int(get["batch"]),
+        space_file=get["space_file"], objectives=tuple(get["objectives"]),
+        budget_ms=get["budget_ms"], max_drop=get["max_drop"], sampler=get["sampler"],
+        backbone_epochs=get["backbone_epochs"], feature_dtype=get["feature_dtype"],
+        max_samples=get["max_samples"])
 
 
 def _profile_ref(attrs: dict[str, Any]) -> str:
     """The profile by name when this machine ships it, else by the stored path."""
-    from dse.cost.profiles import profile_registry
-
     name = attrs["profile"]
-    return name if name in profile_registry() else (attrs.get("profile_path") or name)
+    return name if name in profile_registry() else (STUDY["profile_path"].read(attrs) or name)
 
 
 def attach_sampler(study: Any, settings: StudySettings, worker_index: int) -> Any:
-    """Give ``study`` this process's sampler (seeded by :func:`dse.search.worker.sampler_seed`)."""
-    from dse.search.worker import sampler_seed
-
+    """Give ``study`` this process's sampler (seeded by :func:`sampler_seed`)."""
     attrs = study.user_attrs
     seed = sampler_seed(settings.seed, len(study.get_trials(deepcopy=False)), worker_index)
     study.sampler = make_sampler(
@@ -213,3 +201,11 @@ def attach_sampler(study: Any, settings: StudySettings, worker_index: int) -> An
         n_startup_trials=int(attrs.get("n_startup_trials", TPE_STARTUP)),
         constrained=settings.budget_ms is not None or settings.max_drop is not None)
     return study.sampler
+
+
+def sampler_seed(seed: int, n_existing: int, worker_index: int) -> int:
+    """A sampler seed per (study seed, trials already in the study, worker): a fresh run is
+    reproducible, a resumed run or a second worker does not replay the same suggestions."""
+    if n_existing == 0 and worker_index == 0:
+        return seed
+    return int(digest(seed, n_existing, worker_index), 16) % (2 ** 31)

@@ -1,5 +1,7 @@
 """Running trials until a study holds N finished (COMPLETE) trials, from any number of processes.
 
+The trial itself (the Optuna objective) is :class:`dse.search.runner.TrialRunner`.
+
 ``--trials N`` means "the study should reach N COMPLETE trials": failed trials (a diverging
 loss, a dead worker) and pruned ones (an invalid combination, a surplus start) do not count, so
 re-running the same command after a crash or Ctrl-C tops the study up to N. Each worker loops:
@@ -25,12 +27,15 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import optuna
+from optuna.trial import TrialState as S
+
 from dse.errors import ConfigError, TrialFailed
-from dse.search.objective import InvalidCandidate, OutputsMemo, evaluate_candidate, run_config
 
 #: consecutive failed or invalid trials after which a worker gives up
 MAX_CONSECUTIVE_FAILURES = 25
@@ -48,8 +53,6 @@ class Counts:
 
 
 def count_trials(study: Any) -> Counts:
-    from optuna.trial import TrialState as S
-
     n = {s: 0 for s in S}
     for t in study.get_trials(deepcopy=False):
         n[t.state] += 1
@@ -58,8 +61,6 @@ def count_trials(study: Any) -> Counts:
 
 def is_surplus(study: Any, number: int, target: int) -> bool:
     """True when ``target`` trials are COMPLETE, or RUNNING/WAITING with a lower number."""
-    from optuna.trial import TrialState as S
-
     trials = study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING, S.WAITING))
     ahead = sum(1 for t in trials if t.state == S.COMPLETE or t.number < number)
     return ahead >= target
@@ -103,82 +104,7 @@ class _Interrupt:
 INTERRUPT = _Interrupt()
 
 
-class TrialRunner:
-    """The Optuna objective: one trial of a dse study (attrs, constraints, failure reasons)."""
-
-    def __init__(self, ctx: Any, space: Any, study_name: str, target: int | None = None, *,
-                 conditional: bool = False, refine: bool = True) -> None:
-        self.ctx, self.space, self.study_name, self.target = ctx, space, study_name, target
-        self.conditional, self.refine = conditional, refine
-        self.memo = OutputsMemo()
-
-    def __call__(self, trial: Any) -> list[float]:
-        INTERRUPT.in_trial = True
-        try:
-            return self._run(trial)
-        except KeyboardInterrupt:
-            INTERRUPT.in_trial = False
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            raise
-        finally:
-            INTERRUPT.in_trial = False
-
-    def _run(self, trial: Any) -> list[float]:
-        import optuna
-
-        from dse.config import _plain
-
-        if self.target is not None and is_surplus(trial.study, trial.number, self.target):
-            trial.set_user_attr("fail_reason", SURPLUS_REASON)
-            raise optuna.TrialPruned(SURPLUS_REASON)
-        candidate = self.space.suggest(trial, conditional=self.conditional)
-        try:
-            outcome = evaluate_candidate(self.ctx, candidate, self.memo)
-        except InvalidCandidate as exc:
-            trial.set_user_attr("fail_reason", f"invalid: {exc}")
-            raise optuna.TrialPruned(str(exc)) from None
-        except TrialFailed as exc:
-            trial.set_user_attr("fail_reason", str(exc))
-            raise
-        except Exception as exc:  # a bug: record it, keep the traceback
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}".splitlines()[0])
-            raise
-        attrs = outcome.attrs
-        config = run_config(self.ctx, candidate, attrs["blocks"], attrs["thresholds"], {
-            "study": self.study_name, "trial": trial.number, "profile": self.ctx.profile.name,
-            "runtime": self.ctx.runtime.name, "val_accuracy": round(attrs["val_accuracy"], 4),
-            "test_accuracy": round(attrs["test_accuracy"], 4),
-            "expected_latency_ms": round(attrs["expected_latency_ms"], 6),
-            # the seed the branches were trained with: `dse finetune` rebuilds the same model
-            "proxy_seed": attrs["proxy_seed"]})
-        trial.set_user_attr("config", _plain(config.to_dict()))
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("worker", WORKER_ID)
-        if hasattr(trial, "set_constraint"):
-            for key, value in outcome.constraints.items():
-                trial.set_constraint(key, value)
-        if self.refine and self.target is not None:
-            self._refine(trial, outcome)
-        return outcome.values
-
-    def _refine(self, trial: Any, outcome: Any) -> None:
-        from dse.search.refine import candidate_values, enqueue_variants, threshold_param
-
-        found = threshold_param(self.space, trial.params)
-        if found is None or outcome.variants is None:
-            return
-        thresholds = candidate_values(found[1], outcome.refine_grid())
-        values, feasible = outcome.variants(thresholds)
-        enqueue_variants(trial.study, self.space, dict(trial.params), outcome.values, thresholds,
-                         values, feasible, self.target, source=trial.number)
-
-
 def fail_stale(study: Any) -> None:
-    import warnings
-
-    import optuna
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         optuna.storages.fail_stale_trials(study)
@@ -239,13 +165,3 @@ def spawn_workers(n: int, study_name: str, storage_url: str, target: int, *, hea
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         log.close()
     return procs
-
-
-def sampler_seed(seed: int, n_existing: int, worker_index: int) -> int:
-    """A sampler seed per (study seed, trials already in the study, worker): a fresh run is
-    reproducible, a resumed run or a second worker does not replay the same suggestions."""
-    from dse.cache import digest
-
-    if n_existing == 0 and worker_index == 0:
-        return seed
-    return int(digest(seed, n_existing, worker_index), 16) % (2 ** 31)

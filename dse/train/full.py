@@ -34,6 +34,7 @@ from dse.cache import atomic_torch_save
 from dse.config import RunConfig, save_config, thresholds_for
 from dse.errors import ConfigError, TrialFailed
 from dse.models.assemble import InputSpec
+from dse.train.losses import apply_loss
 from dse.train.schedules import TrainOptions, make_optimizer, make_scheduler, resolve
 from dse.train.techniques import (BalancedValLoss, HdkdTerms, gradient_equilibrium,
                                   hdkd_gamma_step, per_exit_ce)
@@ -180,7 +181,7 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
                 step = epoch * steps_per_epoch + steps
                 with gradient_equilibrium(model) if o.ge else contextlib.nullcontext():
                     if hdkd is None:
-                        loss = loss_spec(model(x), y, exit_costs=costs, step=step)
+                        loss = apply_loss(loss_spec, model(x), y, exit_costs=costs, step=step)
                     else:
                         loss = hdkd.loss(model, x, y, lr=run.opt.param_groups[0]["lr"], step=step)
                     run.opt.zero_grad(set_to_none=True)

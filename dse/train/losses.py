@@ -32,25 +32,22 @@ diverging trial stops with a reason instead of crashing the search.
 """
 from __future__ import annotations
 
-import inspect
-import math
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dse.errors import ConfigError, TrialFailed, UnknownNameError
+from dse.design.losses import LOSS_KINDS, LossSpec, validate_loss_params
+from dse.errors import ConfigError, TrialFailed
 from dse.registry import Registry
 
 ExitOutput = tuple[Tensor, Tensor]  # (logits [N, K], confidence [N])
 LossFn = Callable[..., Tensor]
 
+#: the implementations, one per name declared in :data:`dse.design.losses.LOSS_KINDS` (which
+#: holds each loss's parameters and defaults; a test checks the signatures match)
 LOSSES: Registry[LossFn] = Registry("loss")
-
-#: keyword arguments every loss accepts; not user parameters
-_CONTEXT_ARGS = ("teacher_logits", "exit_costs")
 #: clamp for log(Y) of EENet's mixed probabilities (the reference takes log() unclamped)
 _TINY_PROB = 1e-30
 
@@ -188,117 +185,12 @@ def compute_loss(name: str, outputs: Sequence[ExitOutput], targets: Tensor, *,
     return loss
 
 
-# ---------------------------------------------------------------- parameter validation
-
-def _number(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _check_weights(where: str, value: Any) -> Any:
-    if value in ("uniform", "increasing"):
-        return value
-    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-        raise ConfigError(f"{where} must be 'uniform', 'increasing' or a list of numbers, got {value!r}")
-    weights = tuple(_number(where, w) for w in value)
-    if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
-        raise ConfigError(f"{where} must be >= 0 and not all 0, got {list(value)!r}")
-    return weights
-
-
-def _check_range(low: float, high: float, low_open: bool = False) -> Callable[[str, Any], float]:
-    def check(where: str, value: Any) -> float:
-        v = _number(where, value)
-        if v < low or v > high or (low_open and v == low):
-            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-            raise ConfigError(f"{where} must be in {bounds}, got {value!r}")
-        return v
-    return check
-
-
-def _check_version(where: str, value: Any) -> str:
-    if value not in ("v1", "v2"):
-        raise ConfigError(f"{where} must be 'v1' or 'v2', got {value!r}")
-    return value
-
-
-#: one rule per parameter name, shared by every loss that has that parameter
-PARAM_RULES: dict[str, Callable[[str, Any], Any]] = {
-    "weights": _check_weights,
-    "version": _check_version,
-    "lam": _check_range(0.0, math.inf),
-    "alpha": _check_range(0.0, 1.0),
-    "temperature": _check_range(0.0, math.inf, low_open=True),
-}
-
-
-def loss_param_names(name: str) -> list[str]:
-    """The user parameters of loss ``name`` (its keyword-only arguments)."""
-    sig = inspect.signature(LOSSES.get(name))
-    return [p.name for p in sig.parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _CONTEXT_ARGS]
-
-
-def validate_loss_params(name: str, params: Mapping[str, Any], where: str | None = None) -> dict[str, Any]:
-    """Check names and ranges of ``params`` for loss ``name``; return the cleaned values."""
-    where = where or f"loss {name}"
-    allowed = loss_param_names(name)
-    clean: dict[str, Any] = {}
-    for key, value in params.items():
-        if key not in allowed:
-            raise ConfigError(f"{where}: unknown parameter {key!r} for loss {name!r}; "
-                              f"expected one of: {', '.join(allowed) or '(none)'}")
-        rule = PARAM_RULES.get(key)
-        clean[key] = rule(f"{where}.{key}", value) if rule else value
-    return clean
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """A loss chosen by name with its parameters (validated) and the ISC option."""
-
-    name: str = "ce"
-    #: parameter values as sorted (key, value) pairs; a mapping is accepted and converted
-    params: Any = ()
-    #: inline subnetwork collaboration (exit i also receives exit i-1's detached logits)
-    isc: bool = False
-
-    def __post_init__(self) -> None:
-        canonical = LOSSES.resolve(self.name)
-        raw = dict(self.params.items() if isinstance(self.params, Mapping) else self.params)
-        clean = validate_loss_params(canonical, raw)
-        if not isinstance(self.isc, bool):
-            raise ConfigError(f"loss {canonical}.isc must be true or false, got {self.isc!r}")
-        object.__setattr__(self, "name", canonical)
-        object.__setattr__(self, "params", tuple(sorted(clean.items())))
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.params)
-
-    @classmethod
-    def from_mapping(cls, raw: Any, where: str = "loss") -> LossSpec:
-        """``{name: kd, alpha: 0.3, temperature: 4, isc: true}`` or just ``"kd"`` (from YAML)."""
-        if isinstance(raw, str):
-            raw = {"name": raw}
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
-            raise ConfigError(f"{where} must be a loss name or a mapping with a 'name' key, got {raw!r}")
-        params = {k: v for k, v in raw.items() if k not in ("name", "isc")}
-        try:
-            name = LOSSES.resolve(raw["name"])
-        except UnknownNameError as err:
-            raise ConfigError(f"{where}.name: {err}") from None
-        isc = raw.get("isc", False)
-        if not isinstance(isc, bool):
-            raise ConfigError(f"{where}.isc must be true or false, got {isc!r}")
-        return cls(name, validate_loss_params(name, params, where), isc)
-
-    def __call__(self, outputs: Sequence[ExitOutput], targets: Tensor, *,
-                 teacher_logits: Tensor | None = None, exit_costs: Sequence[float] | None = None,
-                 step: int | None = None) -> Tensor:
-        return compute_loss(self.name, outputs, targets, teacher_logits=teacher_logits,
-                            exit_costs=exit_costs, isc=self.isc, step=step, **self.kwargs)
+def apply_loss(spec: LossSpec, outputs: Sequence[ExitOutput], targets: Tensor, *,
+               teacher_logits: Tensor | None = None, exit_costs: Sequence[float] | None = None,
+               step: int | None = None) -> Tensor:
+    """Evaluate the loss a :class:`~dse.design.losses.LossSpec` names (see :func:`compute_loss`)."""
+    return compute_loss(spec.name, outputs, targets, teacher_logits=teacher_logits,
+                        exit_costs=exit_costs, isc=spec.isc, step=step, **spec.kwargs)
 
 
 def _sum(terms: Any) -> Tensor:

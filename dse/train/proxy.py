@@ -25,6 +25,7 @@ from torch import nn
 
 from dse.errors import ConfigError, TrialFailed
 from dse.models.exits import ExitBranch, build_branch
+from dse.train.losses import apply_loss
 
 LABELS = ("ground_truth", "pseudo")
 #: (float32 features at each requested block, final backbone logits [B, K], labels [B])
@@ -226,7 +227,8 @@ def train_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: st
             outputs = [_heads(br, p.index_select(0, idx)) for br, p in zip(branches, pre)]
         targets = truth if labels == "ground_truth" else final.argmax(dim=1)
         outputs.append((final, torch.ones(final.shape[0], device=device)))
-        value = spec(outputs, targets, teacher_logits=final, exit_costs=exit_costs, step=step)
+        value = apply_loss(spec, outputs, targets, teacher_logits=final, exit_costs=exit_costs,
+                           step=step)
         opt.zero_grad(set_to_none=True)
         value.backward()
         opt.step()

@@ -15,7 +15,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec
-from dse.train.losses import LossSpec
+from dse.design import LossSpec
 
 BLOCK_MACS = [9216, 294912, 294912, 229376, 294912, 229376, 294912]
 MS_PER_MAC = 1e-6 / 0.8  # 1 ms per 0.8 M MACs
@@ -29,7 +29,7 @@ def study_attrs(objectives, budget_ms=1.6, max_drop=10.0) -> dict:
         "runtime": "pytorch-fp32", "batch": 1, "space_file": "search_spaces/default.yaml",
         "space": {"exits": {"min": 1, "max": 5}, "branch": ["pool", "bnpool", "convx"]},
         "objectives": list(objectives), "budget_ms": budget_ms, "max_drop": max_drop,
-        "backbone_val_accuracy": 0.985, "backbone_test_accuracy": 0.99,
+        "backbone_val_accuracy": 98.5, "backbone_test_accuracy": 99.0,
         "backbone_latency_ms": sum(BLOCK_MACS) * MS_PER_MAC, "backbone_macs": sum(BLOCK_MACS),
         "backbone_energy_mj": 4.2, "block_macs": BLOCK_MACS, "created": "2025-01-01T00:00:00",
     }
@@ -80,10 +80,10 @@ def fake_trial(rng: np.random.Generator, number: int, objectives, budget_ms, max
         provenance=(("study", "fake"), ("trial", number)))
     attrs = {
         "config": config.to_dict(), "blocks": blocks,
-        "val_accuracy": acc / 100, "test_accuracy": (acc - 0.3) / 100,
+        "val_accuracy": acc, "test_accuracy": acc - 0.3,
         "exit_fractions": fr.tolist(), "test_exit_fractions": fr.tolist(),
-        "per_exit_accuracy": [p / 100 for p in per_exit],
-        "test_per_exit_accuracy": [p / 100 for p in per_exit],
+        "per_exit_accuracy": list(per_exit),
+        "test_per_exit_accuracy": list(per_exit),
         "expected_latency_ms": lat, "test_expected_latency_ms": lat * 1.01,
         "expected_macs": macs, "expected_energy_mj": energy, "exit_latency_ms": exit_lat,
         "exit_macs": exit_macs, "exit_energy_mj": [v * 3.0 for v in exit_lat],

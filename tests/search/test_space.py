@@ -44,9 +44,10 @@ def test_defaults_fill_missing_sections(tmp_path):
     assert [p.name for p in space.searched] == ["exits", "threshold_maxprob"]
     assert space.param("threshold_maxprob").dim == Range(0.5, 0.999)
     c = space.decode({"exits": 2, "threshold_maxprob": 0.8})
-    assert (c.placement, c.branch, c.loss.name, c.criterion, c.thresholds) == (
+    assert (c.exits.placement, c.exits.branch, c.training.loss.name, c.policy.criterion,
+            c.policy.thresholds) == (
         "pareto", "pool", "ce", "maxprob", (0.8,))
-    assert (c.steps, c.lr, c.labels) == (300, 3e-3, "ground_truth")
+    assert (c.training.steps, c.training.lr, c.training.labels) == (300, 3e-3, "ground_truth")
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -117,11 +118,11 @@ def test_decode_ignores_parameters_that_do_not_apply():
               "threshold_maxprob": 0.9, "threshold_entropy": 0.2, "threshold_learned": 0.5,
               "steps": 100, "lr": 0.01, "labels": "pseudo"}
     c = space.decode(params)
-    assert c.positions == (0.2, 0.7)  # sorted; position_3/4 ignored with two exits
-    assert c.branch_params == (("depth", 2), ("width", 8))
-    assert (c.loss.name, c.loss.kwargs, c.loss.isc) == ("kd", {"alpha": 0.3, "temperature": 2.0}, True)
-    assert (c.criterion, c.thresholds) == ("entropy", (0.2,))
-    assert (c.labels, c.steps, c.optimizer, c.batch_size) == ("pseudo", 100, "adam", 128)
+    assert c.exits.positions == (0.2, 0.7)  # sorted; position_3/4 ignored with two exits
+    assert c.exits.branch_params == (("depth", 2), ("width", 8))
+    assert (c.training.loss.name, c.training.loss.kwargs, c.training.loss.isc) == ("kd", {"alpha": 0.3, "temperature": 2.0}, True)
+    assert (c.policy.criterion, c.policy.thresholds) == ("entropy", (0.2,))
+    assert (c.training.labels, c.training.steps, c.training.optimizer, c.training.batch_size) == ("pseudo", 100, "adam", 128)
 
 
 def _asked(space, conditional: bool, seed: int = 0) -> set[str]:
@@ -142,12 +143,12 @@ def test_conditional_encoding_asks_only_what_applies():
     space = load_space("default")
     for seed in range(20):
         asked, c = _asked(space, conditional=True, seed=seed)
-        assert ("convx_depth" in asked) == (c.branch == "convx")
-        assert ("kd_alpha" in asked) == (c.loss.name == "kd")
-        explicit = c.placement == "explicit"
+        assert ("convx_depth" in asked) == (c.exits.branch == "convx")
+        assert ("kd_alpha" in asked) == (c.training.loss.name == "kd")
+        explicit = c.exits.placement == "explicit"
         assert {f"position_{i}" for i in range(1, 5)} & asked == (
-            {f"position_{i}" for i in range(1, c.count + 1)} if explicit else set())
-        assert {n for n in asked if n.startswith("threshold_")} == {f"threshold_{c.criterion}"}
+            {f"position_{i}" for i in range(1, c.exits.count + 1)} if explicit else set())
+        assert {n for n in asked if n.startswith("threshold_")} == {f"threshold_{c.policy.criterion}"}
 
 
 def test_per_exit_thresholds():
@@ -156,7 +157,7 @@ def test_per_exit_thresholds():
               for p in space.searched}
     params.update({"exits": 3, "threshold_maxprob_1": 0.7, "threshold_maxprob_2": 0.8,
                    "threshold_maxprob_3": 0.9, "threshold_maxprob_4": 0.95})
-    assert space.decode(params).thresholds == (0.7, 0.8, 0.9)
+    assert space.decode(params).policy.thresholds == (0.7, 0.8, 0.9)
 
 
 def test_candidates_of_a_discrete_space_are_counted_without_inert_parameters():

@@ -10,7 +10,9 @@ from optuna.trial import TrialState
 from dse.errors import ConfigError, TrialFailed
 from dse.search import worker as worker_mod
 from dse.search.storage import open_storage, redact, sqlite_url
-from dse.search.worker import count_trials, is_surplus, run_worker, sampler_seed
+from dse.search.study import sampler_seed
+from dse.search.runner import TrialRunner
+from dse.search.worker import count_trials, is_surplus, run_worker
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage")
@@ -69,7 +71,7 @@ def test_surplus_rule_counts_complete_and_earlier_running_or_waiting(tmp_path):
     # trial 3 has only 2 complete + running 2 ahead
     assert is_surplus(study, 3, 3) and not is_surplus(study, 3, 4)
     # a surplus start is pruned by the runner, with its reason
-    runner = worker_mod.TrialRunner.__new__(worker_mod.TrialRunner)
+    runner = TrialRunner.__new__(TrialRunner)
     runner.target = 3
     trial = study.ask()                           # pops the waiting trial 3
     with pytest.raises(optuna.TrialPruned):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dse.errors import ConfigError, TrialFailed, UnknownNameError
-from dse.train.losses import LOSSES, LossSpec, compute_loss, isc_combine
+from dse.design.losses import LOSS_KINDS
+from dse.train.losses import LOSSES, LossSpec, apply_loss, compute_loss, isc_combine
 
 torch.set_num_threads(1)
 LN2, LN3, LN4 = math.log(2), math.log(3), math.log(4)
@@ -195,7 +196,7 @@ def test_loss_spec_validates_and_computes():
     assert hash(spec) == hash(LossSpec("kd", {"temperature": 2.0, "alpha": 0.25}))
     _, outputs = three_exits()
     outputs = [outputs[0], outputs[2]]
-    assert spec(outputs, TARGET).item() == pytest.approx(CE3 + 0.25 * CE1 + 0.75 * 4 * kl(P3, P1))
+    assert apply_loss(spec, outputs, TARGET).item() == pytest.approx(CE3 + 0.25 * CE1 + 0.75 * 4 * kl(P3, P1))
     assert LossSpec("ce", {"weights": [1, 2]}).kwargs == {"weights": (1.0, 2.0)}
 
 
@@ -232,3 +233,17 @@ def test_loss_spec_from_yaml_mapping():
         LossSpec.from_mapping({"name": "kd", "isc": "yes"}, where)
     with pytest.raises(ConfigError, match=f"^{where} must be a loss name or a mapping"):
         LossSpec.from_mapping(3, where)
+
+
+def test_every_declared_loss_has_an_implementation_with_the_declared_parameters():
+    """dse.design.losses declares names, parameters and defaults; dse.train.losses implements
+    them: the two must agree for every loss."""
+    import inspect
+
+    assert LOSSES.names() == LOSS_KINDS.names()
+    for name in LOSSES.names():
+        sig = inspect.signature(LOSSES.get(name))
+        own = [(p.name, p.default) for p in sig.parameters.values()
+               if p.kind is inspect.Parameter.KEYWORD_ONLY
+               and p.name not in ("teacher_logits", "exit_costs")]
+        assert tuple(own) == LOSS_KINDS.get(name).defaults, name

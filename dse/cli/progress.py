@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from dse.search.export import front_trials
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from dse.cli.output import table
+from dse.search.schema import front_trials, study_attrs, trial_attrs
 
 
 def best_point(front: list[Any]) -> Any | None:
@@ -24,8 +28,6 @@ class Progress:
     """A tqdm bar over COMPLETE trials of the study (all workers), on stderr."""
 
     def __init__(self, study: Any, target: int, complete: int, enabled: bool | None = None) -> None:
-        from tqdm.auto import tqdm
-
         self.study = study
         self.bar = tqdm(total=target, initial=min(complete, target), desc=study.study_name,
                         unit="trial", file=sys.stderr, dynamic_ncols=True,
@@ -33,18 +35,16 @@ class Progress:
         self._seen = complete
 
     def refresh(self) -> None:
-        from optuna.trial import TrialState
-
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         n = min(len(trials), self.bar.total)
         if n > self._seen:
             self.bar.update(n - self._seen)
             self._seen = n
-        self.bar.set_postfix_str(summary(front_trials(self.study, trials)), refresh=True)
+        self.bar.set_postfix_str(summary(front_trials(self.study)), refresh=True)
 
     def on_trial(self, trial: Any) -> None:
         if trial.state.name == "FAIL":
-            reason = trial.user_attrs.get("fail_reason", "unknown reason")
+            reason = trial_attrs(trial)["fail_reason"] or "unknown reason"
             self.write(f"trial {trial.number} failed: {reason}")
         self.refresh()
 
@@ -57,27 +57,25 @@ class Progress:
 
 def front_table(study: Any, front: list[Any]) -> str:
     """The Pareto front as a text table, cheapest first, with the backbone alone for reference."""
-    from dse.cli.output import table
-
-    a = study.user_attrs
+    a = study_attrs(study)
     rows = []
     for t in front:
-        u = t.user_attrs
-        cfg = u.get("config", {})
+        u = trial_attrs(t)
+        cfg = u["config"] or {}
         ex, po = cfg.get("exits", {}), cfg.get("exit_policy", {})
         loss = (cfg.get("training", {}).get("loss") or {}).get("name", "")
         params = " ".join(f"{k}{v}" for k, v in (ex.get("branch_params") or {}).items())
         rows.append([t.number, f"{u['val_accuracy']:.2f}", f"{u['test_accuracy']:.2f}",
                      f"{u['expected_latency_ms']:.4g}", f"{u['test_expected_latency_ms']:.4g}",
                      f"{u['expected_macs'] / 1e6:.3f}",
-                     ",".join(str(b) for b in u.get("blocks", [])),
+                     ",".join(str(b) for b in u["blocks"] or []),
                      f"{ex.get('branch', '')}{(' ' + params) if params else ''}", loss,
                      po.get("criterion", ""),
                      " ".join(f"{x:.3g}" for x in po.get("thresholds", []))])
     text = table(["trial", "val acc %", "test acc %", "latency ms", "test ms", "M MACs",
                   "exit blocks", "branch", "loss", "criterion", "threshold"], rows)
-    if "backbone_val_accuracy" in a:
+    if a["backbone_val_accuracy"] is not None:
         text += (f"\nbackbone alone: val {a['backbone_val_accuracy']:.2f}%, test "
                  f"{a['backbone_test_accuracy']:.2f}%, {a['backbone_latency_ms']:.4g} ms, "
-                 f"{a['backbone_macs'] / 1e6:.3f} M MACs on {a.get('profile')}/{a.get('runtime')}")
+                 f"{a['backbone_macs'] / 1e6:.3f} M MACs on {a['profile']}/{a['runtime']}")
     return text
