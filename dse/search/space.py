@@ -34,11 +34,12 @@ from dse.errors import ConfigError
 from dse.models.criteria import CRITERIA
 from dse.models.exits import BRANCH_PARAMS, BRANCHES
 from dse.models.placement import PLACEMENTS
+from dse.resources import shipped_spaces
 from dse.search.dims import Choice, Dim, Fixed, boolean, number, one_of, parse_dim
 from dse.train.losses import LOSSES, LossSpec, loss_param_names, validate_loss_params
 from dse.yamlio import Section, read_yaml
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+SPACES_DIR = shipped_spaces()
 THRESHOLD_MODES = ("global", "per_exit")
 #: threshold ranges used when a space names a criterion but gives no range for it
 DEFAULT_THRESHOLDS = {"maxprob": {"low": 0.5, "high": 0.999}, "entropy": {"low": 0.005, "high": 0.6},
