@@ -9,8 +9,8 @@ overhead, per-inference overhead, fusion, and power for energy.
 
 Raw YAML dicts live only in this loader: it rejects unknown keys, missing fields, wrong types and
 out-of-range numbers with one line naming the file and the key, and returns frozen dataclasses.
-Shipped profiles are found in ``hardware_profiles/`` next to the ``dse`` package (and in the
-folders of ``DSE_PROFILES_DIR``, searched first); ``aliases:`` in a profile add other names.
+Shipped profiles are found in ``hardware_profiles/`` (located by :mod:`dse.resources`) and in the
+folders of ``DSE_PROFILES_DIR``, searched first; ``aliases:`` in a profile add other names.
 """
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ import yaml
 from dse.cost.layers import FALLBACK_KINDS, OP_KINDS
 from dse.errors import ConfigError, UnknownNameError
 from dse.registry import Registry
+from dse.resources import shipped_profiles
 
 #: Bytes per element of each dtype a runtime may compute in.
 DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0}
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "hardware_profiles"
+SHIPPED_DIR = shipped_profiles()
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,11 @@ from dse.design.types import Design, ExitDesign, ExitPolicy, TrainingSpec
 from dse.errors import ConfigError
 from dse.models.criteria import CRITERIA
 from dse.models.exits import BRANCH_PARAMS, BRANCHES
+from dse.resources import shipped_spaces
 from dse.search.dims import Choice, Dim, Fixed, parse_dim
 from dse.yamlio import Section, read_yaml
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+SPACES_DIR = shipped_spaces()
 THRESHOLD_MODES = ("global", "per_exit")
 #: threshold ranges used when a space names a criterion but gives no range for it
 DEFAULT_THRESHOLDS = {"maxprob": {"low": 0.5, "high": 0.999}, "entropy": {"low": 0.005, "high": 0.6},
