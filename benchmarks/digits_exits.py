@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> dict:
     from dse.evaluation import ExitOutputs, evaluate, sweep
     from dse.models.assemble import InputSpec, assemble
     from dse.models.multiexit import MultiExitNet
-    from dse.runtime import set_threads
+    from dse.device import set_threads
     from dse.train.backbone import ensure_backbone
     from dse.train.features import build_feature_cache
     from dse.train.proxy import result_outputs, train_branches

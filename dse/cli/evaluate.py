@@ -28,7 +28,7 @@ def command(checkpoint, profile, runtime, dataset, out_dir, latency_samples, war
             device, threads, as_json):
     """Per-exit and early-exit test accuracy, exit mix, MACs, predicted and measured latency."""
     from dse.evaluation.model import evaluate_model
-    from dse.runtime import select_device, set_threads
+    from dse.device import select_device, set_threads
 
     set_threads(threads)
     r = evaluate_model(checkpoint, dataset=dataset, profile=profile, runtime=runtime,

@@ -32,7 +32,7 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
     """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
     from dse.errors import ConfigError
     from dse.report import render_report
-    from dse.runtime import select_device, set_threads
+    from dse.device import select_device, set_threads
     from dse.search.export import write_outputs
     from dse.search.storage import open_storage, redact, sqlite_url
     from dse.search.study import load_study

@@ -66,7 +66,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     from pathlib import Path
 
-    from dse.runtime import set_threads
+    from dse.device import set_threads
     from dse.search.context import StudySettings, build_context
     from dse.search.objective import check_space
     from dse.search.space import load_space

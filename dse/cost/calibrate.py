@@ -83,7 +83,7 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
     import torch
 
     from dse.cost import microbench as mb
-    from dse.runtime import set_threads
+    from dse.device import set_threads
 
     threads = set_threads(settings.threads)
     clock = mb.timer(settings.clock, threads)

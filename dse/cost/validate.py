@@ -95,7 +95,7 @@ def validate(profile: Profile, runtime: str | None = None,
     from dse.cost.layers import trace_multiexit
     from dse.models.assemble import assemble, default_input_spec
     from dse.models.backbones import build_backbone
-    from dse.runtime import set_threads
+    from dse.device import set_threads
 
     rt = profile.runtime(runtime)
     threads = set_threads(settings.threads or rt.threads)
