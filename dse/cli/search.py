@@ -170,9 +170,9 @@ def _finish(study, out_dir, url, complete, shift, no_report, as_json, redact) ->
     front = written["front"]
     report = None
     if not no_report and importlib.util.find_spec("dse.report") is not None:
-        from dse.report import write_report
+        from dse.cli.study_report import render_study_report
 
-        report = write_report(study, out_dir, shift=shift)
+        report = render_study_report(study, out_dir, shift).path
     if as_json:
         echo_json({
             "study": study.study_name, "storage": redact(url), "n_complete": complete,
