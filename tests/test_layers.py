@@ -280,6 +280,11 @@ def _loads_torch(statement: str) -> bool:
     return out.stdout.strip().splitlines()[-1] == "True"
 
 
+def test_foundation_loads_no_torch() -> None:
+    """Everything of layer 0 but the torch device choice imports without torch."""
+    assert not _loads_torch("import dse.errors, dse.registry, dse.yamlio, dse.cache")
+
+
 def test_cost_model_loads_no_torch() -> None:
     assert not _loads_torch("import dse.cost.latency")
 
