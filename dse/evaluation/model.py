@@ -3,7 +3,7 @@
 Given the model rebuilt from ``model.pt`` and its per-exit outputs (``dse evaluate`` loads both
 with the training layer's helpers and calls :func:`evaluate_trained`):
 
-- per-exit outputs of the val and test splits (:class:`~dse.evaluation.ExitOutputs`), then
+- from the per-exit outputs of the val and test splits (:class:`~dse.evaluation.ExitOutputs`):
   anytime accuracy per exit, and at the configuration's criterion and thresholds the early-exit
   accuracy, exit fractions and expected MACs (:func:`~dse.evaluation.evaluate`);
 - predicted per-exit latency on a hardware profile (:func:`dse.cost.latency.predict` on the
