@@ -8,6 +8,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json
+from dse.cli.study_report import render_study_report
 from dse.finetune.shifts import SHIFTS
 
 
@@ -30,7 +31,6 @@ def _log(msg: str) -> None:
 @options.json_flag
 def command(study_name, storage, out, shift, probe_steps, device, threads, as_json):
     """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
-    from dse.cli.study_report import render_study_report
     from dse.errors import ConfigError
     from dse.device import select_device, set_threads
     from dse.search.export import write_outputs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from dse.cli import options
+from dse.cli import options, study_report
 from dse.cli.output import echo_json
 from dse.finetune.shifts import SHIFTS
 
@@ -170,9 +170,7 @@ def _finish(study, out_dir, url, complete, shift, no_report, as_json, redact) ->
     front = written["front"]
     report = None
     if not no_report and importlib.util.find_spec("dse.report") is not None:
-        from dse.cli.study_report import render_study_report
-
-        report = render_study_report(study, out_dir, shift).path
+        report = study_report.render_study_report(study, out_dir, shift).path
     if as_json:
         echo_json({
             "study": study.study_name, "storage": redact(url), "n_complete": complete,
