@@ -4,7 +4,7 @@ The default digits-resnet backbone (trained once, cached) gets ``--exits`` exits
 ``--placement``; the proxy trains only the branches from the feature cache; the threshold of
 ``--criterion`` is chosen on the val split as the cheapest one (lowest expected MACs) whose
 val accuracy is at least the backbone's val accuracy minus ``--tolerance``. Test accuracy and
-expected MACs (exit MACs from :mod:`dse.models.assemble`, expected over the test exit mix) are
+expected MACs (exit MACs from :mod:`dse.cost.assemble`, expected over the test exit mix) are
 then reported against the backbone alone. As a check, the test numbers are also computed by the
 real early-exit path (:meth:`MultiExitNet.early_exit`).
 
@@ -23,9 +23,9 @@ def run(args: argparse.Namespace) -> dict:
 
     from dse.data import load_dataset, split_tensors
     from dse.evaluation import ExitOutputs, evaluate, sweep
-    from dse.models.assemble import InputSpec, assemble
+    from dse.cost.assemble import InputSpec, assemble
     from dse.models.multiexit import MultiExitNet
-    from dse.runtime import set_threads
+    from dse.device import set_threads
     from dse.train.backbone import ensure_backbone
     from dse.train.features import build_feature_cache
     from dse.train.proxy import result_outputs, train_branches

@@ -96,7 +96,7 @@ def summarise(runs: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     from dse.finetune.base import load_context
-    from dse.runtime import set_threads
+    from dse.device import set_threads
 
     set_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]

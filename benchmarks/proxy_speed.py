@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> dict:
 
     from dse.data import load_dataset
     from dse.evaluation import sweep_benchmark
-    from dse.models.assemble import InputSpec, assemble
-    from dse.runtime import set_threads
+    from dse.cost.assemble import InputSpec, assemble
+    from dse.device import set_threads
     from dse.train.backbone import ensure_backbone
     from dse.train.features import build_feature_cache
     from dse.train.proxy import OnlineFeatures

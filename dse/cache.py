@@ -4,6 +4,9 @@
 ``~/.cache/dse`` on Linux). Files are written atomically (a temporary file in the same folder,
 then ``os.replace``), so a second worker process never reads a half-written file, and the
 expensive step that produces a file can be serialised with :func:`file_lock`.
+
+A foundation module: the search's study and storage code names its files with :func:`slug` and
+:func:`digest`, so torch is imported only by the two functions that need it.
 """
 from __future__ import annotations
 
@@ -13,11 +16,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dse.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 ENV_VAR = "DSE_CACHE"
 
@@ -57,6 +61,8 @@ def digest(*parts: Any, length: int = 16) -> str:
 
 def state_digest(module_or_state: torch.nn.Module | dict) -> str:
     """sha256 over a state dict's names, dtypes, shapes and bytes: identifies a set of weights."""
+    import torch  # here, not at the top: see the module docstring
+
     state = module_or_state.state_dict() if isinstance(module_or_state, torch.nn.Module) \
         else module_or_state
     h = hashlib.sha256()
@@ -70,6 +76,8 @@ def state_digest(module_or_state: torch.nn.Module | dict) -> str:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
+    import torch  # here, not at the top: see the module docstring
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

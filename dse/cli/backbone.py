@@ -36,7 +36,7 @@ def train(backbone, dataset, input_size, epochs, lr, batch_size, optimizer, out,
           threads, as_json):
     """Train a backbone on a dataset; print its val/test accuracy and where it was saved."""
     from dse.data import load_dataset
-    from dse.runtime import select_device, set_threads
+    from dse.device import select_device, set_threads
     from dse.train.backbone import cached_backbone_path, save_backbone, train_backbone
 
     set_threads(threads)

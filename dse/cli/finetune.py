@@ -44,7 +44,7 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
     """
     from dse.config import load_config
     from dse.finetune.selective import finetune_config
-    from dse.runtime import select_device, set_threads
+    from dse.device import select_device, set_threads
 
     config = load_config(config_path)
     set_threads(threads)

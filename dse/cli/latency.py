@@ -28,7 +28,7 @@ def command(profile, runtime, backbone, checkpoint, input_size, num_classes, num
     from dse.cost.latency import energy_mj, predict
     from dse.cost.layers import trace_multiexit
     from dse.cost.profiles import load_profile
-    from dse.models.assemble import assemble, default_input_spec
+    from dse.cost.assemble import assemble, default_input_spec
     from dse.models.placement import parse_positions
 
     prof = load_profile(profile)

@@ -13,7 +13,7 @@ import os
 
 import click
 
-from dse.runtime import DEVICE_CHOICES
+from dse.device import DEVICE_CHOICES
 
 backbone = click.option(
     "--backbone", default="digits-resnet", show_default=True,

@@ -8,6 +8,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json
+from dse.cli.study_report import render_study_report
 from dse.finetune.shifts import SHIFTS
 
 
@@ -31,8 +32,7 @@ def _log(msg: str) -> None:
 def command(study_name, storage, out, shift, probe_steps, device, threads, as_json):
     """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
     from dse.errors import ConfigError
-    from dse.report import render_report
-    from dse.runtime import select_device, set_threads
+    from dse.device import select_device, set_threads
     from dse.search.export import write_outputs
     from dse.search.storage import open_storage, redact, sqlite_url
     from dse.search.study import load_study
@@ -50,8 +50,8 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
     set_threads(threads)
     study = load_study(open_storage(storage), study_name)
     written = write_outputs(study, out_dir)
-    result = render_report(study, out_dir, shift, device=select_device(device),
-                           probe_steps=probe_steps, log=None if as_json else _log)
+    result = render_study_report(study, out_dir, shift, device=select_device(device),
+                                 probe_steps=probe_steps, log=None if as_json else _log)
     if as_json:
         subsets = result.subsets.to_dict("records") if result.subsets is not None else None
         echo_json({"study": study_name, "storage": redact(storage), "report": str(result.path),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from dse.cli import options
+from dse.cli import options, study_report
 from dse.cli.output import echo_json
 from dse.finetune.shifts import SHIFTS
 
@@ -66,7 +66,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     from pathlib import Path
 
-    from dse.runtime import set_threads
+    from dse.device import set_threads
     from dse.search.context import StudySettings, build_context
     from dse.search.objective import check_space
     from dse.search.space import load_space
@@ -171,9 +171,7 @@ def _finish(study, out_dir, url, complete, shift, no_report, as_json, redact) ->
     front = written["front"]
     report = None
     if not no_report and importlib.util.find_spec("dse.report") is not None:
-        from dse.report import write_report
-
-        report = write_report(study, out_dir, shift=shift)
+        report = study_report.render_study_report(study, out_dir, shift).path
     if as_json:
         echo_json({
             "study": study.study_name, "storage": redact(url), "n_complete": complete,

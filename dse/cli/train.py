@@ -67,7 +67,7 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
     """
     from dse.config import load_config
-    from dse.runtime import select_device, set_threads
+    from dse.device import select_device, set_threads
     from dse.train.full import train_config
     from dse.train.schedules import TrainOptions
 

@@ -31,7 +31,7 @@ from dse.cli.output import echo_json
 def command(study_name, storage, trials, heartbeat, worker_index, quiet, device, threads, as_json):
     """Run trials of STUDY until it holds its target number of COMPLETE trials."""
     from dse.cli.search import _quiet_optuna
-    from dse.runtime import set_threads
+    from dse.device import set_threads
     from dse.search.context import build_context
     from dse.search.objective import check_space
     from dse.search.space import parse_space

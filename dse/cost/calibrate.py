@@ -28,11 +28,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+import torch
+import yaml
+from scipy.optimize import least_squares
+
+from dse.cost import microbench as mb
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
 from dse.cost.layers import FALLBACK_KINDS, OP_KINDS, LayerRecord
+from dse.cost.microbench import DECISION, INFERENCE
+from dse.cost.profiles import (Device, OpParams, PowerMode, Profile, Runtime, profile_to_dict,
+                               read_profile)
+from dse.device import set_threads
 
 _KINDS = (*OP_KINDS, *FALLBACK_KINDS)
-from dse.cost.profiles import Device, OpParams, PowerMode, Profile, Runtime
 
 #: Kinds run by a tuned library's primitives (oneDNN on CPU: ``torch._C._select_conv_backend``
 #: says ``Mkldnn``), whose in-network extra stage 2 fits apart from ATen's own kernels.
@@ -80,11 +89,6 @@ class Measurements:
 def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                    log: Callable[[str], None] = lambda _: None) -> Measurements:
     """Time every micro-benchmark on this machine (interleaved rounds, medians)."""
-    import torch
-
-    from dse.cost import microbench as mb
-    from dse.runtime import set_threads
-
     threads = set_threads(settings.threads)
     clock = mb.timer(settings.clock, threads)
     started = time.perf_counter()
@@ -106,9 +110,6 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
 def _fit_kind(kind: str, cases: list[tuple[list[LayerRecord], float]], device: Device,
               base: Runtime) -> Runtime:
     """Stage 1: fit ``kind``'s free parameters to (records, seconds) cases."""
-    import numpy as np
-    from scipy.optimize import least_squares
-
     names = list(_FREE[kind])
     t_min = min(t for _, t in cases) * 1e6
     start = {"overhead_us": 0.5 * t_min, "compute_eff": 0.3, "memory_eff": 0.3, "m_half": 16.0,
@@ -162,11 +163,6 @@ def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
     mobile nets at 160-224 px (their 112x112 depthwise convs run ~30 % above the model in a net,
     allocator-bound, and drag the library extra up for every depthwise conv).
     """
-    import numpy as np
-    from scipy.optimize import least_squares
-
-    from dse.cost.microbench import DECISION, INFERENCE
-
     unit = replace(rt, alloc_us_per_mb=1.0)  # alloc_us() with 1 us/MB: the MB of fresh outputs
     rows, rhs = [], []
     for records, t in cases:
@@ -238,10 +234,6 @@ def calibrate(name: str, settings: CalibrationSettings = CalibrationSettings(),
 
 def write_profile(profile: Profile, path: str | os.PathLike, header: str = "") -> Path:
     """Write ``profile`` as YAML (the shipped schema) and check it loads back."""
-    import yaml
-
-    from dse.cost.profiles import profile_to_dict, read_profile
-
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(profile_to_dict(profile), sort_keys=False, width=100)

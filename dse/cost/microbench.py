@@ -21,11 +21,19 @@ a few.
 """
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from typing import Any, Callable, Sequence
 
-from dse.cost.layers import LayerRecord
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dse.cost.layers import LayerRecord, trace_call, trace_multiexit
+from dse.models.backbones import Backbone
+from dse.models.criteria import get_criterion
+from dse.models.multiexit import MultiExitNet
 
 Bench = tuple[str, Callable[[], Any], list[LayerRecord]]
 
@@ -112,11 +120,6 @@ def _quick(items: list, keep: int) -> list:
 
 def op_benchmarks(quick: bool) -> list[tuple[str, Callable[[], Any], list[LayerRecord]]]:
     """(kind, fn, records) for every single-op micro-benchmark (functional calls)."""
-    import torch
-    import torch.nn.functional as F
-
-    from dse.cost.layers import trace_call
-
     gen = torch.Generator().manual_seed(0)
     rnd = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
     out: list[tuple[str, Callable[[], Any], list[LayerRecord]]] = []
@@ -159,8 +162,7 @@ def op_benchmarks(quick: bool) -> list[tuple[str, Callable[[], Any], list[LayerR
 
 
 def peak_gflops(rounds: int, quick: bool, clock: Callable[[], float]) -> float:
-    import torch
-
+    """Best square matrix-multiply throughput (GFLOP/s, 2 per multiply-add) at two sizes."""
     best = 0.0
     for n in ((256, 512) if quick else (512, 1024)):
         a, b = torch.randn(n, n), torch.randn(n, n)
@@ -178,12 +180,6 @@ def exit_path_costs(criterion: str, rounds: int, target_s: float, clock: Callabl
     time per extra (never-taken) exit, less its block and branch module calls, is the decision;
     the rest of a call with no exits (or taking the first) is the fixed per-inference cost.
     """
-    import torch
-    from torch import nn
-
-    from dse.models.backbones import Backbone
-    from dse.models.multiexit import MultiExitNet
-
     logits, conf = torch.randn(1, 10), torch.full((1,), 0.5)
 
     class Branch(nn.Module):
@@ -213,8 +209,6 @@ def exit_path_costs(criterion: str, rounds: int, target_s: float, clock: Callabl
 
 def forcing_thresholds(criterion: str, num_exits: int, exit_at: int) -> list[float]:
     """Thresholds making every input leave at early exit ``exit_at`` (== num_exits: the final)."""
-    from dse.models.criteria import get_criterion
-
     hi_conf = get_criterion(criterion).higher_is_confident
     never, always = (2.0, -1.0) if hi_conf else (-1.0, 2.0)
     return [always if i == exit_at else never for i in range(num_exits)]
@@ -235,120 +229,127 @@ def composite_benchmarks(quick: bool, criterion: str = "maxprob") -> list[Bench]
     followed by an ``exit_decision`` marker, then the head (markers are ``call`` records with
     no calls: free in the model, counted by the fit).
     """
-    import random
-
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    from dse.models.backbones import Backbone
-    from dse.models.multiexit import MultiExitNet
-
-    def cbr(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1, act: str = "relu"):
-        layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-        if act:
-            layers.append(nn.ReLU6(inplace=True) if act == "relu6" else nn.ReLU(inplace=True))
-        return nn.Sequential(*layers)
-
-    class Pad(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int) -> None:
-            super().__init__()
-            self.stride, self.pad = stride, cout - cin
-
-        def forward(self, x):
-            x = x[:, :, ::self.stride, ::self.stride]
-            return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-
-    class Residual(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int, functional: bool, pad: bool) -> None:
-            super().__init__()
-            self.a, self.b = cbr(cin, cout, 3, stride), cbr(cout, cout, act="")
-            self.sc = (nn.Identity() if stride == 1 and cin == cout
-                       else Pad(cin, cout, stride) if pad else cbr(cin, cout, 1, stride, act=""))
-            self.relu, self.functional = nn.ReLU(inplace=True), functional
-
-        def forward(self, x):
-            out = self.b(self.a(x)) + self.sc(x)
-            return F.relu(out) if self.functional else self.relu(out)
-
-    class Inverted(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int, t: int) -> None:
-            super().__init__()
-            hidden = cin * t
-            self.conv = nn.Sequential(cbr(cin, hidden, 1, act="relu6"),
-                                      cbr(hidden, hidden, 3, stride, groups=hidden, act="relu6"),
-                                      cbr(hidden, cout, 1, act=""))
-            self.residual = stride == 1 and cin == cout
-
-        def forward(self, x):
-            return x + self.conv(x) if self.residual else self.conv(x)
-
-    class Branch(nn.Module):
-        def __init__(self, c: int, bn: bool, classes: int) -> None:
-            super().__init__()
-            pre = [nn.BatchNorm2d(c), nn.ReLU()] if bn else []
-            self.features = nn.Sequential(*pre, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-            self.fc, self.conf = nn.Linear(c, classes), nn.Linear(c, 1)
-
-        def forward(self, x):
-            z = self.features(x)
-            return self.fc(z), torch.sigmoid(self.conf(z)).squeeze(1)
-
-    class Head(nn.Module):
-        def __init__(self, c: int, classes: int) -> None:
-            super().__init__()
-            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(c, classes)
-
-        def forward(self, x):
-            return self.fc(torch.flatten(self.pool(x), 1))
-
-    def make(family: str, rng: random.Random, large: bool):
-        cin, hw = rng.choice([(3, 64), (3, 96), (3, 128)] if large else [(1, 8), (3, 16), (3, 32)])
-        c = rng.choice([8, 16] if large else [8, 16, 32, 64])
-        deep = not large and family == "resnet" and rng.random() < 0.5  # long chains, many weights
-        body: list = [cbr(cin, c)]
-        pad = rng.random() < 0.5
-        for stage in range(rng.choice([2, 3])):
-            cout = c * 2 if stage else c
-            for i in range(rng.choice([3, 5, 7] if deep else [1, 2, 3])):
-                stride = 2 if stage and i == 0 else 1
-                if family == "resnet":
-                    body.append(Residual(c, cout, stride, rng.random() < 0.5, pad))
-                elif family == "mobile":
-                    body.append(Inverted(c, cout, stride, rng.choice([2, 4, 6])))
-                else:
-                    body.append(cbr(c, cout))
-                c = cout
-            if family == "vgg":
-                body.append(nn.MaxPool2d(2, 2))
-        shapes, z = [], torch.zeros(1, cin, hw, hw)
-        with torch.no_grad():
-            for m in body:
-                z = m.eval()(z)
-                shapes.append(z.shape[1])
-        n_exits = min(rng.choice([0, 1, 2, 3]), len(body) - 1)
-        exits = sorted(rng.sample(range(len(body) - 1), n_exits))
-        classes = rng.choice([10, 100])
-        branches = [Branch(shapes[b], rng.random() < 0.5, classes) for b in exits]
-        net = MultiExitNet(Backbone(body, Head(c, classes)), exits, branches)
-        return net.eval(), cin, hw
-
     rng = random.Random(0)
     torch.manual_seed(0)
     out: list[Bench] = []
     for i in range(6 if quick else 48):
         # every third net works on large feature maps: fresh-page costs of big outputs
-        net, cin, hw = make(("resnet", "mobile", "vgg")[i % 3], rng, large=(i // 3) % 3 == 2)
+        net, cin, hw = _random_net(("resnet", "mobile", "vgg")[i % 3], rng, large=(i // 3) % 3 == 2)
         out.append(("composite", *early_exit_bench(net, (cin, hw, hw), criterion)))
     return out
 
 
+# --- the generic modules composite benchmarks are built from (not dse's backbones) ----------
+
+def _cbr(cin: int, cout: int, k: int = 3, s: int = 1, groups: int = 1,
+         act: str = "relu") -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU6(inplace=True) if act == "relu6" else nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class _Pad(nn.Module):
+    """Option-A shortcut: subsample and zero-pad channels (slicing + ``F.pad``)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.stride, self.pad = stride, cout - cin
+
+    def forward(self, x):
+        x = x[:, :, ::self.stride, ::self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+
+
+class _Residual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, functional: bool, pad: bool) -> None:
+        super().__init__()
+        self.a, self.b = _cbr(cin, cout, 3, stride), _cbr(cout, cout, act="")
+        self.sc = (nn.Identity() if stride == 1 and cin == cout
+                   else _Pad(cin, cout, stride) if pad else _cbr(cin, cout, 1, stride, act=""))
+        self.relu, self.functional = nn.ReLU(inplace=True), functional
+
+    def forward(self, x):
+        out = self.b(self.a(x)) + self.sc(x)
+        return F.relu(out) if self.functional else self.relu(out)
+
+
+class _Inverted(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, t: int) -> None:
+        super().__init__()
+        hidden = cin * t
+        self.conv = nn.Sequential(_cbr(cin, hidden, 1, act="relu6"),
+                                  _cbr(hidden, hidden, 3, stride, groups=hidden, act="relu6"),
+                                  _cbr(hidden, cout, 1, act=""))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+class _Branch(nn.Module):
+    def __init__(self, c: int, bn: bool, classes: int) -> None:
+        super().__init__()
+        pre = [nn.BatchNorm2d(c), nn.ReLU()] if bn else []
+        self.features = nn.Sequential(*pre, nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.fc, self.conf = nn.Linear(c, classes), nn.Linear(c, 1)
+
+    def forward(self, x):
+        z = self.features(x)
+        return self.fc(z), torch.sigmoid(self.conf(z)).squeeze(1)
+
+
+class _Head(nn.Module):
+    def __init__(self, c: int, classes: int) -> None:
+        super().__init__()
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def _random_net(family: str, rng: random.Random, large: bool) -> tuple[MultiExitNet, int, int]:
+    """(net in eval mode, input channels, input size): a random ``family`` net with 0-3 exits."""
+    cin, hw = rng.choice([(3, 64), (3, 96), (3, 128)] if large else [(1, 8), (3, 16), (3, 32)])
+    c = rng.choice([8, 16] if large else [8, 16, 32, 64])
+    deep = not large and family == "resnet" and rng.random() < 0.5  # long chains, many weights
+    body, c = _random_body(family, rng, cin, c, deep)
+    shapes, z = [], torch.zeros(1, cin, hw, hw)
+    with torch.no_grad():
+        for m in body:
+            z = m.eval()(z)
+            shapes.append(z.shape[1])
+    n_exits = min(rng.choice([0, 1, 2, 3]), len(body) - 1)
+    exits = sorted(rng.sample(range(len(body) - 1), n_exits))
+    classes = rng.choice([10, 100])
+    branches = [_Branch(shapes[b], rng.random() < 0.5, classes) for b in exits]
+    net = MultiExitNet(Backbone(body, _Head(c, classes)), exits, branches)
+    return net.eval(), cin, hw
+
+
+def _random_body(family: str, rng: random.Random, cin: int, c: int,
+                 deep: bool) -> tuple[list[nn.Module], int]:
+    """(blocks, output channels): a stem, then 2-3 stages of ``family`` blocks."""
+    body: list[nn.Module] = [_cbr(cin, c)]
+    pad = rng.random() < 0.5
+    for stage in range(rng.choice([2, 3])):
+        cout = c * 2 if stage else c
+        for i in range(rng.choice([3, 5, 7] if deep else [1, 2, 3])):
+            stride = 2 if stage and i == 0 else 1
+            if family == "resnet":
+                body.append(_Residual(c, cout, stride, rng.random() < 0.5, pad))
+            elif family == "mobile":
+                body.append(_Inverted(c, cout, stride, rng.choice([2, 4, 6])))
+            else:
+                body.append(_cbr(c, cout))
+            c = cout
+        if family == "vgg":
+            body.append(nn.MaxPool2d(2, 2))
+    return body, c
+
+
 def early_exit_bench(net: Any, input_shape: Sequence[int], criterion: str) -> tuple[Callable[[], Any], list[LayerRecord]]:
     """(fn, records) timing ``net.early_exit`` through every exit to the final one (batch 1)."""
-    import torch
-
-    from dse.cost.layers import trace_multiexit
-
     exits = list(net.exit_blocks)
     x = torch.randn(1, *input_shape)
     ths = forcing_thresholds(criterion, len(exits), len(exits))

@@ -23,7 +23,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from dse.cost.profiles import Profile
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from dse.cost.assemble import assemble, default_input_spec
+from dse.cost.latency import predict
+from dse.cost.layers import trace_multiexit
+from dse.cost.microbench import STATISTICS, forcing_thresholds, measure_samples, timer
+from dse.cost.profiles import Profile, Runtime
+from dse.device import set_threads
+from dse.models.backbones import build_backbone
 
 #: Backbones validated by default with their input size (CPU-sized: a run takes minutes).
 DEFAULT_BACKBONES = (("digits-resnet", 8), ("resnet8", 32), ("resnet20", 32), ("resnet56", 32),
@@ -61,15 +71,11 @@ class ValidationSettings:
 
 
 def _ranks(values: Sequence[float]) -> list[float]:
-    from scipy.stats import rankdata
-
     return list(rankdata(values))
 
 
 def summarize(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
     """MAPE (%), fraction within +-10 % and Spearman's rho of predictions against measurements."""
-    import numpy as np
-
     p, m = np.asarray(predicted, float), np.asarray(measured, float)
     err = np.abs(p / m - 1.0)
     rho = float(np.corrcoef(_ranks(p), _ranks(m))[0, 1]) if len(p) > 1 else float("nan")
@@ -88,15 +94,6 @@ def validate(profile: Profile, runtime: str | None = None,
              settings: ValidationSettings = ValidationSettings(), cases: Sequence[Case] | None = None,
              log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Measure per-exit latency of every case here and compare it with the model."""
-    import torch
-
-    from dse.cost.microbench import STATISTICS, forcing_thresholds, measure_samples, timer
-    from dse.cost.latency import predict
-    from dse.cost.layers import trace_multiexit
-    from dse.models.assemble import assemble, default_input_spec
-    from dse.models.backbones import build_backbone
-    from dse.runtime import set_threads
-
     rt = profile.runtime(runtime)
     threads = set_threads(settings.threads or rt.threads)
     clock = timer(settings.clock, threads)
@@ -104,32 +101,9 @@ def validate(profile: Profile, runtime: str | None = None,
     rows: list[dict[str, Any]] = []
     groups: list[list[Callable[[], Any]]] = []  # the exits of each case
     for case in cases or default_cases(settings.quick):
-        torch.manual_seed(0)
-        inputs = default_input_spec(case.backbone, case.input_size)
-        backbone = build_backbone(case.backbone, num_classes=inputs.num_classes,
-                                  in_channels=inputs.in_channels)
-        num_exits = min(case.num_exits, len(backbone.blocks) - 1)
-        a = assemble(backbone, inputs, num_exits, case.placement, case.branch)
-        model = a.model.eval()
-        blocks = list(model.exit_blocks)
-        records = trace_multiexit(model.backbone, inputs.shape, blocks, list(model.branches))
-        pred = predict(records, profile, rt)
-        x = torch.randn(1, *inputs.shape)
-        final_block = len(model.backbone.blocks) - 1
-        groups.append([])
-        for k in range(len(blocks) + 1):
-            ths = forcing_thresholds(settings.criterion, len(blocks), k)
-            fn = lambda m=model, x=x, t=ths: m.early_exit(x, settings.criterion, t)  # noqa: E731
-            got = int(fn()[1][0])
-            if got != k:  # the thresholds really force exit k
-                raise AssertionError(f"{case}: forced exit {k} but the sample left at {got}")
-            groups[-1].append(fn)
-            rows.append({
-                "backbone": case.backbone, "input_size": inputs.input_size,
-                "exits": len(blocks), "placement": case.placement, "branch": case.branch,
-                "exit": k, "block": blocks[k] if k < len(blocks) else final_block,
-                "cum_macs": a.exit_macs[k], "predicted_ms": round(pred.exit_ms[k], 5),
-            })
+        case_rows, fns = _case_exits(case, profile, rt, settings.criterion)
+        rows += case_rows
+        groups.append(fns)
     # Each pass times every case in turn (warm-up, then its exits round-robin), so a case runs
     # warm as deployed, and the passes spread each case over the whole run: a burst of load on a
     # shared machine hits one pass of every case rather than every round of one case.
@@ -161,6 +135,38 @@ def validate(profile: Profile, runtime: str | None = None,
         "load_avg": {"before": load_before, "after": _load()},
         "rows": rows,
     }
+
+
+def _case_exits(case: Case, profile: Profile, rt: Runtime,
+                criterion: str) -> tuple[list[dict[str, Any]], list[Callable[[], Any]]]:
+    """One row (predicted ms) and one timed call forcing that exit, for every exit of ``case``."""
+    torch.manual_seed(0)
+    inputs = default_input_spec(case.backbone, case.input_size)
+    backbone = build_backbone(case.backbone, num_classes=inputs.num_classes,
+                              in_channels=inputs.in_channels)
+    num_exits = min(case.num_exits, len(backbone.blocks) - 1)
+    a = assemble(backbone, inputs, num_exits, case.placement, case.branch)
+    model = a.model.eval()
+    blocks = list(model.exit_blocks)
+    records = trace_multiexit(model.backbone, inputs.shape, blocks, list(model.branches))
+    pred = predict(records, profile, rt)
+    x = torch.randn(1, *inputs.shape)
+    final_block = len(model.backbone.blocks) - 1
+    rows, fns = [], []
+    for k in range(len(blocks) + 1):
+        ths = forcing_thresholds(criterion, len(blocks), k)
+        fn = lambda m=model, x=x, t=ths: m.early_exit(x, criterion, t)  # noqa: E731
+        got = int(fn()[1][0])
+        if got != k:  # the thresholds really force exit k
+            raise AssertionError(f"{case}: forced exit {k} but the sample left at {got}")
+        fns.append(fn)
+        rows.append({
+            "backbone": case.backbone, "input_size": inputs.input_size,
+            "exits": len(blocks), "placement": case.placement, "branch": case.branch,
+            "exit": k, "block": blocks[k] if k < len(blocks) else final_block,
+            "cum_macs": a.exit_macs[k], "predicted_ms": round(pred.exit_ms[k], 5),
+        })
+    return rows, fns
 
 
 def _load() -> list[float]:

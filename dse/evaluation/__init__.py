@@ -2,7 +2,7 @@
 
 Per-exit logits and confidences are computed once per split (:class:`ExitOutputs`); exit
 criteria, thresholds, metrics, vectorised threshold sweeps and budget calibration are then
-pure numpy. ``dse.evaluate`` re-exports the same names.
+pure numpy.
 """
 from __future__ import annotations
 

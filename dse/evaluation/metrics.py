@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dse.evaluation.outputs import ExitOutputs, per_exit_thresholds
+from dse.models.criteria import CRITERIA
 
 
 def exit_assignment(outputs: ExitOutputs, criterion: str, thresholds: Any) -> np.ndarray:
@@ -25,8 +26,6 @@ def exit_assignment(outputs: ExitOutputs, criterion: str, thresholds: Any) -> np
     ``thresholds`` is one global value or one per early exit. Uses the criterion's own
     ``exits_np`` rule; the vectorised sweeps are tested equal to this.
     """
-    from dse.models.criteria import CRITERIA
-
     crit = CRITERIA.get(criterion)
     num_exits, n = outputs.num_exits, outputs.num_samples
     t = per_exit_thresholds(thresholds, num_exits - 1)

@@ -1,8 +1,9 @@
-"""Evaluate a trained multi-exit model file (``dse evaluate``): accuracy, exit mix, cost, latency.
+"""Evaluate a trained multi-exit model (``dse evaluate``): accuracy, exit mix, cost, latency.
 
-From ``model.pt`` (written by ``dse train``, see :mod:`dse.train.trained`):
+Given the model rebuilt from ``model.pt`` and its per-exit outputs (``dse evaluate`` loads both
+with the training layer's helpers and calls :func:`evaluate_trained`):
 
-- per-exit outputs of the val and test splits (:class:`~dse.evaluation.ExitOutputs`), then
+- from the per-exit outputs of the val and test splits (:class:`~dse.evaluation.ExitOutputs`):
   anytime accuracy per exit, and at the configuration's criterion and thresholds the early-exit
   accuracy, exit fractions and expected MACs (:func:`~dse.evaluation.evaluate`);
 - predicted per-exit latency on a hardware profile (:func:`dse.cost.latency.predict` on the
@@ -21,11 +22,22 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+import torch
 
+from dse.config import thresholds_for
+from dse.cost.latency import predict
+from dse.cost.layers import trace_multiexit
+from dse.cost.profiles import load_profile
 from dse.errors import DataError, DseError
+from dse.evaluation.budget import budget_curve
+from dse.evaluation.metrics import evaluate, exit_assignment
+from dse.evaluation.outputs import ExitOutputs
+
+if TYPE_CHECKING:
+    from dse.data import DatasetInfo
 
 #: budgets on the curve (evenly spaced from the first exit's MACs to the final exit's)
 DEFAULT_BUDGETS = 20
@@ -39,8 +51,6 @@ def measure_latency(model, x, criterion: str, thresholds: Sequence[float], *, sa
     first ``warmup`` calls are not recorded. Returns the median, mean and 90th percentile over
     all images, the median per exit taken, and each image's exit index.
     """
-    import torch
-
     device = torch.device(device or "cpu")
     n = min(samples, int(x.shape[0]))
     if n < 1:
@@ -70,10 +80,6 @@ def measure_latency(model, x, criterion: str, thresholds: Sequence[float], *, sa
 
 def predict_latency(model, input_shape: Sequence[int], profile: str, runtime: str | None = None):
     """Per-exit latency (ms) of ``model`` on ``profile``: (LatencyPrediction, profile, runtime)."""
-    from dse.cost.latency import predict
-    from dse.cost.layers import trace_multiexit
-    from dse.cost.profiles import load_profile
-
     prof = load_profile(profile)
     rt = prof.runtime(runtime)
     net = trace_multiexit(model.backbone, tuple(input_shape), model.exit_blocks, list(model.branches))
@@ -83,8 +89,6 @@ def predict_latency(model, input_shape: Sequence[int], profile: str, runtime: st
 def budget_curve_table(val, test, criterion: str, exit_macs: Sequence[float],
                        n_budgets: int = DEFAULT_BUDGETS):
     """The budgeted-batch curve on evenly spaced MAC budgets (a pandas DataFrame)."""
-    from dse.evaluation import budget_curve
-
     budgets = np.linspace(float(exit_macs[0]), float(exit_macs[-1]), max(2, n_budgets))
     return budget_curve(val, test, criterion, exit_macs, budgets, kind="macs")
 
@@ -92,7 +96,7 @@ def budget_curve_table(val, test, criterion: str, exit_macs: Sequence[float],
 def plot_budget_curve(curve, per_exit_accuracy: Sequence[float], exit_macs: Sequence[float],
                       point: tuple[float, float] | None = None, title: str = ""):
     """Test accuracy vs average MACs per budget, each exit alone, and the configured point."""
-    import matplotlib
+    import matplotlib  # here: only dse evaluate draws, and it must choose Agg before pyplot loads
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -113,44 +117,28 @@ def plot_budget_curve(curve, per_exit_accuracy: Sequence[float], exit_macs: Sequ
     return fig
 
 
-def evaluate_model(checkpoint: str, *, dataset: str | None = None, profile: str | None = None,
-                   runtime: str | None = None, device=None, latency_samples: int = 200,
-                   warmup: int = 20, n_budgets: int = DEFAULT_BUDGETS,
-                   out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Everything ``dse evaluate`` reports for one model file; writes the curve to ``out_dir``
-    (default: ``evaluation/`` next to the checkpoint).
-
-    ``profile`` None falls back on the profile and runtime the search used (``search.profile``,
-    ``search.runtime`` in the config); when none is known or it cannot be loaded, predicted
-    latency is None with a note. ``measured_exit_agreement`` shows how often the timed
-    early-exit path took the same exit as the evaluation on cached outputs (1.0 expected; with
-    ISC both paths combine logits the same way).
-    """
-    import torch
-
-    from dse.config import thresholds_for
-    from dse.data import load_dataset, split_tensors
-    from dse.evaluation import evaluate, exit_assignment
-    from dse.train.trained import collect_outputs, load_model
-
-    loaded = load_model(checkpoint)
-    model, config, inp = loaded.model, loaded.config, loaded.inputs
-    spec = dataset or inp.get("dataset") or config.dataset
-    splits = load_dataset(spec, seed=config.seed, input_size=inp["input_size"])
-    info = splits.info
-    if (info.num_classes, info.channels) != (inp["num_classes"], inp["in_channels"]):
+def check_dataset_fits(info: DatasetInfo, inputs: dict[str, Any], spec: str, checkpoint: str) -> None:
+    """The dataset must have the classes and channels the model was trained on."""
+    if (info.num_classes, info.channels) != (inputs["num_classes"], inputs["in_channels"]):
         raise DataError(f"--dataset {spec}: {info.num_classes} classes x {info.channels} channels, "
-                        f"but {checkpoint} was trained on {inp['num_classes']} classes x "
-                        f"{inp['in_channels']} channels")
-    exit_ms, predicted = _predicted_latency(model, config, inp, profile, runtime)  # on the CPU
-    device = torch.device(device or "cpu")
-    model = model.to(device)
-    isc, exit_macs, criterion = config.training.loss.isc, loaded.exit_macs, config.policy.criterion
+                        f"but {checkpoint} was trained on {inputs['num_classes']} classes x "
+                        f"{inputs['in_channels']} channels")
+
+
+def evaluate_trained(model, config, exit_macs: Sequence[float], val: ExitOutputs,
+                     test: ExitOutputs, x_test, *, exit_ms: list[float] | None,
+                     predicted: dict[str, Any], device, latency_samples: int = 200,
+                     warmup: int = 20, n_budgets: int = DEFAULT_BUDGETS, out: Path,
+                     title: str) -> dict[str, Any]:
+    """Everything ``dse evaluate`` reports for one trained model; writes the curve to ``out``.
+
+    ``model`` is on ``device``; ``val`` and ``test`` are its per-exit outputs; ``exit_ms`` and
+    ``predicted`` come from :func:`predicted_latency`. ``measured_exit_agreement`` shows how often
+    the timed early-exit path took the same exit as the evaluation on cached outputs (1.0
+    expected; with ISC both paths combine logits the same way).
+    """
+    criterion = config.policy.criterion
     thresholds = thresholds_for(config.policy, model.num_exits - 1)
-    x_val, y_val = split_tensors(splits.val)
-    x_test, y_test = split_tensors(splits.test)
-    val = collect_outputs(model, x_val, y_val, isc=isc, device=device)
-    test = collect_outputs(model, x_test, y_test, isc=isc, device=device)
     res_test = evaluate(test, criterion, thresholds, exit_macs=exit_macs, exit_latency_ms=exit_ms)
     res_val = evaluate(val, criterion, thresholds, exit_macs=exit_macs, exit_latency_ms=exit_ms)
 
@@ -160,12 +148,10 @@ def evaluate_model(checkpoint: str, *, dataset: str | None = None, profile: str 
     agreement = float(np.mean(taken == exit_assignment(test, criterion, thresholds)[:taken.size]))
 
     curve = budget_curve_table(val, test, criterion, exit_macs, n_budgets)
-    out = Path(out_dir) if out_dir is not None else Path(checkpoint).resolve().parent / "evaluation"
-    title = f"{config.backbone} on {info.name}: {model.num_exits - 1} early exits"
     files = write_budget_curve(curve, out, res_test.per_exit_accuracy, exit_macs,
                                (res_test.expected_macs, res_test.accuracy), title)
     return {
-        "checkpoint": str(checkpoint), "dataset": spec, "backbone": config.backbone,
+        "backbone": config.backbone,
         "exit_blocks": list(model.exit_blocks), "exit_macs": exit_macs,
         "criterion": criterion, "thresholds": thresholds,
         "test_accuracy": res_test.accuracy,
@@ -180,13 +166,18 @@ def evaluate_model(checkpoint: str, *, dataset: str | None = None, profile: str 
         "val": res_val.to_dict(),
         "budget_curve": {**files, "rows": curve.drop(
             columns=["thresholds", "test_exit_fractions"]).to_dict("records")},
-        "isc": isc,
+        "isc": config.training.loss.isc,
     }
 
 
-def _predicted_latency(model, config, inp: dict, profile: str | None,
-                       runtime: str | None) -> tuple[list[float] | None, dict[str, Any]]:
-    """(per-exit ms or None, what to report about it); see :func:`evaluate_model`."""
+def predicted_latency(model, config, inp: dict, profile: str | None,
+                      runtime: str | None) -> tuple[list[float] | None, dict[str, Any]]:
+    """(per-exit ms or None, what to report about it), traced on the CPU.
+
+    ``profile`` None falls back on the profile and runtime the search used (``search.profile``,
+    ``search.runtime`` in the config); when none is known or it cannot be loaded, predicted
+    latency is None with a note.
+    """
     searched = dict(config.provenance)
     name = profile or searched.get("profile")
     if profile is None and runtime is None:

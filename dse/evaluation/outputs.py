@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dse.errors import ConfigError, DataError
+from dse.models.criteria import CRITERIA
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,6 @@ class ExitOutputs:
 
     def scores(self, criterion: str) -> np.ndarray:
         """float64 [E, N]: the criterion's score of every exit (the final row is computed too)."""
-        from dse.models.criteria import CRITERIA
-
         name = CRITERIA.resolve(criterion)
         key = ("scores", name)
         if key not in self._cache:
@@ -85,8 +84,6 @@ class ExitOutputs:
         Equal to the criterion's score when higher is confident, its negation otherwise
         (entropy); :func:`oriented_thresholds` maps thresholds the same way.
         """
-        from dse.models.criteria import CRITERIA
-
         crit = CRITERIA.get(criterion)
         key = ("confidence", crit.name)
         if key not in self._cache:
@@ -110,8 +107,6 @@ class ExitOutputs:
 
 def oriented_thresholds(criterion: str, thresholds: Any) -> np.ndarray:
     """Thresholds in the orientation of :meth:`ExitOutputs.confidence_scores` (float64)."""
-    from dse.models.criteria import CRITERIA
-
     t = np.asarray(thresholds, dtype=np.float64)
     return t if CRITERIA.get(criterion).higher_is_confident else -t
 

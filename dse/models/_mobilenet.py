@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dse.models.backbones import Backbone, ClassifierHead, conv_bn_relu, register_backbone
+from dse.models._base import Backbone, ClassifierHead, conv_bn_relu
+from dse.models._registry import register_backbone
 
 # (expansion t, channels c, repeats n, stride s) from Table 2 of the paper.
 _SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),

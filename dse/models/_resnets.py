@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dse.models.backbones import Backbone, ClassifierHead, conv_bn_relu, register_backbone
+from dse.models._base import Backbone, ClassifierHead, conv_bn_relu
+from dse.models._registry import register_backbone
 
 
 class PadShortcut(nn.Module):

@@ -15,71 +15,27 @@ whose output feeds the head). Built-ins:
 
 A user backbone is ``package.module:factory``; the factory returns a :class:`Backbone`, any
 module with ``blocks`` and ``head`` attributes, or a plain ``nn.Sequential`` (each child a block).
+
+The families live in ``_resnets``, ``_vggs`` and ``_mobilenet`` and register themselves in the
+leaf :mod:`dse.models._registry`; importing this module imports them, so :data:`BACKBONES` is
+complete wherever :func:`build_backbone` is reachable.
 """
 from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Callable, Sequence
 
-import torch
 from torch import nn
 
 from dse.errors import ConfigError
+# Each family registers itself on import; this order is the order BACKBONES lists them in.
+from dse.models import _resnets, _vggs, _mobilenet  # noqa: F401,I001
+from dse.models._base import Backbone, ClassifierHead, conv_bn_relu
+from dse.models._registry import BACKBONES, default_input_size, is_user_backbone, register_backbone
 from dse.models.checkpoint import load_state_dict
-from dse.registry import Registry
 
-BACKBONES: Registry[Callable[..., "Backbone"]] = Registry("backbone")
-_DEFAULT_INPUT_SIZE: dict[str, int] = {}
-
-
-class Backbone(nn.Module):
-    """An ordered list of blocks (attach points after each) and a head producing logits."""
-
-    def __init__(self, blocks: Sequence[nn.Module], head: nn.Module,
-                 block_names: Sequence[str] | None = None, name: str = "custom") -> None:
-        super().__init__()
-        if len(blocks) < 1:
-            raise ConfigError(f"backbone {name!r} has no blocks")
-        self.blocks = nn.ModuleList(blocks)
-        self.head = head
-        self.block_names = list(block_names or [f"block{i}" for i in range(len(blocks))])
-        self.name = name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.head(x)
-
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The output of every block, in order."""
-        outs = []
-        for block in self.blocks:
-            x = block(x)
-            outs.append(x)
-        return outs
-
-
-def register_backbone(name: str, input_size: int) -> Callable:
-    """Register a factory ``f(num_classes, in_channels) -> Backbone`` with its usual input size."""
-
-    def decorator(factory: Callable) -> Callable:
-        BACKBONES.add(name, factory)
-        _DEFAULT_INPUT_SIZE[name] = input_size
-        return factory
-
-    return decorator
-
-
-def is_user_backbone(name: str) -> bool:
-    return ":" in name
-
-
-def default_input_size(name: str) -> int | None:
-    """The input resolution a built-in backbone is usually run at (None for user backbones)."""
-    if is_user_backbone(name):
-        return None
-    return _DEFAULT_INPUT_SIZE[BACKBONES.resolve(name)]
+__all__ = ["BACKBONES", "Backbone", "ClassifierHead", "build_backbone", "conv_bn_relu",
+           "default_input_size", "is_user_backbone", "register_backbone"]
 
 
 def build_backbone(name: str, *, num_classes: int, in_channels: int = 3,
@@ -120,31 +76,3 @@ def _build_user_backbone(spec: str, num_classes: int, in_channels: int) -> Backb
         f"--backbone {spec}: the factory returned {type(model).__name__}; expected a module with "
         "'blocks' and 'head' attributes or an nn.Sequential"
     )
-
-
-def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
-                 relu: bool = True, relu6: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
-    if relu:
-        layers.append(nn.ReLU6(inplace=True) if relu6 else nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-class ClassifierHead(nn.Module):
-    """Global average pool -> flatten -> (dropout) -> linear."""
-
-    def __init__(self, channels: int, num_classes: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
-        self.fc = nn.Linear(channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(torch.flatten(self.pool(x), 1)))
-
-
-# Importing the families registers them.
-from dse.models import _resnets, _vggs, _mobilenet  # noqa: E402,F401

@@ -5,6 +5,9 @@ input exits when ``score >= threshold`` (``learned``, ``maxprob``) or ``score <=
 (``entropy``). Scores exist in a numpy form (threshold sweeps on cached outputs) and a torch
 form (the real early-exit inference path); both are the same formula, tested equal.
 
+torch is imported inside the torch forms only: the numpy evaluation code
+(:mod:`dse.evaluation`) reads this registry and stays free of torch.
+
 - ``learned``: the branch's confidence head h in [0, 1]; exit when h >= T (EENets).
 - ``maxprob``: max softmax probability; exit when max_k p_k >= T (BranchyNet-style score).
 - ``entropy``: normalised entropy H(p) / log K in [0, 1]; exit when it is <= T (BranchyNet).
@@ -12,13 +15,15 @@ form (the real early-exit inference path); both are the same formula, tested equ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 
 from dse.errors import ConfigError
 from dse.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,15 @@ def _norm_entropy_np(logits: np.ndarray, conf: np.ndarray) -> np.ndarray:
     return h / np.log(logits.shape[-1])
 
 
+def _maxprob_torch(logits: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    import torch  # here, not at the top: see the module docstring
+
+    return torch.softmax(logits.double(), dim=-1).amax(dim=-1).to(logits.dtype)
+
+
 def _norm_entropy_torch(logits: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    import torch  # here, not at the top: see the module docstring
+
     logp = torch.log_softmax(logits.double(), dim=-1)
     h = -(logp.exp() * logp.clamp_min(np.log(1e-12))).sum(dim=-1)
     return (h / np.log(logits.shape[-1])).to(logits.dtype)
@@ -65,7 +78,7 @@ CRITERIA.add("learned", Criterion(
 CRITERIA.add("maxprob", Criterion(
     "maxprob", True,
     score_np=lambda logits, conf: _softmax_np(logits.astype(np.float64)).max(axis=-1),
-    score_torch=lambda logits, conf: torch.softmax(logits.double(), dim=-1).amax(dim=-1).to(logits.dtype),
+    score_torch=_maxprob_torch,
 ))
 CRITERIA.add("entropy", Criterion(
     "entropy", False, score_np=_norm_entropy_np, score_torch=_norm_entropy_torch,

@@ -2,10 +2,12 @@
 selected fine-tuning subsets, as one PDF (``reports/<study>/report.pdf``).
 
     from dse.report import write_report
-    write_report(study, "reports/demo", shift="jitter")
+    write_report(study, "reports/demo")
 
 :mod:`~dse.report.data` turns the study into DataFrames, :mod:`~dse.report.plots` and
-:mod:`~dse.report.pages` turn those into Figures, :mod:`~dse.report.pdf` writes them.
+:mod:`~dse.report.pages` turn those into Figures, :mod:`~dse.report.pdf` writes them. A report
+runs nothing: the fine-tuning subsets of a deployment shift are computed by the caller
+(:mod:`dse.cli.study_report`) and passed in as a DataFrame.
 """
 from __future__ import annotations
 
@@ -15,24 +17,22 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-import torch
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
+from dse import __version__
+from dse.report import pages, pdf, plots
 from dse.report.data import ReportData, pareto_mask, study_frames
 from dse.report.plots import SECTIONS, STYLE
+from dse.report.tables import front_table
 
-__all__ = ["SECTIONS", "ReportData", "ReportOutput", "build_pages", "pareto_mask", "render_report",
-           "study_frames", "write_report"]
+__all__ = ["SECTIONS", "ReportData", "ReportOutput", "build_pages", "pareto_mask", "render_frames",
+           "render_report", "study_frames", "write_report"]
 
 
 def build_pages(data: ReportData, subsets: pd.DataFrame | None = None, shift: str | None = None,
                 *, now: _dt.datetime | None = None, subsets_note: str = "") -> list[Figure]:
     """Every page of the report, in order (sections 1-8 of the issue)."""
-    from dse import __version__
-    from dse.report import pages, plots
-    from dse.report.tables import front_table
-
     with rc_context(STYLE):
         figs = [pages.title_page(data, __version__, now=now, shift=shift),
                 plots.pareto_latency(data), plots.accuracy_vs_cost(data)]
@@ -56,39 +56,38 @@ class ReportOutput:
 
 
 def render_report(study, out_dir: str | Path, shift: str | None = None, *,
-                  device: torch.device | str = "cpu", probe_steps: int | None = None,
-                  log: Callable[[str], None] | None = None,
+                  subsets: pd.DataFrame | None = None, log: Callable[[str], None] | None = None,
                   now: _dt.datetime | None = None) -> ReportOutput:
-    """Write ``out_dir/report.pdf`` for ``study`` (an optuna Study); with ``shift``, also choose
-    the fine-tuning subset of every front configuration (``finetune_<shift>.csv`` and columns of
-    ``pareto.csv``)."""
-    from dse.report import pdf
+    """Write ``out_dir/report.pdf`` for ``study`` (an optuna Study); see :func:`render_frames`."""
+    return render_frames(study_frames(study), out_dir, shift, subsets=subsets, log=log, now=now)
 
-    if shift is not None:
-        from dse.finetune.shifts import check_shift
 
-        shift = check_shift(shift)  # fail before any work
-    data = study_frames(study)
-    subsets, note = None, ""
-    if shift is not None:
-        from dse.report.subsets import front_subsets
+def render_frames(data: ReportData, out_dir: str | Path, shift: str | None = None, *,
+                  subsets: pd.DataFrame | None = None, log: Callable[[str], None] | None = None,
+                  now: _dt.datetime | None = None) -> ReportOutput:
+    """Write ``out_dir/report.pdf`` from a study read by :func:`study_frames`.
 
-        subsets = front_subsets(data, shift, probe_steps=probe_steps, device=device, log=log)
-        if subsets.empty:
-            note = (f"Shift '{shift}': no front configuration with early exits could be "
-                    "fine-tuned (see the log).")
+    ``subsets``: the fine-tuning subset chosen for every front configuration under the
+    deployment ``shift`` (one row per configuration, columns of
+    :data:`dse.cli.study_report.COLUMNS`); also written to ``finetune_<shift>.csv`` and as
+    columns of ``pareto.csv``. An empty frame says that no configuration could be fine-tuned.
+    """
+    note = ""
+    if shift is not None and subsets is not None and subsets.empty:
+        note = (f"Shift '{shift}': no front configuration with early exits could be "
+                "fine-tuned (see the log).")
     figures = build_pages(data, subsets, shift, now=now, subsets_note=note)
     out = Path(out_dir) / "report.pdf"
-    pages = pdf.write_pdf(out, figures, title=f"dse report: {data.study_name}",
-                          subject="early-exit design-space exploration")
+    n_pages = pdf.write_pdf(out, figures, title=f"dse report: {data.study_name}",
+                            subject="early-exit design-space exploration")
     files = []
     if subsets is not None and not subsets.empty:
         files = pdf.write_subsets(out_dir, subsets, shift)
     if log is not None:
-        log(f"wrote {out} ({pages} pages)")
-    return ReportOutput(out, pages, data, subsets, files)
+        log(f"wrote {out} ({n_pages} pages)")
+    return ReportOutput(out, n_pages, data, subsets, files)
 
 
 def write_report(study, out_dir: str | Path, shift: str | None = None, **kwargs) -> Path:
-    """:func:`render_report` and return the PDF's path (what ``dse search`` calls)."""
+    """:func:`render_report` and return the PDF's path."""
     return render_report(study, out_dir, shift, **kwargs).path

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 from matplotlib import rc_context
+from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from dse.report.plots import STYLE
@@ -26,8 +27,6 @@ _NUMBER_COLUMNS = ("number", "trial", "trial_number")
 def write_pdf(path: str | os.PathLike, figures: Sequence[Figure], *, title: str = "",
               subject: str = "") -> int:
     """Write ``figures`` as the pages of ``path`` (atomically); returns the page count."""
-    from matplotlib.backends.backend_pdf import PdfPages
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

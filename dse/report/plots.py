@@ -6,11 +6,14 @@ Fonts are sized for print (11-15 pt on a 29.7 x 21 cm page); every axis says its
 """
 from __future__ import annotations
 
+import textwrap
+
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dse.report.data import ReportData, pareto_mask, sweep_accuracy
+from dse.report.data import OBJECTIVE_LABELS, ReportData, pareto_mask, sweep_accuracy
 
 PAGE = (11.69, 8.27)  #: A4 landscape, inches
 STYLE = {
@@ -46,8 +49,6 @@ def page(section: str, subtitle: str = "") -> Figure:
 
 
 def colors(n: int) -> list:
-    import matplotlib
-
     cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -289,14 +290,10 @@ def importances(data: ReportData, top: int = 8) -> Figure:
 
 
 def _objective_label(name: str) -> str:
-    from dse.report.data import OBJECTIVE_LABELS
-
     return OBJECTIVE_LABELS.get(name, name)
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
     return textwrap.wrap(text, width) or [""]
 
 

@@ -166,7 +166,7 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
     from dse.cost.layers import trace_multiexit
     from dse.cost.profiles import load_profile
     from dse.data import load_dataset
-    from dse.runtime import select_device
+    from dse.device import select_device
     from dse.train.backbone import ensure_backbone
     from dse.train.features import build_feature_cache
 

@@ -33,7 +33,7 @@ from torch import nn
 from dse.cache import atomic_torch_save
 from dse.config import RunConfig, save_config, thresholds_for
 from dse.errors import ConfigError, TrialFailed
-from dse.models.assemble import InputSpec
+from dse.cost.assemble import InputSpec
 from dse.train.losses import apply_loss
 from dse.train.schedules import TrainOptions, make_optimizer, make_scheduler, resolve
 from dse.train.techniques import (BalancedValLoss, HdkdTerms, gradient_equilibrium,

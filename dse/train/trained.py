@@ -21,7 +21,7 @@ from torch import nn
 from dse.cache import atomic_torch_save
 from dse.config import RunConfig, config_from_section
 from dse.errors import CheckpointError
-from dse.models.assemble import Assembled, InputSpec, assemble
+from dse.cost.assemble import Assembled, InputSpec, assemble
 
 RUN_FORMAT, RUN_VERSION = "dse-multiexit", 1
 EVAL_BATCH = 512

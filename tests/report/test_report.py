@@ -85,8 +85,33 @@ def test_subsets_merge_into_pareto_csv(tmp_path):
     assert list(again.columns) == list(merged.columns)
 
 
-def test_unknown_shift_is_a_clear_error(fake_study, tmp_path):
+def _subsets(number: int) -> pd.DataFrame:
+    return pd.DataFrame({"number": [number], "num_exits": [4], "subset": ["BFFB"],
+                         "accuracy": [93.1], "entire_accuracy": [93.4],
+                         "baseline_accuracy": [80.0], "ops_ratio": [0.61],
+                         "best_subset": ["FFFB"], "best_subset_accuracy": [93.5]})
+
+
+def test_report_draws_the_subsets_it_is_given(fake_study, tmp_path, pdf):
+    """The report runs no fine-tuning: the caller's subsets are drawn and written as given."""
+    number = int(study_frames(fake_study, importances=False).front["number"].iloc[0])
+    out = render_report(fake_study, tmp_path, "jitter", subsets=_subsets(number))
+    text = pdf.text(out.path)
+    assert "deployment shift 'jitter'" in text and "BFFB" in text
+    assert [p.name for p in out.files] == ["finetune_jitter.csv"]
+    assert pd.read_csv(tmp_path / "finetune_jitter.csv")["subset"].tolist() == ["BFFB"]
+
+
+def test_report_says_when_no_subset_could_be_chosen(fake_study, tmp_path, pdf):
+    out = render_report(fake_study, tmp_path, "jitter", subsets=_subsets(0).iloc[:0])
+    assert pdf.has(pdf.text(out.path), "no front configuration with early exits could be fine-tuned")
+    assert out.files == []
+
+
+def test_unknown_shift_is_a_clear_error_before_any_work(fake_study, tmp_path):
+    from dse.cli.study_report import render_study_report
     from dse.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="unknown shift 'blur'"):
-        write_report(fake_study, tmp_path, shift="blur")
+        render_study_report(fake_study, tmp_path, shift="blur")
+    assert not (tmp_path / "report.pdf").exists()

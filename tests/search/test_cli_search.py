@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -251,12 +252,12 @@ def test_worker_joins_and_tops_up(tiny_study, tmp_path):
 
 
 def test_report_is_written_when_available(tmp_path, search_args, monkeypatch):
-    import dse.report
+    import dse.cli.study_report
 
     calls = []
-    monkeypatch.setattr(dse.report, "write_report",
+    monkeypatch.setattr(dse.cli.study_report, "render_study_report",
                         lambda study, out, shift=None: calls.append((study.study_name, out, shift))
-                        or Path(out) / "report.pdf")
+                        or SimpleNamespace(path=Path(out) / "report.pdf"))
     args = [a for a in search_args(tmp_path / "r", trials=2) if a != "--no-report"]
     result = run(*args, "--shift", "jitter")
     assert result.exit_code == 0, result.output

@@ -2,7 +2,8 @@
 
 This is the one place that turns (backbone, exit count, placement, branch) into a concrete
 ``MultiExitNet`` with its placement and per-exit MACs; ``dse inspect``, ``dse latency``, the
-search and full training all go through it.
+search and full training all go through it. It sits in the cost layer, above
+:mod:`dse.models`, because placing exits needs the backbone's MAC counts (:mod:`dse.cost.flops`).
 """
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Where torch runs: device choice and CPU thread count, shared by every torch command."""
+"""Where torch runs on this machine: device choice and CPU thread count, for every torch command.
+
+Not to be confused with a hardware profile's *runtime* (the inference stack a latency prediction
+assumes, :class:`dse.cost.profiles.Runtime`).
+"""
 from __future__ import annotations
 
 import os

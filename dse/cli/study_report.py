@@ -1,0 +1,96 @@
+"""A study's report with the selective fine-tuning subsets of its front (``dse report``,
+``dse search --shift``).
+
+The report (:mod:`dse.report`) draws what it is given; choosing a subset runs fine-tuning, so it
+happens here, above both. Each front trial's stored configuration is rebuilt
+(:func:`dse.finetune.selective.finetune_config`) on one shared context (dataset, frozen
+backbone, shifted features), so the backbone is loaded and the shifted data computed once per
+study.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from dse.config import RunConfig, config_from_section
+from dse.errors import DseError
+from dse.finetune.base import context_for
+from dse.finetune.selective import finetune_config
+from dse.finetune.shifts import check_shift
+from dse.report import ReportOutput, render_frames
+from dse.report.data import study_frames
+from dse.yamlio import Section
+
+Log = Callable[[str], None]
+COLUMNS = ("number", "num_exits", "subset", "accuracy", "entire_accuracy", "baseline_accuracy",
+           "ops_ratio", "ops_ratio_with_backbone", "best_subset", "best_subset_accuracy",
+           "probe_steps", "steps")
+
+
+def render_study_report(study, out_dir: str | Path, shift: str | None = None, *,
+                        device: torch.device | str = "cpu", probe_steps: int | None = None,
+                        log: Log | None = None) -> ReportOutput:
+    """Write ``out_dir/report.pdf`` for ``study``; with ``shift``, first choose the fine-tuning
+    subset of every front configuration (``finetune_<shift>.csv`` and columns of
+    ``pareto.csv``)."""
+    if shift is not None:
+        shift = check_shift(shift)  # fail before any work
+    data = study_frames(study)
+    subsets = None
+    if shift is not None:
+        subsets = front_subsets(data.front, data.meta, shift, probe_steps=probe_steps,
+                                device=device, log=log)
+    return render_frames(data, out_dir, shift, subsets=subsets, log=log)
+
+
+def trial_config(config: dict, number: int, meta: dict[str, Any]) -> RunConfig:
+    """A trial's stored ``config`` user attr -> RunConfig (study attrs fill a missing checkpoint)."""
+    raw = {k: v for k, v in config.items() if k != "dse_config"}
+    cfg = config_from_section(Section(raw, f"trial {number} config"))
+    if cfg.checkpoint is None and meta.get("checkpoint"):
+        cfg = replace(cfg, checkpoint=str(meta["checkpoint"]))
+    return cfg
+
+
+def front_subsets(front: pd.DataFrame, meta: dict[str, Any], shift: str, *,
+                  probe_steps: int | None = None, device: torch.device | str = "cpu",
+                  log: Log | None = None) -> pd.DataFrame:
+    """One row per front configuration with early exits: the chosen subset and its numbers.
+
+    ``front`` and ``meta`` are a study's front trials and study attributes
+    (:class:`dse.report.data.ReportData`). Configurations without early exits, or whose stored
+    config cannot be rebuilt, are skipped with a line in ``log``.
+    """
+    shift = check_shift(shift)
+    rows, ctx = [], None
+    for _, r in front.iterrows():
+        number = int(r["number"])
+        if not isinstance(r.get("config"), dict):
+            _say(log, f"trial {number}: no stored configuration, no fine-tuning subset")
+            continue
+        try:
+            cfg = trial_config(r["config"], number, meta)
+            if not (cfg.exits.blocks or cfg.exits.count):
+                _say(log, f"trial {number}: no early exit, nothing to choose")
+                continue
+            ctx = ctx if ctx is not None else context_for(cfg, device=device, log=log)
+            seed = r.get("proxy_seed")
+            result = finetune_config(cfg, shift, probe_steps=probe_steps, ctx=ctx,
+                                     proxy_seed=None if seed is None or seed != seed else int(seed))
+        except DseError as exc:
+            _say(log, f"trial {number}: no fine-tuning subset ({exc})")
+            continue
+        d = result.to_dict()
+        rows.append({"number": number, **{k: d[k] for k in COLUMNS if k in d}})
+        _say(log, f"trial {number}: fine-tune {d['subset']} -> {d['accuracy']:.2f}% "
+                  f"(entire {d['entire_accuracy']:.2f}%, ops x{d['ops_ratio']:.2f})")
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _say(log: Log | None, msg: str) -> None:
+    if log is not None:
+        log(msg)

@@ -1,0 +1,61 @@
+"""What every backbone family builds on: the :class:`Backbone` container and shared layers."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from dse.errors import ConfigError
+
+
+class Backbone(nn.Module):
+    """An ordered list of blocks (attach points after each) and a head producing logits."""
+
+    def __init__(self, blocks: Sequence[nn.Module], head: nn.Module,
+                 block_names: Sequence[str] | None = None, name: str = "custom") -> None:
+        super().__init__()
+        if len(blocks) < 1:
+            raise ConfigError(f"backbone {name!r} has no blocks")
+        self.blocks = nn.ModuleList(blocks)
+        self.head = head
+        self.block_names = list(block_names or [f"block{i}" for i in range(len(blocks))])
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every block, in order."""
+        outs = []
+        for block in self.blocks:
+            x = block(x)
+            outs.append(x)
+        return outs
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
+                 relu: bool = True, relu6: bool = False) -> nn.Sequential:
+    """Conv (no bias, same padding) -> BatchNorm -> ReLU or ReLU6 (or no activation)."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if relu:
+        layers.append(nn.ReLU6(inplace=True) if relu6 else nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool -> flatten -> (dropout) -> linear."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.flatten(self.pool(x), 1)))
