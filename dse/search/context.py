@@ -17,7 +17,18 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+import torch
+
+from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs
+from dse.cost.latency import energy_mj, predict
+from dse.cost.layers import NetRecords, trace, trace_multiexit
+from dse.cost.profiles import load_profile
+from dse.data import load_dataset
+from dse.device import select_device
 from dse.errors import ConfigError
+from dse.models.exits import build_branch
+from dse.train.backbone import ensure_backbone
+from dse.train.features import build_feature_cache
 
 Log = Callable[[str], None]
 
@@ -95,8 +106,6 @@ class SearchContext:
 
     @property
     def backbone_energy_mj(self) -> float:
-        from dse.cost.latency import energy_mj
-
         return energy_mj(self.backbone_latency_ms, self.runtime)
 
     def study_attrs(self) -> dict[str, Any]:
@@ -120,12 +129,6 @@ class SearchContext:
         """(layer records, MACs) of one branch after ``block``, memoised."""
         key = (branch, params, block)
         if key not in self._branch_cache:
-            import torch
-
-            from dse.cost.flops import branch_macs
-            from dse.cost.layers import trace
-            from dse.models.exits import build_branch
-
             shape = tuple(self.macs.block_out_shapes[block])
             module = build_branch(branch, shape, self.info.num_classes, **dict(params)).eval()
             records, _ = trace(module, torch.zeros(self.settings.batch, *shape))
@@ -136,10 +139,6 @@ class SearchContext:
         """Per-exit cumulative MACs, latency (ms) and energy (mJ) of exits after ``blocks``."""
         key = (tuple(blocks), branch, params)
         if key not in self._cost_cache:
-            from dse.cost.flops import exit_cum_macs
-            from dse.cost.latency import energy_mj, predict
-            from dse.cost.layers import NetRecords
-
             pieces = [self.branch_cost(branch, params, b) for b in blocks]
             net = NetRecords(blocks=self.records.blocks, head=self.records.head,
                              branches=tuple(r for r, _ in pieces), exit_blocks=tuple(blocks),
@@ -161,15 +160,6 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
 
     ``progress``: tqdm bars on stderr (None: only on a terminal).
     """
-    from dse.cost.flops import backbone_macs
-    from dse.cost.latency import predict
-    from dse.cost.layers import trace_multiexit
-    from dse.cost.profiles import load_profile
-    from dse.data import load_dataset
-    from dse.device import select_device
-    from dse.train.backbone import ensure_backbone
-    from dse.train.features import build_feature_cache
-
     s = settings
     if s.batch < 1:
         raise ConfigError(f"--batch must be >= 1, got {s.batch}")
