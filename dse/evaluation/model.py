@@ -1,6 +1,6 @@
 """Evaluate a trained multi-exit model file (``dse evaluate``): accuracy, exit mix, cost, latency.
 
-From ``model.pt`` (written by ``dse train``, see :mod:`dse.train.trained`):
+From ``model.pt`` (written by ``dse train``, see :mod:`dse.train.model_file`):
 
 - per-exit outputs of the val and test splits (:class:`~dse.evaluation.ExitOutputs`), then
   anytime accuracy per exit, and at the configuration's criterion and thresholds the early-exit
@@ -131,7 +131,7 @@ def evaluate_model(checkpoint: str, *, dataset: str | None = None, profile: str 
     from dse.config import thresholds_for
     from dse.data import load_dataset, split_tensors
     from dse.evaluation import evaluate, exit_assignment
-    from dse.train.trained import collect_outputs, load_model
+    from dse.train.model_file import collect_outputs, load_model
 
     loaded = load_model(checkpoint)
     model, config, inp = loaded.model, loaded.config, loaded.inputs

@@ -41,7 +41,7 @@ def front_subsets(data: ReportData, shift: str, *, probe_steps: int | None = Non
     Configurations without early exits, or whose stored config cannot be rebuilt, are skipped
     with a line in ``log``.
     """
-    from dse.finetune.base import context_for
+    from dse.finetune.context import context_for
     from dse.finetune.selective import finetune_config
     from dse.finetune.shifts import check_shift
 

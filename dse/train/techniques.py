@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dse.errors import ConfigError
-from dse.train.losses import distill_kl, isc_combine
+from dse.train.losses import ce_weights, distill_kl, isc_combine
 
 # ----------------------------------------------------------------------- gradient equilibrium
 
@@ -134,7 +134,6 @@ class HdkdTerms:
         self.isc, self.temperature = isc, float(params.get("temperature", 3.0))  # type: ignore[arg-type]
         alpha = float(params.get("alpha", 0.5))  # type: ignore[arg-type]
         if loss == "ce":
-            from dse.train.losses import ce_weights
             self.pairs: list[tuple[int, int]] = []
             ce_w = ce_weights(params.get("weights", "uniform"), e)  # type: ignore[arg-type]
             kd_w: list[float] = []
