@@ -30,12 +30,11 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from dse.cache import atomic_torch_save
 from dse.config import RunConfig, save_config, thresholds_for
 from dse.data import load_dataset, split_tensors
-from dse.errors import ConfigError, TrialFailed
+from dse.errors import ConfigError
 from dse.evaluation import evaluate
 from dse.models.assemble import Assembled, InputSpec
 from dse.models.backbones import build_backbone
@@ -46,8 +45,7 @@ from dse.train.engine import (EpochLog, Log, batch_to, current_lr, epoch_batches
 from dse.train.model_file import (EVAL_BATCH, assemble_config, collect_outputs, exit_costs, plain,
                                   save_model)
 from dse.train.options import TrainOptions, resolve
-from dse.train.techniques import (BalancedValLoss, HdkdTerms, gradient_equilibrium,
-                                  hdkd_gamma_step, per_exit_ce)
+from dse.train.techniques import HdkdTraining, gradient_equilibrium
 
 LAST, MODEL, METRICS, CONFIG = "last.pt", "model.pt", "metrics.json", "config.yaml"
 
@@ -124,7 +122,7 @@ class _Job:
     val: tuple[torch.Tensor, torch.Tensor]
     steps_per_epoch: int
     run: "_Run"
-    hdkd: "_Hdkd | None"
+    hdkd: HdkdTraining | None
     device: torch.device
     settings: dict[str, Any]            # what a resume must match
 
@@ -156,7 +154,9 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     run = _Run(model, opt, o, torch.Generator().manual_seed(o.seed))
     run.sched = make_schedule(run.opt, o.schedule, o.epochs * steps_per_epoch)
     loss_spec = config.training.loss
-    hdkd = _Hdkd(loss_spec, model.num_exits, o, x_val, y_val, device) if o.hdkd else None
+    hdkd = HdkdTraining(loss_spec, model.num_exits, x_val, y_val, eps=o.hdkd_lr,
+                        alpha=o.hdkd_alpha, momentum=o.hdkd_momentum, batch_size=o.batch_size,
+                        seed=o.seed + 1, device=device) if o.hdkd else None
     settings = {"options": o.to_dict(), "dataset": dataset, "config": plain(config.to_dict())}
     return _Job(config, o, a, model, costs, (x_train, y_train), (x_val, y_val), steps_per_epoch,
                 run, hdkd, device, settings)
@@ -298,14 +298,14 @@ class _Run:
         self.sched: Any = None
         self.epoch, self.history, self.pseudo = 0, [], None
 
-    def state_dict(self, hdkd: "_Hdkd | None") -> dict[str, Any]:
+    def state_dict(self, hdkd: HdkdTraining | None) -> dict[str, Any]:
         return {"epoch": self.epoch, "history": plain(self.history),
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "pseudo": self.pseudo, "hdkd": hdkd.state_dict() if hdkd is not None else None}
 
-    def load_state_dict(self, state: dict[str, Any], hdkd: "_Hdkd | None") -> None:
+    def load_state_dict(self, state: dict[str, Any], hdkd: HdkdTraining | None) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -324,53 +324,3 @@ def _pseudo_labels(backbone: nn.Module, x: torch.Tensor, device) -> torch.Tensor
                         for i in range(0, x.shape[0], EVAL_BATCH)])
     backbone.train(was)
     return labels
-
-
-class _Hdkd:
-    """HDKD during training: the loss weights gamma, the balanced validation loss, val batches."""
-
-    def __init__(self, loss_spec, num_exits: int, o: TrainOptions, x_val: torch.Tensor,
-                 y_val: torch.Tensor, device: torch.device) -> None:
-        self.terms = HdkdTerms(loss_spec.name, num_exits, loss_spec.kwargs, loss_spec.isc)
-        self.gamma = self.terms.initial.clone().to(device)
-        self.total = float(self.gamma.sum())
-        self.balanced = BalancedValLoss(o.hdkd_alpha, o.hdkd_momentum)
-        self.eps, self.batch_size, self.device = o.hdkd_lr, o.batch_size, device
-        self.x_val, self.y_val = x_val, y_val
-        self.gen = torch.Generator().manual_seed(o.seed + 1)
-
-    def named_gamma(self) -> dict[str, float]:
-        return dict(zip(self.terms.names, self.gamma.tolist()))
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float,
-             step: int) -> torch.Tensor:
-        """Update gamma on a random val batch (virtual step size ``lr``); the weighted loss."""
-        vidx = torch.randperm(int(self.y_val.shape[0]), generator=self.gen)[:self.batch_size]
-        xv, yv = self.x_val[vidx].to(self.device), self.y_val[vidx].to(self.device)
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        buffers = {n: b.clone() for n, b in model.named_buffers()}  # virtual step leaves BN alone
-
-        def train_terms(p):
-            return self.terms([z for z, _ in functional_call(model, p, (x,))], y)
-
-        def val_loss(p):
-            outs = functional_call(model, {**p, **buffers}, (xv,))
-            return self.balanced(per_exit_ce([z for z, _ in outs], yv, self.terms.isc))
-
-        self.gamma, terms = hdkd_gamma_step(params, self.gamma, train_terms, val_loss, lr,
-                                            self.eps, self.total)
-        loss = (self.gamma * terms).sum()
-        if not bool(torch.isfinite(loss)):
-            raise TrialFailed(f"HDKD loss became {float(loss.detach())} at step {step}; a lower "
-                              "--lr or --hdkd-lr may help")
-        return loss
-
-    def state_dict(self) -> dict[str, Any]:
-        ema = self.balanced.ema
-        return {"gamma": self.gamma.cpu(), "ema": ema.cpu() if ema is not None else None,
-                "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.gamma = state["gamma"].to(self.device)
-        self.balanced.ema = state["ema"].to(self.device) if state["ema"] is not None else None
-        self.gen.set_state(state["gen"])
