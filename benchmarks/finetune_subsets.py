@@ -95,7 +95,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    from dse.finetune.base import load_context
+    from dse.finetune.context import load_context
     from dse.device import set_threads
 
     set_threads(args.threads)

@@ -12,7 +12,7 @@ from dse.data import load_dataset, split_tensors
 from dse.device import select_device, set_threads
 from dse.evaluation.model import (DEFAULT_BUDGETS, check_dataset_fits, evaluate_trained,
                                   predicted_latency)
-from dse.train.trained import collect_outputs, load_model
+from dse.train.model_file import collect_outputs, load_model
 
 
 @click.command("evaluate")

@@ -18,7 +18,7 @@ import torch
 
 from dse.config import RunConfig, config_from_section
 from dse.errors import DseError
-from dse.finetune.base import context_for
+from dse.finetune.context import context_for
 from dse.finetune.selective import finetune_config
 from dse.finetune.shifts import check_shift
 from dse.report import ReportOutput, render_frames

@@ -69,7 +69,7 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
     from dse.config import load_config
     from dse.device import select_device, set_threads
     from dse.train.full import train_config
-    from dse.train.schedules import TrainOptions
+    from dse.train.options import TrainOptions
 
     set_threads(threads)
     config = load_config(config_path)

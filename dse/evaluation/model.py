@@ -1,7 +1,8 @@
 """Evaluate a trained multi-exit model (``dse evaluate``): accuracy, exit mix, cost, latency.
 
-Given the model rebuilt from ``model.pt`` and its per-exit outputs (``dse evaluate`` loads both
-with the training layer's helpers and calls :func:`evaluate_trained`):
+Given the model rebuilt from ``model.pt`` (written by ``dse train``, see
+:mod:`dse.train.model_file`) and its per-exit outputs (``dse evaluate`` loads both with the
+training layer's helpers and calls :func:`evaluate_trained`):
 
 - from the per-exit outputs of the val and test splits (:class:`~dse.evaluation.ExitOutputs`):
   anytime accuracy per exit, and at the configuration's criterion and thresholds the early-exit

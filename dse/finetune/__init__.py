@@ -2,7 +2,7 @@
 
 Shifts (:mod:`~dse.finetune.shifts`), vectorised subset scoring of the classifier ensemble
 (:mod:`~dse.finetune.subsets`), training-operation accounting (:mod:`~dse.finetune.ops`), the
-original model and shifted features (:mod:`~dse.finetune.base`), and the procedure
+original model and shifted features (:mod:`~dse.finetune.context`), and the procedure
 (:mod:`~dse.finetune.selective`), after Hirose et al., IEEE Access 2020.
 """
 from __future__ import annotations

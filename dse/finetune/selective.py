@@ -34,7 +34,8 @@ before the ISC sum, so its ensemble differs from its early-exit predictions.
 Reference (``best_subset``): the subset with the highest validation score under the fully
 fine-tuned parameters (fine-tune everything, then try every subset), i.e. what selection
 would pick with no probe budget.
-Training operations follow :mod:`dse.finetune.ops`.
+Training operations follow :mod:`dse.finetune.ops`; the optimizer, schedule and minibatch order
+come from :mod:`dse.train.engine`.
 """
 from __future__ import annotations
 
@@ -48,11 +49,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dse.config import RunConfig
 from dse.errors import ConfigError, TrialFailed
+from dse.finetune.context import (Context, OriginalModel, ShiftedSplit, context_for,
+                                  shifted_features, train_original)
 from dse.finetune.ops import entire_ops, ops_ratio, selective_ops, step_ops
+from dse.finetune.shifts import check_shift
 from dse.finetune.subsets import (best_subset, ensemble_accuracy, mixed_logits, one_se_subset,
                                   paired_standard_errors, pattern, reference_subset,
                                   score_subsets, subset_masks)
+from dse.train.engine import (Log, check_optimizer, make_optimizer, make_schedule, minibatches,
+                              optimizer_step)
 
 #: subset rules: "one-se" (cheapest within one paired standard error of the best), "best"
 SELECTIONS = ("one-se", "best")
@@ -79,8 +86,7 @@ class Schedule:
             raise ConfigError(f"--steps {self.probe_steps} (probe) exceeds the fine-tuning "
                               f"schedule of {self.steps} steps; give --full-steps >= "
                               f"{self.probe_steps} or fewer probe steps")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"fine-tuning optimizer must be adam or sgd, got {self.optimizer!r}")
+        check_optimizer(self.optimizer, "fine-tuning optimizer")
         if not self.lr > 0 or self.batch_size < 1:
             raise ConfigError(f"fine-tuning needs lr > 0 and batch size >= 1, got lr={self.lr}, "
                               f"batch_size={self.batch_size}")
@@ -147,8 +153,6 @@ def finetune(classifiers: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
     ``trained`` marks the exits that learn (default: all). The result always holds the final
     state under ``schedule.steps``; ``snapshots`` adds the states after those step counts.
     """
-    from dse.train.proxy import minibatches
-
     models = nn.ModuleList(copy.deepcopy(list(classifiers)))
     trained = [True] * len(models) if trained is None else list(trained)
     params = [p for m, t in zip(models, trained) if t for p in m.parameters()]
@@ -159,11 +163,8 @@ def finetune(classifiers: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
     if not params:
         out[schedule.steps] = models.eval()
         return out
-    if schedule.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=schedule.lr)
-    else:
-        opt = torch.optim.SGD(params, lr=schedule.lr, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, schedule.steps)
+    opt = make_optimizer(schedule.optimizer, params, lr=schedule.lr)
+    sched = make_schedule(opt, "cosine", schedule.steps)
     batches = minibatches(int(labels.shape[0]), schedule.batch_size,
                           torch.Generator().manual_seed(schedule.seed))
     for m, t in zip(models, trained):
@@ -176,10 +177,7 @@ def finetune(classifiers: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
         if not bool(torch.isfinite(loss)):
             raise TrialFailed(f"fine-tuning loss became {float(loss)} at step {step}; "
                               "try a lower learning rate")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        optimizer_step(opt, loss, sched)
         if step in keep:
             out[step] = copy.deepcopy(models).eval()
     out[schedule.steps] = models.eval()
@@ -213,10 +211,11 @@ def choose_subset(base_logits: np.ndarray, probe_logits: np.ndarray, labels: np.
     return one_se_subset(scores, se, step_costs, masks)
 
 
-def run_selective(base, shifted: dict, schedule: Schedule, shift: str, *,
-                  selection: str = "one-se", score_on: str = "train+val") -> FinetuneResult:
-    """The procedure of the module docstring on a :class:`~dse.finetune.base.BaseModel` and
-    shifted features from :func:`~dse.finetune.base.shifted_features` (train, val, test)."""
+def run_selective(base: OriginalModel, shifted: dict[str, ShiftedSplit], schedule: Schedule,
+                  shift: str, *, selection: str = "one-se",
+                  score_on: str = "train+val") -> FinetuneResult:
+    """The procedure of the module docstring on an :class:`~dse.finetune.context.OriginalModel`
+    and shifted features from :func:`~dse.finetune.context.shifted_features` (train, val, test)."""
     check_selection(selection, score_on)
 
     def inputs(split: str) -> list[torch.Tensor]:
@@ -273,10 +272,10 @@ def run_selective(base, shifted: dict, schedule: Schedule, shift: str, *,
     )
 
 
-def finetune_config(config, shift: str, *, probe_steps: int | None = None,
-                    steps: int | None = None, lr: float | None = None, ctx=None,
+def finetune_config(config: RunConfig, shift: str, *, probe_steps: int | None = None,
+                    steps: int | None = None, lr: float | None = None, ctx: Context | None = None,
                     proxy_seed: int | None = None, device: torch.device | str = "cpu",
-                    log=None, selection: str = "one-se",
+                    log: Log | None = None, selection: str = "one-se",
                     score_on: str = "train+val") -> FinetuneResult:
     """Rebuild ``config``'s model, shift its data and run selective vs entire fine-tuning.
 
@@ -286,9 +285,6 @@ def finetune_config(config, shift: str, *, probe_steps: int | None = None,
     ``proxy_seed`` attribute), so the rebuilt model is the one the search evaluated.
     ``selection`` and ``score_on``: the subset rule (module docstring, step 2).
     """
-    from dse.finetune.base import context_for, shifted_features, train_base
-    from dse.finetune.shifts import check_shift
-
     shift = check_shift(shift)
     check_selection(selection, score_on)
     ctx = ctx if ctx is not None else context_for(config, device=device, log=log)
@@ -298,6 +294,6 @@ def finetune_config(config, shift: str, *, probe_steps: int | None = None,
         probe_steps=probe_steps if probe_steps is not None else one_epoch(n_train, t.batch_size),
         steps=steps if steps is not None else t.steps, lr=lr if lr is not None else t.lr,
         optimizer=t.optimizer, batch_size=t.batch_size, seed=config.seed)
-    base = train_base(config, ctx, seed=proxy_seed)
+    base = train_original(config, ctx, seed=proxy_seed)
     shifted = shifted_features(ctx, shift, base.input_blocks)
     return run_selective(base, shifted, schedule, shift, selection=selection, score_on=score_on)

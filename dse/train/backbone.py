@@ -9,23 +9,27 @@ trained too, with a notice of the cost.
 Recipe (He et al. 2016 for CIFAR ResNets, shortened): SGD with Nesterov momentum 0.9, weight
 decay 5e-4, a cosine learning-rate decay to 0 over all steps (Loshchilov & Hutter 2017), random
 shifts of up to ``input_size / 8`` pixels (4 on 32x32) and horizontal flips for natural images.
+The optimizer, schedule, data order and progress bar come from :mod:`dse.train.engine`.
 """
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from dse.cache import atomic_torch_save, cache_dir, digest, file_lock, slug
+from dse.data import load_dataset, split_batches, split_tensors
 from dse.errors import CheckpointError, ConfigError
 from dse.models.backbones import Backbone, build_backbone, is_user_backbone
 from dse.models.checkpoint import load_state_dict, read_checkpoint
+from dse.train.engine import (NETWORK_ADAM_LR, NETWORK_SGD_LR, NETWORK_WEIGHT_DECAY, Log,
+                              batch_to, check_optimizer, epoch_batches, log_stderr, make_optimizer,
+                              make_schedule, optimizer_step, progress_bar, resolve_device)
 
 #: epochs when none are given: enough for ~99% test accuracy on digits in seconds
 DEFAULT_EPOCHS = {"digits": 30}
@@ -35,16 +39,14 @@ FLIP_DATASETS = frozenset({"cifar10", "cifar100", "imagefolder"})
 #: bump when the training recipe changes, so stale cached checkpoints are not reused
 RECIPE_VERSION = 1
 
-Log = Callable[[str], None]
-
 
 @dataclass(frozen=True)
 class TrainRecipe:
     epochs: int = FALLBACK_EPOCHS
-    lr: float = 0.05            # peak learning rate, cosine-decayed to 0
+    lr: float = NETWORK_SGD_LR  # peak learning rate, cosine-decayed to 0
     batch_size: int = 64
     optimizer: str = "sgd"      # "sgd" (Nesterov momentum 0.9) or "adam"
-    weight_decay: float = 5e-4
+    weight_decay: float = NETWORK_WEIGHT_DECAY
     augment: bool = True        # random shifts (and flips for natural images)
 
 
@@ -60,10 +62,6 @@ class BackboneInfo:
     in_channels: int
     input_size: int
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def default_epochs(dataset_name: str) -> int:
@@ -94,8 +92,6 @@ def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator,
 def accuracy(model: torch.nn.Module, ds, device: torch.device | str = "cpu",
              batch_size: int = 512) -> float:
     """Top-1 accuracy of ``model`` on a split (eval mode)."""
-    from dse.data import split_batches
-
     was = model.training
     model.eval()
     right = total = 0
@@ -106,6 +102,13 @@ def accuracy(model: torch.nn.Module, ds, device: torch.device | str = "cpu",
     return right / max(total, 1)
 
 
+def shift_augment(info, augment: bool) -> tuple[int, bool]:
+    """(pad, flip) of the random-shift augmentation for a dataset (``info``: its DatasetInfo):
+    shifts of up to ``input_size / 8`` pixels, mirrors for natural images; (0, False) without."""
+    pad = max(1, info.input_size // 8) if augment else 0
+    return pad, augment and info.name in FLIP_DATASETS
+
+
 def train_backbone(name: str, splits, *, epochs: int | None = None, seed: int = 0,
                    device: torch.device | str = "cpu", lr: float | None = None,
                    batch_size: int | None = None, optimizer: str = "sgd",
@@ -114,59 +117,41 @@ def train_backbone(name: str, splits, *, epochs: int | None = None, seed: int = 
 
     ``progress``: a tqdm bar on stderr (``None``: only on a terminal; ``False``: never).
     """
-    from tqdm.auto import tqdm
-
-    from dse.data import split_tensors
-
     info = splits.info
     recipe = TrainRecipe(epochs=epochs if epochs is not None else default_epochs(info.name),
-                         lr=lr if lr is not None else (0.05 if optimizer == "sgd" else 1e-3),
+                         lr=lr if lr is not None else (NETWORK_SGD_LR if optimizer == "sgd"
+                                                       else NETWORK_ADAM_LR),
                          batch_size=batch_size or 64, optimizer=optimizer)
     if recipe.epochs < 1 or recipe.batch_size < 1 or not recipe.lr > 0:
         raise ConfigError(f"backbone training needs epochs >= 1, batch size >= 1 and lr > 0, got "
                           f"epochs={recipe.epochs}, batch_size={recipe.batch_size}, lr={recipe.lr}")
-    if optimizer not in ("sgd", "adam"):
-        raise ConfigError(f"backbone optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    device = torch.device(device)
+    check_optimizer(optimizer, "backbone optimizer")
+    device = resolve_device(device)
     torch.manual_seed(seed)
     model = build_backbone(name, num_classes=info.num_classes, in_channels=info.channels).to(device)
     x_train, y_train = split_tensors(splits.train)
     n = int(y_train.shape[0])
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
-    total = recipe.epochs * steps_per_epoch
-    params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=0.9,
-                                                     nesterov=True, weight_decay=recipe.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    total = recipe.epochs * math.ceil(n / recipe.batch_size)
+    opt = make_optimizer(optimizer, (p for p in model.parameters() if p.requires_grad),
+                         lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = make_schedule(opt, "cosine", total)
     gen = torch.Generator().manual_seed(seed)
-    pad = max(1, info.input_size // 8) if recipe.augment else 0
-    flip = recipe.augment and info.name in FLIP_DATASETS
+    pad, flip = shift_augment(info, recipe.augment)
     start = time.perf_counter()
-    bar = tqdm(total=total, desc=f"train {name}", unit="step", file=sys.stderr,
-               disable=None if progress is None else not progress, leave=False)
     loss_value = float("nan")
     model.train()
-    for _ in range(recipe.epochs):
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, recipe.batch_size):
-            idx = perm[i:i + recipe.batch_size]
-            x = random_shift(x_train[idx], pad, gen, flip).to(device)
-            loss = F.cross_entropy(model(x), y_train[idx].to(device))
-            if not torch.isfinite(loss):
-                bar.close()
-                raise ConfigError(f"backbone {name} training diverged (loss {float(loss.detach())}); "
-                                  f"try a lower --lr than {recipe.lr}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_value = float(loss.detach())
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
-    bar.close()
+    with progress_bar(total, f"train {name}", enabled=progress, leave=False) as bar:
+        for _ in range(recipe.epochs):
+            for idx in epoch_batches(n, recipe.batch_size, gen):
+                x, y = batch_to(device, random_shift(x_train[idx], pad, gen, flip), y_train[idx])
+                loss = F.cross_entropy(model(x), y)
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"backbone {name} training diverged (loss "
+                                      f"{float(loss.detach())}); try a lower --lr than {recipe.lr}")
+                optimizer_step(opt, loss, sched)
+                loss_value = float(loss.detach())
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
     model.eval()
     metrics = {
         "val_accuracy": accuracy(model, splits.val, device),
@@ -215,14 +200,12 @@ def _load(name: str, path: str, info) -> tuple[Backbone, dict]:
 def ensure_backbone(name: str, dataset: str, *, seed: int = 0, checkpoint: str | None = None,
                     input_size: int | None = None, device: torch.device | str = "cpu",
                     epochs: int | None = None, progress: bool | None = None, splits=None,
-                    log: Log | None = _stderr) -> tuple[Backbone, BackboneInfo]:
+                    log: Log | None = log_stderr) -> tuple[Backbone, BackboneInfo]:
     """A trained backbone for ``dataset``: from ``checkpoint``, from the cache, or trained now.
 
     ``splits`` (a loaded :class:`~dse.data.DataSplits`) saves reloading the dataset. Two
     processes that miss the cache together train once (file lock) and never read a partial file.
     """
-    from dse.data import load_dataset
-
     splits = splits if splits is not None else load_dataset(dataset, seed=seed, input_size=input_size)
     info = splits.info
     shape = dict(num_classes=info.num_classes, in_channels=info.channels, input_size=info.input_size)

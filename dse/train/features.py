@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Callable, Hashable, Sequence
 
 import torch
+from torch.utils.data import Subset
 
 from dse.cache import atomic_torch_save, digest, file_lock, state_digest
 from dse.cache import cache_dir as default_cache_dir
+from dse.data import split_batches, split_labels
 from dse.errors import ConfigError
 from dse.models.backbones import Backbone
+from dse.train.engine import progress_bar
 
 SPLITS = ("train", "val", "test")
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -149,10 +152,6 @@ def compute_split_features(backbone: Backbone, ds, blocks: Sequence[int], rows: 
                            device: torch.device | str = "cpu",
                            progress: Callable[[int], None] | None = None) -> SplitFeatures:
     """Run the frozen backbone over ``ds[rows]`` in batches and keep features at ``blocks``."""
-    from torch.utils.data import Subset
-
-    from dse.data import split_batches, split_labels
-
     backbone.eval().to(device)
     n = int(rows.numel())
     source = ds if n == len(ds) else Subset(ds, rows.tolist())
@@ -187,8 +186,6 @@ def compute_split_features(backbone: Backbone, ds, blocks: Sequence[int], rows: 
 def split_key(backbone_digest: str, data, split: str, *, seed: int, dtype: torch.dtype,
               max_samples: int | None, blocks: Sequence[int], dataset_key: str | None) -> str:
     """The on-disk key of one split's features (sha256, hex)."""
-    from dse.data import split_labels
-
     info = data.info
     labels = split_labels(data.split(split))
     return digest(FORMAT_VERSION, backbone_digest, dataset_key, info.name, info.path,
@@ -210,8 +207,6 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
     ``max_samples`` bounds each split (a random subset drawn with ``seed``); ``dataset_key``
     (e.g. the dataset spec) adds to the key. ``log`` receives one line with the cache size.
     """
-    from tqdm.auto import tqdm
-
     dtype = parse_dtype(dtype)
     points = attach_points(backbone)
     blocks = tuple(sorted(set(points if blocks is None else blocks)))
@@ -246,12 +241,11 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
             if loaded is not None:
                 result[name] = loaded
                 continue
-            bar = tqdm(total=int(rows.numel()), desc=f"features {name}", unit="img",
-                       disable=None if progress is None else not progress, leave=False)
-            result[name] = compute_split_features(backbone, ds, blocks, rows, dtype=dtype,
-                                                  batch_size=batch_size, device=device,
-                                                  progress=bar.update)
-            bar.close()
+            with progress_bar(int(rows.numel()), f"features {name}", enabled=progress,
+                              leave=False, unit="img") as bar:
+                result[name] = compute_split_features(backbone, ds, blocks, rows, dtype=dtype,
+                                                      batch_size=batch_size, device=device,
+                                                      progress=bar.update)
             if path is not None:
                 _save_split(path, result[name])
     backbone.train(was_training).to(home)

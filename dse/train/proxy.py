@@ -8,6 +8,9 @@ loss in :data:`dse.train.losses.LOSSES` takes. The final logits are the frozen b
 works). Minibatches are drawn without replacement per pass over the split, from a generator
 seeded with ``seed``, and branch initialisation is seeded too: the same seed gives the same
 branches. A NaN or inf loss raises :class:`~dse.errors.TrialFailed` with the step and reason.
+The optimizer, schedule and minibatch order come from :mod:`dse.train.engine`; the defaults of
+:func:`train_branches` are those of a run configuration's training spec
+(:class:`dse.config.TrainingSpec`).
 
 :class:`OnlineFeatures` is the same source computed by a backbone forward pass every step (the
 baseline of ``benchmarks/proxy_speed.py``). :func:`exit_outputs` then evaluates the trained
@@ -23,14 +26,21 @@ from typing import Any, Mapping, Protocol, Sequence
 import torch
 from torch import nn
 
+from dse.config import LABEL_SOURCES, TrainingSpec
+from dse.data import split_tensors
 from dse.errors import ConfigError, TrialFailed
+from dse.evaluation.outputs import ExitOutputs
 from dse.models.exits import ExitBranch, build_branch
-from dse.train.losses import apply_loss
+from dse.train.engine import (EXIT_WEIGHT_DECAY, check_optimizer, make_optimizer, make_schedule,
+                              minibatches, optimizer_step, resolve_device)
+from dse.train.losses import LossSpec, apply_loss
 
-LABELS = ("ground_truth", "pseudo")
 #: (float32 features at each requested block, final backbone logits [B, K], labels [B])
 Batch = tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]
-OPTIMIZERS = ("adam", "sgd")
+#: the schedules a step budget this short uses (:func:`dse.train.engine.make_schedule`)
+PROXY_SCHEDULES = ("cosine", "constant")
+#: train_branches' defaults: a run configuration's (steps, lr, optimizer, batch size, labels)
+_SPEC = TrainingSpec()
 
 
 class FeatureSource(Protocol):
@@ -52,8 +62,6 @@ class OnlineFeatures:
 
     def __init__(self, backbone: nn.Module, data, splits: Sequence[str] = ("train", "val"),
                  device: torch.device | str = "cpu") -> None:
-        from dse.data import split_tensors
-
         self.backbone = backbone.eval().to(device)
         self.device = torch.device(device)
         self.tensors = {s: split_tensors(data.split(s)) for s in splits}
@@ -93,9 +101,7 @@ class ProxyResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def _loss_spec(loss: Any, loss_params: Mapping[str, Any] | None, isc: bool):
-    from dse.train.losses import LossSpec
-
+def _loss_spec(loss: Any, loss_params: Mapping[str, Any] | None, isc: bool) -> LossSpec:
     if isinstance(loss, LossSpec):
         if loss_params:
             raise ConfigError("give loss parameters inside the LossSpec, not as loss_params")
@@ -120,17 +126,6 @@ def build_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: st
                                           **dict(branch_params or {})) for b in exit_blocks)
 
 
-def minibatches(n: int, batch_size: int, gen: torch.Generator):
-    """Endless index batches: a fresh permutation per pass, each batch of ``min(batch_size, n)``."""
-    size = min(batch_size, n)
-    perm, pos = torch.randperm(n, generator=gen), 0
-    while True:
-        if pos + size > n:
-            perm, pos = torch.randperm(n, generator=gen), 0
-        yield perm[pos:pos + size]
-        pos += size
-
-
 def _stateless(module: nn.Module) -> bool:
     return next(module.parameters(), None) is None and next(module.buffers(), None) is None
 
@@ -153,26 +148,13 @@ def precomputed_inputs(source: FeatureSource, branches: Sequence[nn.Module],
     return [derived(split, b, key, br.features) for b, br in zip(exit_blocks, branches)]
 
 
-def make_optimizer(name: str, params: list[nn.Parameter], lr: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
-    """Adam, or SGD with Nesterov momentum 0.9; the fused kernels where this torch has them
-    (a branch has few small tensors, so per-tensor optimizer overhead dominates a step)."""
-    cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
-    kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
-    if name == "sgd":
-        kwargs.update(momentum=0.9, nesterov=True)
-    try:
-        return cls(params, fused=True, **kwargs)
-    except (RuntimeError, ValueError, TypeError):  # older torch: no fused kernel on this device
-        return cls(params, **kwargs)
-
-
 def train_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: str = "pool",
                    branch_params: Mapping[str, Any] | None = None, num_classes: int | None = None,
                    *, loss: Any = "ce", loss_params: Mapping[str, Any] | None = None,
-                   labels: str = "ground_truth", isc: bool = False, steps: int = 300,
-                   lr: float = 1e-2, optimizer: str = "adam", batch_size: int = 128,
-                   weight_decay: float = 0.0, schedule: str = "cosine", seed: int = 0,
+                   labels: str = _SPEC.labels, isc: bool = False, steps: int = _SPEC.steps,
+                   lr: float = _SPEC.lr, optimizer: str = _SPEC.optimizer,
+                   batch_size: int = _SPEC.batch_size, weight_decay: float = EXIT_WEIGHT_DECAY,
+                   schedule: str = "cosine", seed: int = 0,
                    exit_costs: Sequence[float] | None = None, device: torch.device | str = "cpu",
                    split: str = "train") -> ProxyResult:
     """Train one branch per exit block for ``steps`` steps with the backbone frozen.
@@ -186,9 +168,9 @@ def train_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: st
     _check("exit_blocks", list(exit_blocks), len(exit_blocks) >= 1 and increasing,
            "one or more increasing block indices")
     source.check_blocks(exit_blocks)
-    _check("labels", labels, labels in LABELS, " or ".join(LABELS))
-    _check("optimizer", optimizer, optimizer in OPTIMIZERS, " or ".join(OPTIMIZERS))
-    _check("schedule", schedule, schedule in ("cosine", "constant"), "cosine or constant")
+    _check("labels", labels, labels in LABEL_SOURCES, " or ".join(LABEL_SOURCES))
+    check_optimizer(optimizer, "proxy training: optimizer")
+    _check("schedule", schedule, schedule in PROXY_SCHEDULES, " or ".join(PROXY_SCHEDULES))
     _check("steps", steps, isinstance(steps, int) and steps >= 1, "an integer >= 1")
     _check("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
            "an integer >= 1")
@@ -202,12 +184,12 @@ def train_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: st
         raise ConfigError("proxy training: loss 'eenet' needs exit_costs (normalised MACs per "
                           "exit)")
     num_classes = num_classes or source.num_classes
-    device = torch.device(device)
+    device = resolve_device(device)
     branches = build_branches(source, exit_blocks, branch, branch_params, num_classes, seed)
     branches = branches.to(device)
-    opt = make_optimizer(optimizer, [p for p in branches.parameters() if p.requires_grad],
-                         lr, weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if schedule == "cosine" else None
+    opt = make_optimizer(optimizer, (p for p in branches.parameters() if p.requires_grad),
+                         lr=lr, weight_decay=weight_decay, fused=True)
+    sched = make_schedule(opt, schedule, steps)
     gen = torch.Generator().manual_seed(seed)
     batches = minibatches(source.num_samples(split), batch_size, gen)
     losses: list[float] = []
@@ -229,11 +211,7 @@ def train_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: st
         outputs.append((final, torch.ones(final.shape[0], device=device)))
         value = apply_loss(spec, outputs, targets, teacher_logits=final, exit_costs=exit_costs,
                            step=step)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
+        optimizer_step(opt, value, sched)
         losses.append(float(value.detach()))
     seconds = time.perf_counter() - start
     branches.eval().cpu()
@@ -246,14 +224,12 @@ def train_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: st
 @torch.inference_mode()
 def exit_outputs(source: FeatureSource, exit_blocks: Sequence[int], branches: Sequence[nn.Module],
                  split: str, *, isc: bool = False, batch_size: int = 1024,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu") -> ExitOutputs:
     """Every exit's outputs on a cached split as numpy ExitOutputs (E includes the final exit).
 
     Labels are the ground truth. With ``isc`` the early exits' logits are combined as in training
     (z'_i = z_i + z'_{i-1}). Raises TrialFailed when a branch produces NaN or inf.
     """
-    from dse.evaluation.outputs import ExitOutputs
-
     exit_blocks = list(exit_blocks)
     source.check_blocks(exit_blocks)
     if len(branches) != len(exit_blocks):
@@ -288,7 +264,8 @@ def exit_outputs(source: FeatureSource, exit_blocks: Sequence[int], branches: Se
     return ExitOutputs(z_all.numpy(), h_all.numpy(), torch.cat(labels).numpy())
 
 
-def result_outputs(source: FeatureSource, result: ProxyResult, split: str, **kwargs):
+def result_outputs(source: FeatureSource, result: ProxyResult, split: str,
+                   **kwargs: Any) -> ExitOutputs:
     """:func:`exit_outputs` for a :class:`ProxyResult` (its blocks, branches and ISC setting)."""
     return exit_outputs(source, result.exit_blocks, result.branches, split, isc=result.isc,
                         **kwargs)

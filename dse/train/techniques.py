@@ -29,19 +29,21 @@ then gamma is clipped at 0 and rescaled to its initial sum (so the overall step 
 drift), and theta takes its ordinary optimizer step with the new gamma. ``L_val`` is the
 *balanced validation loss*: alpha sum_k CE_k + (1 - alpha) sum_k softplus(CE_k / E[CE_k] - 1),
 E[CE_k] an exponential moving average (momentum m = 0.9) that discounts exits whose loss is
-simply large.
+simply large. :class:`HdkdTraining` carries gamma, the EMA and the validation batches through a
+training loop (``dse train --hdkd``), resumable from its state dict.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
-from dse.errors import ConfigError
-from dse.train.losses import distill_kl, isc_combine
+from dse.errors import ConfigError, TrialFailed
+from dse.train.losses import LossSpec, ce_weights, distill_kl, isc_combine
 
 # ----------------------------------------------------------------------- gradient equilibrium
 
@@ -134,7 +136,6 @@ class HdkdTerms:
         self.isc, self.temperature = isc, float(params.get("temperature", 3.0))  # type: ignore[arg-type]
         alpha = float(params.get("alpha", 0.5))  # type: ignore[arg-type]
         if loss == "ce":
-            from dse.train.losses import ce_weights
             self.pairs: list[tuple[int, int]] = []
             ce_w = ce_weights(params.get("weights", "uniform"), e)  # type: ignore[arg-type]
             kd_w: list[float] = []
@@ -191,3 +192,57 @@ def hdkd_gamma_step(params: Mapping[str, Tensor], gamma: Tensor,
     total = float(gamma.sum()) if total is None else total
     new = project_gamma(gamma.detach() - eps * d_gamma.detach(), total)
     return new, terms
+
+
+# -------------------------------------------------------------------- HDKD during training
+
+
+class HdkdTraining:
+    """HDKD inside a training loop: the loss weights gamma, the balanced validation loss, and
+    seeded validation batches (``seed`` orders them); resumable through its state dict."""
+
+    def __init__(self, loss_spec: LossSpec, num_exits: int, x_val: Tensor, y_val: Tensor, *,
+                 eps: float, alpha: float, momentum: float, batch_size: int, seed: int,
+                 device: torch.device) -> None:
+        self.terms = HdkdTerms(loss_spec.name, num_exits, loss_spec.kwargs, loss_spec.isc)
+        self.gamma = self.terms.initial.clone().to(device)
+        self.total = float(self.gamma.sum())
+        self.balanced = BalancedValLoss(alpha, momentum)
+        self.eps, self.batch_size, self.device = eps, batch_size, device
+        self.x_val, self.y_val = x_val, y_val
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def named_gamma(self) -> dict[str, float]:
+        return dict(zip(self.terms.names, self.gamma.tolist()))
+
+    def loss(self, model: nn.Module, x: Tensor, y: Tensor, *, lr: float, step: int) -> Tensor:
+        """Update gamma on a random val batch (virtual step size ``lr``); the weighted loss."""
+        vidx = torch.randperm(int(self.y_val.shape[0]), generator=self.gen)[:self.batch_size]
+        xv, yv = self.x_val[vidx].to(self.device), self.y_val[vidx].to(self.device)
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        buffers = {n: b.clone() for n, b in model.named_buffers()}  # virtual step leaves BN alone
+
+        def train_terms(p):
+            return self.terms([z for z, _ in functional_call(model, p, (x,))], y)
+
+        def val_loss(p):
+            outs = functional_call(model, {**p, **buffers}, (xv,))
+            return self.balanced(per_exit_ce([z for z, _ in outs], yv, self.terms.isc))
+
+        self.gamma, terms = hdkd_gamma_step(params, self.gamma, train_terms, val_loss, lr,
+                                            self.eps, self.total)
+        loss = (self.gamma * terms).sum()
+        if not bool(torch.isfinite(loss)):
+            raise TrialFailed(f"HDKD loss became {float(loss.detach())} at step {step}; a lower "
+                              "--lr or --hdkd-lr may help")
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        ema = self.balanced.ema
+        return {"gamma": self.gamma.cpu(), "ema": ema.cpu() if ema is not None else None,
+                "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gamma = state["gamma"].to(self.device)
+        self.balanced.ema = state["ema"].to(self.device) if state["ema"] is not None else None
+        self.gen.set_state(state["gen"])

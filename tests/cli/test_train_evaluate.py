@@ -17,7 +17,7 @@ from dse.data import load_dataset
 from dse.train.backbone import save_backbone, train_backbone
 from dse.train.full import train_config
 from dse.train.losses import LossSpec
-from dse.train.schedules import TrainOptions
+from dse.train.options import TrainOptions
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dse.errors import ConfigError
-from dse.finetune.base import BaseModel, ShiftedSplit
+from dse.finetune.context import OriginalModel, ShiftedSplit
 from dse.finetune.ops import ExitTrainCost, ops_ratio
 from dse.finetune.selective import Schedule, classifier_logits, finetune, run_selective
 from dse.finetune.subsets import parse_pattern, score_subsets
@@ -27,7 +27,7 @@ def toy(num_exits: int = 3, n: int = 64, dim: int = 6, k: int = 4, seed: int = 0
         return ShiftedSplit(feats, labels)
 
     costs = [ExitTrainCost(dim * k, dim * k + k, 100 * (b + 1)) for b in range(num_exits)]
-    base = BaseModel(tuple(range(num_exits - 1)), classifiers, tuple(range(num_exits)), costs,
+    base = OriginalModel(tuple(range(num_exits - 1)), classifiers, tuple(range(num_exits)), costs,
                      [100 * (b + 1) for b in range(num_exits)])
     return base, {"train": split(n), "val": split(n), "test": split(n)}
 

@@ -50,7 +50,7 @@ def test_train_backbone_one_epoch_is_seeded(digits):
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": 0}, "epochs >= 1"),
     ({"lr": -1.0}, "lr > 0"),
-    ({"optimizer": "rmsprop"}, "'sgd' or 'adam'"),
+    ({"optimizer": "rmsprop"}, "backbone optimizer must be adam or sgd, got 'rmsprop'"),
 ])
 def test_train_backbone_rejects_bad_settings(digits, kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from torch.utils.data import TensorDataset
 
-from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, load_config
+from dse.cli import cli
+from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, load_config, save_config
 from dse.data import DataSplits, load_dataset, split_tensors
 from dse.errors import ConfigError
 from dse.models.backbones import build_backbone
@@ -16,8 +19,8 @@ from dse.models.checkpoint import load_state_dict
 from dse.train.backbone import save_backbone, train_backbone
 from dse.train.full import train_config
 from dse.train.losses import LossSpec
-from dse.train.schedules import TrainOptions, resolve
-from dse.train.trained import load_model
+from dse.train.options import TrainOptions, resolve
+from dse.train.model_file import load_model
 
 torch.set_num_threads(1)
 
@@ -185,6 +188,32 @@ def test_training_errors(tmp_path, splits, backbone_ckpt):
     with pytest.raises(ConfigError, match="--hdkd weighs CE and distillation terms"):
         train(make_config("eenet"), tmp_path / "c", splits, backbone_ckpt, mode="joint",
               hdkd=True, epochs=1)
+
+
+def test_log_gets_one_line_per_epoch(tmp_path, splits, backbone_ckpt):
+    lines: list[str] = []
+    r = train_config(make_config(), tmp_path / "run", TrainOptions(epochs=2), checkpoint=backbone_ckpt,
+                     splits=splits, log=lines.append, progress=False)
+    assert len(lines) == 2
+    for line, h in zip(lines, r.metrics["history"]):
+        assert line.startswith(f"epoch {h['epoch']}/2  loss {h['train_loss']:.3f}  "
+                               f"val acc {100 * h['val']['accuracy']:.1f}%  lr {h['lr']:.3g}  ")
+        assert line.endswith(" s")
+
+
+EPOCH_LINE = re.compile(r"epoch (\d+)/2  loss \d+\.\d{3}  val acc \d+\.\d%  lr \S+  \d+\.\d s")
+
+
+def test_dse_train_prints_one_line_per_epoch_on_stderr(tmp_path, backbone_ckpt):
+    config = tmp_path / "trial.yaml"
+    save_config(make_config(), str(config), header="a test configuration")
+    r = CliRunner().invoke(cli, ["train", "--config", str(config), "--epochs", "2", "--checkpoint",
+                                 backbone_ckpt, "--out", str(tmp_path / "run"), "--threads", "1",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    epochs = [m.group(1) for m in map(EPOCH_LINE.fullmatch, r.stderr.splitlines()) if m]
+    assert epochs == ["1", "2"], r.stderr
+    assert json.loads(r.stdout)["epochs_run"] == 2  # stdout stays machine-readable
 
 
 @pytest.mark.slow

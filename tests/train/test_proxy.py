@@ -1,10 +1,13 @@
 """Proxy branch training from the feature cache."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
 
+from dse.config import TrainingSpec
 from dse.errors import ConfigError, TrialFailed
 from dse.models.exits import build_branch
 from dse.train import proxy
@@ -159,13 +162,12 @@ def test_isc_combines_logits_at_evaluation(cache32):
     np.testing.assert_allclose(combined.logits[2], plain.logits[2])
 
 
-def test_minibatches_cover_each_pass_without_repeats():
-    gen = torch.Generator().manual_seed(0)
-    it = proxy.minibatches(10, 4, gen)
-    first_pass = torch.cat([next(it), next(it)])
-    assert len(set(first_pass.tolist())) == 8
-    assert next(it).shape == (4,)  # a new pass starts: batches always have batch_size rows
-    assert next(proxy.minibatches(3, 8, gen)).shape == (3,)
+def test_defaults_are_a_run_configurations():
+    """One default per setting: train_branches' are the training spec's (not its own)."""
+    spec = TrainingSpec()
+    params = inspect.signature(proxy.train_branches).parameters
+    for name in ("labels", "steps", "lr", "optimizer", "batch_size"):
+        assert params[name].default == getattr(spec, name), name
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -21,7 +21,13 @@ from torch import nn
 from dse.cache import atomic_torch_save
 from dse.config import RunConfig, config_from_section
 from dse.errors import CheckpointError
+from dse.evaluation.outputs import ExitOutputs
 from dse.cost.assemble import Assembled, InputSpec, assemble
+from dse.models.backbones import build_backbone
+from dse.models.checkpoint import read_checkpoint
+from dse.models.multiexit import build_multiexit
+from dse.train.losses import isc_combine
+from dse.yamlio import Section
 
 RUN_FORMAT, RUN_VERSION = "dse-multiexit", 1
 EVAL_BATCH = 512
@@ -47,12 +53,9 @@ def exit_costs(a: Assembled) -> list[float]:
 
 @torch.inference_mode()
 def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: bool = False,
-                    device: torch.device | str = "cpu", batch_size: int = EVAL_BATCH):
+                    device: torch.device | str = "cpu", batch_size: int = EVAL_BATCH) -> ExitOutputs:
     """Per-exit logits and confidences of a whole split as :class:`~dse.evaluation.ExitOutputs`
     (ISC applied as in training, so each exit's logits are what it predicts with)."""
-    from dse.evaluation import ExitOutputs
-    from dse.train.losses import isc_combine
-
     was = model.training
     model.eval()
     logits: list[list[torch.Tensor]] = []
@@ -105,11 +108,6 @@ class LoadedModel:
 
 def load_model(path: str | Path) -> LoadedModel:
     """Rebuild a model saved by :func:`save_model` (eval mode, CPU)."""
-    from dse.models.backbones import build_backbone
-    from dse.models.checkpoint import read_checkpoint
-    from dse.models.multiexit import build_multiexit
-    from dse.yamlio import Section
-
     path = str(path)
     raw = read_checkpoint(path)
     if not isinstance(raw, dict) or raw.get("format") != RUN_FORMAT:

@@ -1,8 +1,9 @@
-"""The starting point of a fine-tuning: the original multi-exit model and shifted features.
+"""The context of a fine-tuning: the dataset and frozen backbone (:class:`Context`), the
+original multi-exit model rebuilt on it (:class:`OriginalModel`) and its shifted features.
 
 A run configuration holds the structure and the training recipe but no branch weights, so the
 original model is rebuilt as the search built it: the frozen backbone (checkpoint, or the cached
-built-in one), and branches trained by the proxy engine (:func:`dse.train.proxy.train_branches`)
+built-in one), and branches trained by proxy training (:func:`dse.train.proxy.train_branches`)
 from the configuration's training spec on the clean (unshifted) training split.
 
 Fine-tuning then works on the frozen backbone's features of *shifted* images: every split is
@@ -21,11 +22,17 @@ from torch import nn
 
 from dse.config import RunConfig
 from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs, param_count
+from dse.data import load_dataset, split_batches
 from dse.errors import ConfigError
 from dse.finetune.ops import ExitTrainCost
 from dse.finetune.shifts import apply_shift
 from dse.models.backbones import Backbone
+from dse.models.exits import build_branch
+from dse.models.multiexit import feature_shapes
 from dse.models.placement import place
+from dse.train.backbone import ensure_backbone
+from dse.train.features import FeatureCache, build_feature_cache
+from dse.train.proxy import train_branches
 
 Log = Callable[[str], None]
 SPLITS = ("train", "val", "test")
@@ -59,9 +66,6 @@ def load_context(backbone: str, dataset: str, *, seed: int = 0, checkpoint: str 
                  input_size: int | None = None, device: torch.device | str = "cpu",
                  log: Log | None = None) -> Context:
     """Load the dataset and the trained frozen backbone (checkpoint, cache, or trained now)."""
-    from dse.data import load_dataset
-    from dse.train.backbone import ensure_backbone
-
     data = load_dataset(dataset, seed=seed, input_size=input_size)
     model, _ = ensure_backbone(backbone, dataset, seed=seed, checkpoint=checkpoint,
                                input_size=input_size, device=device, progress=False, splits=data,
@@ -77,8 +81,9 @@ def context_for(config: RunConfig, device: torch.device | str = "cpu", log: Log 
 
 
 @dataclass
-class BaseModel:
-    """The original classifiers: one per exit (branches, then the backbone's head)."""
+class OriginalModel:
+    """The original classifiers, before any fine-tuning: one per exit (branches, then the
+    backbone's head)."""
 
     exit_blocks: tuple[int, ...]        #: early exits' blocks
     classifiers: nn.ModuleList          #: branches then the head (deep copies, trainable)
@@ -108,10 +113,8 @@ def resolve_blocks(config: RunConfig, ctx: Context) -> tuple[int, ...]:
     return blocks
 
 
-def clean_cache(ctx: Context, blocks: Sequence[int]):
+def clean_cache(ctx: Context, blocks: Sequence[int]) -> FeatureCache:
     """Features of the clean training split at ``blocks`` (the proxy's feature cache)."""
-    from dse.train.features import build_feature_cache
-
     key = tuple(sorted(set(blocks)))
     cached = next((c for k, c in ctx._clean.items() if set(key) <= set(k)), None)
     if cached is None:
@@ -128,14 +131,12 @@ def branch_seed(config: RunConfig) -> int:
     return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else config.seed
 
 
-def train_base(config: RunConfig, ctx: Context, blocks: Sequence[int] | None = None,
-               seed: int | None = None) -> BaseModel:
-    """Rebuild the configuration's branches with the proxy engine; add the backbone's head.
+def train_original(config: RunConfig, ctx: Context, blocks: Sequence[int] | None = None,
+                   seed: int | None = None) -> OriginalModel:
+    """Rebuild the configuration's branches with proxy training; add the backbone's head.
 
     ``seed`` (default :func:`branch_seed`) initialises the branches and orders the minibatches.
     """
-    from dse.train.proxy import train_branches
-
     blocks = tuple(blocks) if blocks is not None else resolve_blocks(config, ctx)
     source = clean_cache(ctx, blocks)
     macs = backbone_macs(ctx.backbone, ctx.input_shape)
@@ -154,13 +155,10 @@ def train_base(config: RunConfig, ctx: Context, blocks: Sequence[int] | None = N
     costs = [ExitTrainCost(bm, param_count(br), reach[b])
              for bm, br, b in zip(b_macs, result.branches, blocks)]
     costs.append(ExitTrainCost(macs.head_macs, param_count(head), reach[ctx.last_block]))
-    return BaseModel(tuple(blocks), classifiers, (*blocks, ctx.last_block), costs, cum)
+    return OriginalModel(tuple(blocks), classifiers, (*blocks, ctx.last_block), costs, cum)
 
 
 def _fresh_branches(config: RunConfig, ctx: Context, blocks: Sequence[int]) -> list[nn.Module]:
-    from dse.models.exits import build_branch
-    from dse.models.multiexit import feature_shapes
-
     shapes = feature_shapes(ctx.backbone, ctx.input_shape)
     return [build_branch(config.exits.branch, shapes[b], ctx.data.info.num_classes,
                          **config.exits.branch_kwargs) for b in blocks]
@@ -179,8 +177,6 @@ def shifted_features(ctx: Context, shift: str, blocks: Sequence[int], *,
 
     Results are memoised on the context per (shift, seed, split), for all cached blocks.
     """
-    from dse.data import split_batches
-
     seed = ctx.seed if seed is None else seed
     info = ctx.data.info
     want = tuple(sorted(set(blocks)))

@@ -1,5 +1,5 @@
-"""The full-training recipe: options not in a run configuration, their defaults, and the
-optimizer and learning-rate schedule they build.
+"""The full-training recipe (``dse train``): options not in a run configuration and their
+defaults. The optimizer and the schedule they name are built by :mod:`dse.train.engine`.
 
 A configuration exported by ``dse search`` fixes the structure, the loss (with ISC) and the label
 source; how long and how hard to train comes from here (``dse train`` flags). Defaults:
@@ -14,24 +14,26 @@ GE             off (no backbone gradient)              on
 =============  ======================================  ======================================
 
 Both: 30 epochs, the config's batch size, cosine schedule, random-shift augmentation.
-Schedules are stepped once per optimizer step: ``cosine`` decays the lr to 0 over the run,
-``step`` divides it by 10 at 50% and 75% of the run, ``constant`` keeps it.
+Schedules (:func:`dse.train.engine.make_schedule`) are stepped once per optimizer step:
+``cosine`` decays the lr to 0 over the run, ``step`` divides it by 10 at 50% and 75% of the
+run, ``constant`` keeps it.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterable
-
-import torch
+from typing import Any
 
 from dse.errors import ConfigError
+from dse.train.engine import (EXIT_WEIGHT_DECAY, NETWORK_SGD_LR, NETWORK_WEIGHT_DECAY,
+                              SCHEDULES, SGD_MOMENTUM, check_optimizer)
 
 MODES = ("frozen", "joint")
-SCHEDULES = ("cosine", "step", "constant")
 INITS = ("pretrained", "scratch")
+#: epochs of ``dse train`` when --epochs is not given
 DEFAULT_EPOCHS = 30
-JOINT_LR = 0.05
-JOINT_WEIGHT_DECAY = 5e-4
+#: joint mode trains the whole network: the engine's whole-network SGD recipe
+JOINT_LR = NETWORK_SGD_LR
+JOINT_WEIGHT_DECAY = NETWORK_WEIGHT_DECAY
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class TrainOptions:
     lr: float | None = None
     batch_size: int | None = None
     optimizer: str | None = None        # sgd | adam
-    momentum: float = 0.9               # sgd only
+    momentum: float = SGD_MOMENTUM      # sgd only
     weight_decay: float | None = None
     schedule: str = "cosine"
     ge: bool | None = None              # gradient equilibrium (joint only)
@@ -78,14 +80,14 @@ def resolve(options: TrainOptions, config) -> TrainOptions:
         o,
         optimizer=o.optimizer or ("sgd" if joint else t.optimizer),
         batch_size=o.batch_size or t.batch_size,
-        weight_decay=o.weight_decay if o.weight_decay is not None else (JOINT_WEIGHT_DECAY if joint else 0.0),
+        weight_decay=o.weight_decay if o.weight_decay is not None else (
+            JOINT_WEIGHT_DECAY if joint else EXIT_WEIGHT_DECAY),
         ge=joint if o.ge is None else o.ge,
         seed=config.seed if o.seed is None else o.seed,
     )
     if o.lr is None:
         o = replace(o, lr=JOINT_LR if joint and o.optimizer == "sgd" else t.lr)
-    if o.optimizer not in ("sgd", "adam"):
-        raise ConfigError(f"--optimizer must be sgd or adam, got {o.optimizer!r}")
+    check_optimizer(o.optimizer, "--optimizer")
     for name, value, low in (("epochs", o.epochs, 1), ("batch-size", o.batch_size, 1)):
         if not isinstance(value, int) or value < low:
             raise ConfigError(f"--{name} must be an integer >= {low}, got {value!r}")
@@ -98,27 +100,3 @@ def resolve(options: TrainOptions, config) -> TrainOptions:
     if o.hdkd and o.optimizer != "sgd":
         raise ConfigError("--hdkd's virtual step is an SGD step: use --optimizer sgd with it")
     return o
-
-
-def make_optimizer(params: Iterable[torch.nn.Parameter], o: TrainOptions) -> torch.optim.Optimizer:
-    params = list(params)
-    if not params:
-        raise ConfigError("nothing to train: the configuration has no trainable parameters "
-                          "(frozen mode with no early exit?)")
-    if o.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                               nesterov=o.momentum > 0)
-    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, schedule: str,
-                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step schedule over ``total_steps`` optimizer steps."""
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total_steps, 1))
-    if schedule == "step":
-        milestones = sorted({max(1, int(total_steps * 0.5)), max(1, int(total_steps * 0.75))})
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
-    if schedule == "constant":
-        return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
-    raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
