@@ -26,7 +26,7 @@ def command(profile, runtime, backbone, checkpoint, input_size, num_classes, num
             positions, branch, batch, as_json):
     """Model the latency of reaching and evaluating every exit of a configuration."""
     from dse.cost.latency import energy_mj, predict
-    from dse.cost.layers import trace_multiexit
+    from dse.cost.op_trace import trace_multiexit
     from dse.cost.profiles import load_profile
     from dse.cost.assemble import assemble, default_input_spec
     from dse.models.placement import parse_positions

@@ -35,7 +35,7 @@ from scipy.optimize import least_squares
 
 from dse.cost import microbench as mb
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
-from dse.cost.layers import FALLBACK_KINDS, OP_KINDS, LayerRecord
+from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS, LayerRecord
 from dse.cost.microbench import DECISION, INFERENCE
 from dse.cost.profiles import (Device, OpParams, PowerMode, Profile, Runtime, profile_to_dict,
                                read_profile)

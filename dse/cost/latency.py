@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from dse.cost.layers import LayerRecord, NetRecords
+from dse.cost.op_trace import LayerRecord, NetRecords
 
 if TYPE_CHECKING:
     from dse.cost.profiles import Device, OpParams, Profile, Runtime

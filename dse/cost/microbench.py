@@ -1,7 +1,7 @@
 """Micro-benchmarks for ``dse profile calibrate`` and the timer ``validate`` shares.
 
 Three families, all eager PyTorch at batch 1, each described by the records the latency model
-sees (:func:`dse.cost.layers.trace_call` / :func:`~dse.cost.layers.trace`):
+sees (:func:`dse.cost.op_trace.trace_call` / :func:`~dse.cost.op_trace.trace`):
 
 - single ops over a grid of shapes drawn from CIFAR/ImageNet ResNets, VGG and MobileNetV2
   (conv, depthwise conv, linear, batch norm, element-wise, pooling, reductions, views), called
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dse.cost.layers import LayerRecord, trace_call, trace_multiexit
+from dse.cost.op_trace import LayerRecord, trace_call, trace_multiexit
 from dse.models.backbones import Backbone
 from dse.models.criteria import get_criterion
 from dse.models.multiexit import MultiExitNet

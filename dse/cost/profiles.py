@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from dse.cost.layers import FALLBACK_KINDS, OP_KINDS
+from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS
 from dse.errors import ConfigError, UnknownNameError
 from dse.registry import Registry
 from dse.resources import shipped_profiles

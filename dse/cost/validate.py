@@ -29,7 +29,7 @@ from scipy.stats import rankdata
 
 from dse.cost.assemble import assemble, default_input_spec
 from dse.cost.latency import predict
-from dse.cost.layers import trace_multiexit
+from dse.cost.op_trace import trace_multiexit
 from dse.cost.microbench import STATISTICS, forcing_thresholds, measure_samples, timer
 from dse.cost.profiles import Profile, Runtime
 from dse.device import set_threads

@@ -30,7 +30,7 @@ import torch
 
 from dse.config import thresholds_for
 from dse.cost.latency import predict
-from dse.cost.layers import trace_multiexit
+from dse.cost.op_trace import trace_multiexit
 from dse.cost.profiles import load_profile
 from dse.errors import DataError, DseError
 from dse.evaluation.budget import budget_curve

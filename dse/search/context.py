@@ -21,7 +21,7 @@ import torch
 
 from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs
 from dse.cost.latency import energy_mj, predict
-from dse.cost.layers import NetRecords, trace, trace_multiexit
+from dse.cost.op_trace import NetRecords, trace, trace_multiexit
 from dse.cost.profiles import load_profile
 from dse.data import load_dataset
 from dse.device import select_device

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from dse.cli import cli
-from dse.cost.layers import OP_KINDS
+from dse.cost.op_trace import OP_KINDS
 from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, save_config
 from dse.data import load_dataset
 from dse.train.backbone import save_backbone, train_backbone

@@ -8,7 +8,7 @@ import pytest
 
 from dse.cost.calibrate import CalibrationSettings, Measurements, fit_profile, run_benchmarks
 from dse.cost.latency import kernel_time_us, kernels
-from dse.cost.layers import OP_KINDS, LayerRecord
+from dse.cost.op_trace import OP_KINDS, LayerRecord
 from dse.cost.microbench import forcing_thresholds, measure, timer
 from dse.cost.profiles import Device, OpParams, PowerMode, Runtime
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from dse.cost.latency import energy_mj, expected_latency_ms, kernel_time_us, kernels, predict
-from dse.cost.layers import OP_KINDS, LayerRecord, NetRecords
+from dse.cost.op_trace import OP_KINDS, LayerRecord, NetRecords
 from dse.cost.profiles import Device, OpParams, PowerMode, Profile, Runtime
 
 # A round-number device: 1000 GFLOPS = 1e6 FLOP/us, 100 GB/s = 1e5 B/us.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from dse.cost.layers import OP_KINDS
+from dse.cost.op_trace import OP_KINDS
 from dse.cost.profiles import (SHIPPED_DIR, list_profiles, load_profile, parse_profile,
                                profile_to_dict, read_profile)
 from dse.errors import ConfigError, UnknownNameError

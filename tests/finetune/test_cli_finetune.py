@@ -64,4 +64,4 @@ def test_config_without_early_exits(make_config):
     res = run("finetune", "--config", make_config(count=0, placement="explicit", blocks=[]),
               "--shift", "jitter")
     assert res.exit_code == 2
-    assert "needs at least one early exit" in res.output
+    assert "exits.count must be >= 1, got 0" in res.output

@@ -1,4 +1,4 @@
-"""Per-layer records traced from torch modules (dse/cost/layers.py)."""
+"""Per-layer records traced from torch modules (dse/cost/op_trace.py)."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dse.cost.layers import NetRecords, classify, trace, trace_branch, trace_call, trace_multiexit, with_exits
+from dse.cost.op_trace import NetRecords, classify, trace, trace_branch, trace_call, trace_multiexit, with_exits
 
 
 class Block(nn.Module):
