@@ -68,6 +68,9 @@ class TrainingSpec:
                           check=one_of(OPTIMIZERS, "optimizer"), ranges=False)
     batch_size: int = knob(128, param="batch_size", section="training",
                            check=number(1, integer=True), cast=int)
+    #: L2 weight decay of the exits' optimizer (0: none, as the proxy always trained)
+    weight_decay: float = knob(0.0, param="weight_decay", section="training", check=number(0),
+                               real=True, cast=float)
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,11 @@ def check_space(space: Any) -> None:
 def structure_key(d: Design, blocks: tuple[int, ...]) -> tuple:
     """Everything proxy training depends on (not the criterion or thresholds)."""
     e, t = d.exits, d.training
-    return (blocks, e.branch, e.branch_params, t.loss.name, t.loss.params, t.loss.isc, t.labels,
-            t.steps, repr(float(t.lr)), t.optimizer, t.batch_size)
+    key = (blocks, e.branch, e.branch_params, t.loss.name, t.loss.params, t.loss.isc, t.labels,
+           t.steps, repr(float(t.lr)), t.optimizer, t.batch_size)
+    # a field added later joins the key only when it differs from its default, so studies made
+    # before it existed keep their proxy seeds (and replay exactly)
+    return key + ((("weight_decay", t.weight_decay),) if t.weight_decay else ())
 
 
 def proxy_seed(seed: int, key: tuple) -> int:
@@ -130,7 +133,7 @@ def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo
     result = train_branches(
         ctx.features, blocks, d.exits.branch, d.exits.branch_kwargs, ctx.info.num_classes,
         loss=t.loss, labels=t.labels, steps=t.steps, lr=t.lr, optimizer=t.optimizer,
-        batch_size=t.batch_size, seed=seed, exit_costs=[m / final for m in costs.macs], device=ctx.device)
+        batch_size=t.batch_size, weight_decay=t.weight_decay, seed=seed, exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
     test = result_outputs(ctx.features, result, "test", device=ctx.device)
     info = {"proxy_seed": seed, "train_seconds": round(result.seconds, 3),
