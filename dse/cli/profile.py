@@ -25,7 +25,10 @@ def list_(as_json: bool) -> None:
     """List the shipped profiles, their aliases and runtimes."""
     from dse.cost.profiles import list_profiles
 
-    rows = list_profiles()
+    skipped: list[str] = []
+    rows = list_profiles(skipped)
+    for message in skipped:
+        click.echo(f"warning: skipped {message}", err=True)
     if as_json:
         echo_json(rows)
         return
