@@ -31,6 +31,7 @@ def _log(msg: str) -> None:
 def command(study_name, storage, out, shift, probe_steps, device, threads, as_json):
     """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
     from dse.errors import ConfigError
+    from dse.paths import check_study_name
     from dse.report import render_report
     from dse.runtime import select_device, set_threads
     from dse.search.export import write_outputs
@@ -40,6 +41,7 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    check_study_name(study_name)
     out_dir = Path(out) if out else Path("reports") / study_name
     if storage is None:
         db = out_dir / "study.db"

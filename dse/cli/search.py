@@ -66,6 +66,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     from pathlib import Path
 
+    from dse.paths import check_study_name
     from dse.runtime import set_threads
     from dse.search.context import StudySettings, build_context
     from dse.search.objective import check_space
@@ -75,6 +76,8 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
                                   parse_objectives, study_attrs)
 
     _quiet_optuna()
+    if study_name is not None:
+        check_study_name(study_name)
     set_threads(threads or 1)
     spec = load_space(space)
     check_space(spec)

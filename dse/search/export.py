@@ -13,6 +13,7 @@ from typing import Any
 
 from dse.search.pareto import pareto_front
 from dse.search.study import DIRECTIONS
+from dse.written import replace_written
 
 CONFIG_PATTERN = "trial_{number}.yaml"
 
@@ -160,9 +161,7 @@ def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
                   f"expected latency {a['expected_latency_ms']:.4g} ms (val)\n"
                   f"train it: dse train --config {configs / name}")
         save_config(config, str(configs / name), header=header)
-    for stale in configs.glob(CONFIG_PATTERN.format(number="*")):
-        if stale.name not in wanted:
-            stale.unlink()
+    replace_written(configs, wanted)  # removes only configs an earlier run wrote
     return {"trials_csv": str(out / "trials.csv"), "pareto_csv": str(out / "pareto.csv"),
             "configs": sorted(str(configs / n) for n in wanted), "front": front}
 
