@@ -66,3 +66,8 @@ threads = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
     help=f"CPU threads for torch (default: all cores, {os.cpu_count()} here).",
 )
+allow_code = click.option(
+    "--allow-code", is_flag=True,
+    help="Let the file's backbone name Python code ('package.module:factory'), which dse then "
+         "imports and calls. Off: only --backbone on the command line can name code.",
+)

@@ -56,30 +56,34 @@ def default_out_dir(config_path: str) -> Path:
               help="Random shifts (and flips for natural images).")
 @click.option("--from-scratch", is_flag=True, help="Joint mode: start from random backbone weights.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
+@options.allow_code
 @options.device
 @options.threads
 @options.json_flag
 def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr, batch_size,
             optimizer, momentum, weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch,
-            seed, device, threads, as_json):
+            seed, allow_code, device, threads, as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
     """
     from dse.config import load_config
+    from dse.models.backbones import check_code_allowed, code_from_files
     from dse.runtime import select_device, set_threads
     from dse.train.full import train_config
     from dse.train.schedules import TrainOptions
 
     set_threads(threads)
     config = load_config(config_path)
+    check_code_allowed(config.backbone, None if allow_code else config_path)
     opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
                         momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
                         hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
                         init="scratch" if from_scratch else "pretrained", seed=seed)
     out = Path(out_dir) if out_dir else default_out_dir(config_path)
-    result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint, resume=resume,
-                          device=select_device(device), progress=None)
+    with code_from_files(config_path, allow_code):
+        result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint,
+                              resume=resume, device=select_device(device), progress=None)
     m = result.metrics
     if as_json:
         echo_json({"out": str(result.out_dir), "model": str(result.model_path),

@@ -15,12 +15,16 @@ whose output feeds the head). Built-ins:
 
 A user backbone is ``package.module:factory``; the factory returns a :class:`Backbone`, any
 module with ``blocks`` and ``head`` attributes, or a plain ``nn.Sequential`` (each child a block).
+Building one imports and calls code, so a name read from a file (a run configuration, a saved
+model) is refused inside :func:`code_from_files` unless the user allowed it (``--allow-code``).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -75,6 +79,33 @@ def is_user_backbone(name: str) -> bool:
     return ":" in name
 
 
+#: The file the backbone names being built come from, while code from files is not allowed.
+_CODE_SOURCE: contextvars.ContextVar[str | None] = contextvars.ContextVar("code_source",
+                                                                          default=None)
+
+
+@contextlib.contextmanager
+def code_from_files(source: str, allow: bool) -> Iterator[None]:
+    """Within the block, a user backbone (``module:factory``) is built only if ``allow``.
+
+    ``source`` names the file the names come from, for the error line. The command line
+    (``--backbone``) is the user speaking, so commands that take names from it do not use this.
+    """
+    token = _CODE_SOURCE.set(None if allow else source)
+    try:
+        yield
+    finally:
+        _CODE_SOURCE.reset(token)
+
+
+def check_code_allowed(name: str, source: str | None = None) -> None:
+    """Refuse a user backbone named by a file unless code from files is allowed."""
+    source = source or _CODE_SOURCE.get()
+    if source is not None and is_user_backbone(name):
+        raise ConfigError(f"{source}: backbone {name!r} names Python code (module:factory), "
+                          "which a file may not run; pass --allow-code if you trust it")
+
+
 def default_input_size(name: str) -> int | None:
     """The input resolution a built-in backbone is usually run at (None for user backbones)."""
     if is_user_backbone(name):
@@ -86,6 +117,7 @@ def build_backbone(name: str, *, num_classes: int, in_channels: int = 3,
                    checkpoint: str | None = None) -> Backbone:
     """Build a registered or user backbone, optionally loading weights from ``checkpoint``."""
     if is_user_backbone(name):
+        check_code_allowed(name)
         model = _build_user_backbone(name, num_classes, in_channels)
     else:
         model = BACKBONES.get(name)(num_classes=num_classes, in_channels=in_channels)
@@ -100,10 +132,10 @@ def _build_user_backbone(spec: str, num_classes: int, in_channels: int) -> Backb
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"--backbone {spec}: cannot import module {module_name!r} ({exc})") from exc
+        raise ConfigError(f"backbone {spec}: cannot import module {module_name!r} ({exc})") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ConfigError(f"--backbone {spec}: {module_name!r} has no callable {attr!r}")
+        raise ConfigError(f"backbone {spec}: {module_name!r} has no callable {attr!r}")
     params = inspect.signature(factory).parameters
     kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
               if k in params}
@@ -117,7 +149,7 @@ def _build_user_backbone(spec: str, num_classes: int, in_channels: int) -> Backb
         children = list(model.named_children())
         return Backbone([m for _, m in children], nn.Identity(), [n for n, _ in children], name=spec)
     raise ConfigError(
-        f"--backbone {spec}: the factory returned {type(model).__name__}; expected a module with "
+        f"backbone {spec}: the factory returned {type(model).__name__}; expected a module with "
         "'blocks' and 'head' attributes or an nn.Sequential"
     )
 

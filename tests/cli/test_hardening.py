@@ -1,0 +1,84 @@
+"""Hostile inputs to `dse train`, `dse finetune`, `dse evaluate`, `dse profile` and click's own
+parsing: each ends in one line and exit 2, nothing imported or written that should not be."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dse.cli import cli
+from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, save_config
+from dse.train.losses import LossSpec
+from dse.train.trained import RUN_FORMAT, RUN_VERSION
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_line_error(result, message: str) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    return lines[0]
+
+
+def config_with_backbone(path, backbone: str):
+    config = RunConfig(backbone=backbone, dataset="digits",
+                       exits=ExitDesign(1, "pareto", None, (1,), "pool", ()),
+                       training=TrainingSpec(loss=LossSpec("ce", {})),
+                       policy=ExitPolicy("maxprob", (0.8,)))
+    save_config(config, str(path))
+    return config
+
+
+@pytest.fixture
+def trap_module(tmp_path, monkeypatch):
+    """A module that, if ever imported, leaves a file behind."""
+    marker = tmp_path / "imported"
+    (tmp_path / "trap_mod.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\ndef factory(**kw):\n    raise SystemExit(9)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield marker
+    sys.modules.pop("trap_mod", None)
+
+
+@pytest.mark.parametrize("command", ["train", "finetune"])
+def test_a_config_cannot_name_code(tmp_path, trap_module, command):
+    cfg = tmp_path / "c.yaml"
+    config_with_backbone(cfg, "trap_mod:factory")
+    extra = ["--shift", "jitter"] if command == "finetune" else ["--out", tmp_path / "o"]
+    line = one_line_error(run(command, "--config", cfg, *extra),
+                          f"{cfg}: backbone 'trap_mod:factory' names Python code")
+    assert "--allow-code" in line
+    assert not trap_module.exists() and "trap_mod" not in sys.modules
+    assert not (tmp_path / "o").exists()
+
+
+def test_allow_code_lifts_the_refusal_and_errors_do_not_blame_the_option(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    config_with_backbone(cfg, "no_such_module_xyz:f")
+    weights = tmp_path / "w.pt"
+    torch.save({}, weights)
+    result = run("train", "--config", cfg, "--out", tmp_path / "o", "--allow-code", "--epochs", 1,
+                 "--checkpoint", weights)
+    line = one_line_error(result, "backbone no_such_module_xyz:f: cannot import module")
+    assert "--backbone" not in line
+
+
+def test_a_saved_model_cannot_name_code(tmp_path, trap_module):
+    config = config_with_backbone(tmp_path / "c.yaml", "trap_mod:factory")
+    model = tmp_path / "model.pt"
+    torch.save({"format": RUN_FORMAT, "version": RUN_VERSION, "config": config.to_dict(),
+                "input": {"num_classes": 10, "in_channels": 1, "input_size": 8},
+                "state_dict": {}}, model)
+    one_line_error(run("evaluate", "--checkpoint", model, "--out", tmp_path / "ev"),
+                   f"{model}: backbone 'trap_mod:factory' names Python code")
+    assert not trap_module.exists() and not (tmp_path / "ev").exists()
+
+
+def test_allow_code_is_documented_in_help():
+    for command in ("train", "finetune", "evaluate"):
+        assert "--allow-code" in run(command, "-h").output
