@@ -24,7 +24,7 @@ def _log(msg: str) -> None:
               help="Probe steps s per exit before the subset is chosen [default: one epoch].")
 @click.option("--full-steps", type=click.IntRange(min=1), default=None,
               help="Whole fine-tuning schedule S [default: the configuration's training steps].")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Fine-tuning learning rate [default: the configuration's].")
 @click.option("--selection", type=click.Choice(SELECTIONS), default=SELECTIONS[0],
               show_default=True,

@@ -9,11 +9,24 @@ Usage::
 """
 from __future__ import annotations
 
+import math
 import os
 
 import click
 
 from dse.runtime import DEVICE_CHOICES
+
+
+class FloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and infinities: NaN passes every ``<``/``>``
+    bound check, so ``--budget-ms nan`` would otherwise reach the search."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
 
 backbone = click.option(
     "--backbone", default="digits-resnet", show_default=True,

@@ -61,7 +61,7 @@ def show(name: str, as_json: bool) -> None:
               help="Where to write the YAML (default: hardware_profiles/NAME.yaml, or the first "
                    "DSE_PROFILES_DIR folder).")
 @options.threads
-@click.option("--power-w", type=click.FloatRange(min=0), default=15.0, show_default=True,
+@click.option("--power-w", type=options.FloatRange(min=0), default=15.0, show_default=True,
               help="Average power while running, for energy estimates (not measurable here).")
 @click.option("--quick", is_flag=True, help="A small benchmark grid (seconds; for smoke tests).")
 @click.option("--statistic", type=click.Choice(["median", "min"]), default="median",

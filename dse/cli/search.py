@@ -32,7 +32,7 @@ DEFAULT_TRIALS = 100
               show_default=True, help="Optuna sampler.")
 @click.option("--objectives", default="accuracy,latency", show_default=True,
               help="Objectives: accuracy and latency always; may add macs, energy.")
-@click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--budget-ms", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Constraint: expected latency (ms) on the profile at most this.")
 @click.option("--max-drop", default="5", show_default=True, callback=lambda c, p, v: _max_drop(v),
               help="Constraint: val accuracy at most this many points below the backbone alone "
@@ -104,7 +104,7 @@ def _max_drop(value: str) -> float | None:
         drop = float(value)
     except ValueError:
         drop = -1.0
-    if not drop >= 0:
+    if not 0 <= drop < float("inf"):
         raise click.BadParameter(f"must be a number of accuracy points >= 0 or 'none', got {value!r}")
     return drop
 

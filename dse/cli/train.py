@@ -35,14 +35,14 @@ def default_out_dir(config_path: str) -> Path:
 @click.option("--mode", type=click.Choice(["frozen", "joint"]), default="frozen", show_default=True,
               help="frozen: train the exits on the fixed backbone; joint: train everything.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last epoch.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate (default: 0.05 joint with sgd, else the config's).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Batch size (default: the config's).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
               help="Default: sgd (momentum) for joint, the config's for frozen.")
-@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
+@click.option("--momentum", type=options.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
+@click.option("--weight-decay", type=options.FloatRange(min=0), default=None,
               help="Default: 5e-4 joint, 0 frozen.")
 @click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]), default="cosine",
               show_default=True, help="cosine to 0, or /10 at 50% and 75% of the steps.")
@@ -50,7 +50,7 @@ def default_out_dir(config_path: str) -> Path:
               help="Gradient equilibrium (Li et al. 2019); default on for joint.")
 @click.option("--hdkd", is_flag=True,
               help="Learn the CE / distillation loss weights on val (harmonized dense KD).")
-@click.option("--hdkd-lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+@click.option("--hdkd-lr", type=options.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
               help="Step size of HDKD's loss-weight update.")
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Random shifts (and flips for natural images).")

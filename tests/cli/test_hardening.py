@@ -82,3 +82,29 @@ def test_a_saved_model_cannot_name_code(tmp_path, trap_module):
 def test_allow_code_is_documented_in_help():
     for command in ("train", "finetune", "evaluate"):
         assert "--allow-code" in run(command, "-h").output
+
+
+@pytest.mark.parametrize("thresholds, message", [
+    ("[7.5]", "exit_policy.thresholds must lie in [0, 1]"),
+    ("[-0.1]", "exit_policy.thresholds must lie in [0, 1]"),
+    ("[.nan]", "exit_policy.thresholds[0] must be a finite number, got nan"),
+    ("[.inf]", "exit_policy.thresholds[0] must be a finite number, got inf"),
+])
+def test_thresholds_outside_the_criterion_range_are_refused(tmp_path, thresholds, message):
+    cfg = tmp_path / "c.yaml"
+    config_with_backbone(cfg, "digits-resnet")
+    cfg.write_text(cfg.read_text().replace("thresholds: [0.8]", f"thresholds: {thresholds}"))
+    assert f"thresholds: {thresholds}" in cfg.read_text()
+    one_line_error(run("train", "--config", cfg, "--out", tmp_path / "o"), f"{cfg}: {message}")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args", [["train", "--lr", "nan"], ["train", "--momentum", "nan"],
+                                  ["train", "--weight-decay", "inf"], ["backbone", "train", "--lr", "nan"],
+                                  ["profile", "calibrate", "--name", "x", "--power-w", "inf"]])
+def test_nan_options_are_usage_errors(tmp_path, args):
+    cfg = tmp_path / "c.yaml"
+    config_with_backbone(cfg, "digits-resnet")
+    extra = ["--config", cfg] if args[0] == "train" else []
+    result = run(*args, *extra)
+    assert result.exit_code == 2 and "is not a finite number" in result.output, result.output

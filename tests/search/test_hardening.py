@@ -69,3 +69,12 @@ def test_manifest_never_reaches_outside_its_folder(tmp_path):
         replace_written(folder, ["../x.yaml"])
     (folder / MANIFEST).write_text("{not json")
     assert written_files(folder) == set()
+
+
+@pytest.mark.parametrize("extra", [["--budget-ms", "nan"], ["--budget-ms", "inf"],
+                                   ["--budget-ms", "-inf"], ["--max-drop", "nan"],
+                                   ["--max-drop", "inf"]])
+def test_nan_and_infinite_options_are_refused_before_any_trial(tmp_path, search_args, extra):
+    result = run(*search_args(tmp_path / "out"), *extra)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
