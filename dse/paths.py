@@ -26,14 +26,20 @@ def check_study_name(name: str, option: str = "--study") -> str:
 
 
 def check_writable_dir(folder: str | os.PathLike, option: str) -> Path:
-    """Create ``folder`` if needed and prove a file can be written in it (then removed).
+    """Prove that ``folder`` can be created (if missing) and written, leaving nothing behind.
 
-    ``option`` names where the folder came from (``--out``, ``DSE_CACHE``) in the error line.
+    The nearest existing ancestor must be a folder in which a file can be created; the probe
+    file is removed at once. ``option`` names where the folder came from (``--out``,
+    ``DSE_CACHE``) in the error line.
     """
     path = Path(folder)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: not a writable folder ({existing} is a file)")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".dse-write-test.", dir=path)
+        fd, probe = tempfile.mkstemp(prefix=".dse-write-test.", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

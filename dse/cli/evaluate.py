@@ -30,8 +30,13 @@ def command(checkpoint, profile, runtime, dataset, out_dir, latency_samples, war
     """Per-exit and early-exit test accuracy, exit mix, MACs, predicted and measured latency."""
     from dse.evaluation.model import evaluate_model
     from dse.models.backbones import code_from_files
+    from dse.paths import check_writable_dir
     from dse.runtime import select_device, set_threads
 
+    from pathlib import Path
+
+    check_writable_dir(out_dir if out_dir is not None
+                       else Path(checkpoint).resolve().parent / "evaluation", "--out")
     set_threads(threads)
     with code_from_files(checkpoint, allow_code):
         r = evaluate_model(checkpoint, dataset=dataset, profile=profile, runtime=runtime,

@@ -74,12 +74,14 @@ def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
 
     from dse.cost.calibrate import CalibrationSettings, calibrate as run, write_profile
     from dse.cost.profiles import profile_dirs
+    from dse.paths import check_writable_file
 
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise ConfigError(f"--name must be a plain profile name (no spaces or slashes), got {name!r}")
     path = Path(out) if out else profile_dirs()[0] / f"{name}.yaml"
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; pass --force to overwrite it or --out elsewhere")
+    check_writable_file(path, "--out")  # before minutes of measuring, not after
     log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
     settings = CalibrationSettings(threads=threads, power_w=power_w, quick=quick, statistic=statistic)
     profile = run(name, settings, log=log)

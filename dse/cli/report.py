@@ -31,7 +31,7 @@ def _log(msg: str) -> None:
 def command(study_name, storage, out, shift, probe_steps, device, threads, as_json):
     """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
     from dse.errors import ConfigError
-    from dse.paths import check_study_name
+    from dse.paths import check_study_name, check_writable_dir
     from dse.report import render_report
     from dse.runtime import select_device, set_threads
     from dse.search.export import write_outputs
@@ -49,6 +49,7 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
             raise ConfigError(f"{db}: no such file; run 'dse search --study {study_name}' first, "
                               "or pass --storage URL (or --out FOLDER holding study.db)")
         storage = sqlite_url(db)
+    check_writable_dir(out_dir, "--out")
     set_threads(threads)
     study = load_study(open_storage(storage), study_name)
     written = write_outputs(study, out_dir)

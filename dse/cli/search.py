@@ -66,7 +66,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     from pathlib import Path
 
-    from dse.paths import check_study_name
+    from dse.paths import check_study_name, check_writable_dir
     from dse.runtime import set_threads
     from dse.search.context import StudySettings, build_context
     from dse.search.objective import check_space
@@ -78,6 +78,8 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     _quiet_optuna()
     if study_name is not None:
         check_study_name(study_name)
+    if out is not None:
+        check_writable_dir(out, "--out")
     set_threads(threads or 1)
     spec = load_space(space)
     check_space(spec)
@@ -88,7 +90,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
         sampler=sampler, backbone_epochs=backbone_epochs, max_samples=max_samples)
     ctx = build_context(settings, max_exits=spec.max_exits, device=device, progress=None)
     name = study_name or default_study_name(dataset, backbone, ctx.profile.name)
-    out_dir = Path(out or Path("reports") / name)
+    out_dir = check_writable_dir(Path(out or Path("reports") / name), "--out")
     url = storage or sqlite_url(out_dir / "study.db")
     study, resumed = create_or_resume(open_storage(url, heartbeat_s=heartbeat), name,
                                       study_attrs(ctx, spec, trials), None)

@@ -69,6 +69,7 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
     """
     from dse.config import load_config
     from dse.models.backbones import check_code_allowed, code_from_files
+    from dse.paths import check_writable_dir
     from dse.runtime import select_device, set_threads
     from dse.train.full import train_config
     from dse.train.schedules import TrainOptions
@@ -80,7 +81,7 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
                         momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
                         hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
                         init="scratch" if from_scratch else "pretrained", seed=seed)
-    out = Path(out_dir) if out_dir else default_out_dir(config_path)
+    out = check_writable_dir(Path(out_dir) if out_dir else default_out_dir(config_path), "--out")
     with code_from_files(config_path, allow_code):
         result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint,
                               resume=resume, device=select_device(device), progress=None)

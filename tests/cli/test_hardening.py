@@ -108,3 +108,74 @@ def test_nan_options_are_usage_errors(tmp_path, args):
     extra = ["--config", cfg] if args[0] == "train" else []
     result = run(*args, *extra)
     assert result.exit_code == 2 and "is not a finite number" in result.output, result.output
+
+
+@pytest.fixture
+def blocker(tmp_path):
+    """A file where a folder should be: no process, root included, can write below it."""
+    path = tmp_path / "file"
+    path.write_text("x")
+    return path
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, blocker):
+    cfg = tmp_path / "c.yaml"
+    config_with_backbone(cfg, "digits-resnet")
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"not read before the output folder is checked")
+    cases = [
+        (["train", "--config", cfg, "--out", blocker / "o"], "--out"),
+        (["evaluate", "--checkpoint", model, "--out", blocker / "ev"], "--out"),
+        (["profile", "calibrate", "--name", "b", "--quick", "--out", blocker / "b.yaml"], "--out"),
+        (["report", "--study", "s", "--storage", f"sqlite:///{tmp_path / 'none.db'}",
+          "--out", blocker / "r"], "--out"),
+    ]
+    for args, option in cases:
+        line = one_line_error(run(*args), f"{option} {blocker}")
+        assert "not a writable folder" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "file", "model.pt"]
+
+
+def test_calibrate_onto_a_folder_is_refused(tmp_path):
+    one_line_error(run("profile", "calibrate", "--name", "b", "--quick", "--out", tmp_path,
+                       "--force"), "is a directory")
+
+
+def test_a_read_only_cache_is_one_line(tmp_path, monkeypatch):
+    import dse.cache
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setenv("DSE_CACHE", str(tmp_path / "ro"))
+    monkeypatch.setattr(dse.cache.tempfile, "mkstemp", refuse)
+    with pytest.raises(dse.cache.ConfigError, match="is not writable .*set DSE_CACHE"):
+        dse.cache.cache_dir("features")
+
+
+def test_profile_written_atomically_and_checked(tmp_path):
+    from dse.cost.calibrate import write_profile
+    from dse.cost.profiles import load_profile
+
+    profile = load_profile("jetson")
+    out = write_profile(profile, tmp_path / "jetson-nano.yaml", header="copy")
+    assert load_profile(str(out)).name == "jetson-nano"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jetson-nano.yaml"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nope"], "No such command 'nope'. (see 'dse -h')"),
+    (["--bogus"], "No such option '--bogus'. (see 'dse -h')"),
+    (["search", "--trials", "0"], "Invalid value for '--trials': 0 is not in the range x>=1."),
+    (["train"], "Missing option '--config'. (see 'dse train -h')"),
+    (["profile", "show"], "Missing argument 'NAME'. (see 'dse profile show -h')"),
+    (["evaluate", "--checkpoint", "x.pt", "--runtime"], "Option '--runtime' requires an argument."),
+])
+def test_usage_errors_are_one_line(args, message):
+    result = CliRunner().invoke(cli, args, prog_name="dse")
+    one_line_error(result, message)
+
+
+def test_a_group_without_command_still_shows_its_help():
+    result = CliRunner().invoke(cli, ["profile"], prog_name="dse")
+    assert "Usage: dse profile" in result.output and "calibrate" in result.output

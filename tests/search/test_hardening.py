@@ -78,3 +78,10 @@ def test_nan_and_infinite_options_are_refused_before_any_trial(tmp_path, search_
     result = run(*search_args(tmp_path / "out"), *extra)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_unwritable_out_is_refused_before_any_trial(tmp_path, search_args):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run(*search_args(blocker / "out"))
+    one_line_error(result, f"--out {blocker / 'out'}: not a writable folder")
