@@ -52,6 +52,9 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
     check_writable_dir(out_dir, "--out")
     set_threads(threads)
     study = load_study(open_storage(storage), study_name)
+    if "dse_version" not in study.user_attrs or "objectives" not in study.user_attrs:
+        raise ConfigError(f"study {study_name!r} in {redact(storage)} is not a dse study (it has "
+                          "no dse settings); dse report reads studies written by dse search")
     written = write_outputs(study, out_dir)
     result = render_report(study, out_dir, shift, device=select_device(device),
                            probe_steps=probe_steps, log=None if as_json else _log)

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dse.errors import DataError, DseError
+from dse.errors import ConfigError, DataError, DseError
 
 #: budgets on the curve (evenly spaced from the first exit's MACs to the final exit's)
 DEFAULT_BUDGETS = 20
@@ -188,9 +188,13 @@ def _predicted_latency(model, config, inp: dict, profile: str | None,
                        runtime: str | None) -> tuple[list[float] | None, dict[str, Any]]:
     """(per-exit ms or None, what to report about it); see :func:`evaluate_model`."""
     searched = dict(config.provenance)
+    asked = profile is not None or runtime is not None  # --profile / --runtime given
     name = profile or searched.get("profile")
     if profile is None and runtime is None:
         runtime = searched.get("runtime")  # the search's runtime goes with the search's profile
+    if name is None and runtime is not None:
+        raise ConfigError(f"--runtime {runtime} needs --profile (the config names no search "
+                          "profile to take it from)")
     if name is None:
         return None, {"predicted_latency_note": "no --profile given and the config names none "
                                                 "(search.profile)"}
@@ -198,7 +202,7 @@ def _predicted_latency(model, config, inp: dict, profile: str | None,
     try:
         pred, prof, rt = predict_latency(model, shape, name, runtime)
     except DseError as exc:
-        if profile is not None:  # asked for explicitly: a user error
+        if asked:  # asked for explicitly: a user error
             raise
         return None, {"predicted_latency_note": f"the search's profile {name!r} could not be "
                                                 f"loaded ({exc})"}

@@ -32,8 +32,9 @@ from torch import nn
 
 from dse.cache import atomic_torch_save
 from dse.config import RunConfig, save_config, thresholds_for
-from dse.errors import ConfigError, TrialFailed
+from dse.errors import CheckpointError, ConfigError, TrialFailed
 from dse.models.assemble import InputSpec
+from dse.models.checkpoint import read_checkpoint
 from dse.train.schedules import TrainOptions, make_optimizer, make_scheduler, resolve
 from dse.train.techniques import (BalancedValLoss, HdkdTerms, gradient_equilibrium,
                                   hdkd_gamma_step, per_exit_ce)
@@ -147,11 +148,15 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
     hdkd = _Hdkd(loss_spec, model.num_exits, o, x_val, y_val, device) if o.hdkd else None
     settings = {"options": o.to_dict(), "dataset": dataset, "config": plain(config.to_dict())}
     if resume:
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        _check_same(state["settings"]["options"], settings["options"], "option", last)
-        _check_same({"dataset": state["settings"]["dataset"], **state["settings"]["config"]},
-                    {"dataset": dataset, **settings["config"]}, "config", last)
-        run.load_state_dict(state, hdkd)
+        state = read_checkpoint(str(last))
+        try:  # a foreign or damaged last.pt is a user error, not a crash
+            _check_same(state["settings"]["options"], settings["options"], "option", last)
+            _check_same({"dataset": state["settings"]["dataset"], **state["settings"]["config"]},
+                        {"dataset": dataset, **settings["config"]}, "config", last)
+            run.load_state_dict(state, hdkd)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise CheckpointError(f"--resume: {last} is not a dse train checkpoint of this run "
+                                  f"({type(exc).__name__}); delete it or use a new --out") from exc
         bsource = state.get("backbone_source", bsource)
         if log:
             log(f"resuming {out} after epoch {run.epoch} of {o.epochs}")

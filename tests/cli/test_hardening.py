@@ -179,3 +179,58 @@ def test_usage_errors_are_one_line(args, message):
 def test_a_group_without_command_still_shows_its_help():
     result = CliRunner().invoke(cli, ["profile"], prog_name="dse")
     assert "Usage: dse profile" in result.output and "calibrate" in result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A one-epoch joint run from scratch on digits (seconds; no cached backbone needed)."""
+    from dse.data import load_dataset
+    from dse.train.full import train_config
+    from dse.train.schedules import TrainOptions
+
+    root = tmp_path_factory.mktemp("trained")
+    config = RunConfig(backbone="digits-resnet", dataset="digits",
+                       exits=ExitDesign(1, "pareto", None, (2,), "pool", ()),
+                       training=TrainingSpec(loss=LossSpec("ce", {}), lr=0.03, batch_size=512),
+                       policy=ExitPolicy("maxprob", (0.8,)),
+                       provenance=(("profile", "jetson-nano"),))
+    save_config(config, str(root / "c.yaml"))
+    train_config(config, root / "run", TrainOptions(mode="joint", epochs=1, init="scratch"),
+                 splits=load_dataset("digits", seed=0), log=None, progress=False)
+    return root
+
+
+def test_evaluate_with_an_unknown_runtime_exits_2(trained):
+    model = trained / "run" / "model.pt"
+    one_line_error(run("evaluate", "--checkpoint", model, "--runtime", "nope", "--out",
+                       trained / "ev1"), "profile 'jetson-nano' has no runtime 'nope'")
+    assert not (trained / "ev1").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"garbage", "not a readable torch checkpoint (the weights-only reader refused it"),
+    (b"\x80\x02garbage", "not a readable torch checkpoint"),
+    (b"", "the file is empty or truncated"),
+    ("pickle", "the weights-only reader refused it: not tensors and plain data"),
+    ("foreign", "is not a dse train checkpoint of this run (KeyError)"),
+    ("list", "is not a dse train checkpoint of this run (TypeError)"),
+])
+def test_resume_from_a_corrupt_or_foreign_last_pt_is_one_line(trained, tmp_path, content, message):
+    import pickle
+
+    out = tmp_path / "run"
+    out.mkdir()
+    last = out / "last.pt"
+    if content == "pickle":
+        last.write_bytes(pickle.dumps({"x": ValueError("a class")}))
+    elif content == "foreign":
+        torch.save({"epoch": 3, "model": {}}, last)
+    elif content == "list":
+        torch.save([1, 2], last)
+    else:
+        last.write_bytes(content)
+    before = sorted(p.name for p in out.iterdir())
+    line = one_line_error(run("train", "--config", trained / "c.yaml", "--out", out, "--resume",
+                              "--from-scratch", "--mode", "joint"), message)
+    assert str(last) in line and "weights_only" not in line
+    assert sorted(p.name for p in out.iterdir()) == before

@@ -85,3 +85,16 @@ def test_unwritable_out_is_refused_before_any_trial(tmp_path, search_args):
     blocker.write_text("x")
     result = run(*search_args(blocker / "out"))
     one_line_error(result, f"--out {blocker / 'out'}: not a writable folder")
+
+
+def test_report_on_a_study_not_made_by_dse_is_one_line(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="plain", storage=url, directions=["maximize", "minimize"])
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=3)
+    study.set_user_attr("objectives", "not a list")
+    result = run("report", "--study", "plain", "--out", str(tmp_path))
+    one_line_error(result, "study 'plain' in sqlite:///")
+    assert "is not a dse study" in result.output
+    assert {p.name for p in tmp_path.iterdir()} <= {"study.db", "study.db-wal", "study.db-shm"}
