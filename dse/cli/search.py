@@ -71,7 +71,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     from dse.search.context import StudySettings, build_context
     from dse.search.objective import check_space
     from dse.search.space import load_space
-    from dse.search.storage import open_storage, redact, sqlite_url
+    from dse.search.storage import open_storage, process_index, redact, sqlite_url
     from dse.search.study import (attach_sampler, create_or_resume, default_study_name,
                                   parse_objectives, study_attrs)
 
@@ -94,7 +94,10 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     url = storage or sqlite_url(out_dir / "study.db")
     study, resumed = create_or_resume(open_storage(url, heartbeat_s=heartbeat), name,
                                       study_attrs(ctx, spec, trials), None)
-    attach_sampler(study, settings, 0)
+    # Seed ``--seed`` itself only in the process that created the study (a fresh run is
+    # reproducible); any process that joins an existing study, such as a second ``dse search``
+    # started beside this one, gets its own seed, so the two never suggest the same trials.
+    attach_sampler(study, settings, process_index() if resumed else 0)
     complete = _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resumed)
     _finish(study, out_dir, url, complete, shift, no_report, as_json, redact)
 
