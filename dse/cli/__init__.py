@@ -56,7 +56,7 @@ class _DseGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DseError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {' '.join(str(exc).split())}", err=True)  # always one line
             ctx.exit(2)
         except click.UsageError as exc:
             one = _one_line(exc)

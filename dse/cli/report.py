@@ -39,6 +39,7 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
     from dse.search.study import load_study
 
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     check_study_name(study_name)
@@ -51,8 +52,13 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
         storage = sqlite_url(db)
     check_writable_dir(out_dir, "--out")
     set_threads(threads)
-    study = load_study(open_storage(storage), study_name)
-    if "dse_version" not in study.user_attrs or "objectives" not in study.user_attrs:
+    try:
+        study = load_study(open_storage(storage), study_name)
+        attrs = study.user_attrs
+    except SQLAlchemyError as exc:  # a damaged database file
+        first = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"--storage {redact(storage)}: cannot read the study ({first})") from None
+    if "dse_version" not in attrs or "objectives" not in attrs:
         raise ConfigError(f"study {study_name!r} in {redact(storage)} is not a dse study (it has "
                           "no dse settings); dse report reads studies written by dse search")
     written = write_outputs(study, out_dir)

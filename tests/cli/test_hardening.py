@@ -234,3 +234,22 @@ def test_resume_from_a_corrupt_or_foreign_last_pt_is_one_line(trained, tmp_path,
                               "--from-scratch", "--mode", "joint"), message)
     assert str(last) in line and "weights_only" not in line
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("payload", [
+    {"format": RUN_FORMAT, "version": RUN_VERSION},
+    {"format": RUN_FORMAT, "version": RUN_VERSION, "input": [1], "state_dict": {}},
+    {"format": RUN_FORMAT, "version": RUN_VERSION, "input": {"num_classes": 10}, "state_dict": {}},
+])
+def test_a_damaged_trained_model_is_one_line(tmp_path, payload):
+    model = tmp_path / "model.pt"
+    torch.save(payload, model)
+    one_line_error(run("evaluate", "--checkpoint", model, "--out", tmp_path / "ev"),
+                   f"checkpoint {model}: a 'dse-multiexit' file without its input sizes")
+
+
+def test_a_message_with_newlines_is_still_one_line(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("name: [a,\n  b: c\n")
+    result = run("profile", "show", bad)
+    one_line_error(result, f"{bad}: invalid YAML")
