@@ -42,7 +42,20 @@ def cache_dir(sub: str | None = None) -> Path:
     except OSError as exc:
         raise ConfigError(f"cache folder {path} cannot be created ({exc.strerror}); "
                           f"set {ENV_VAR} to a writable folder") from exc
+    if path not in _WRITABLE:  # a read-only cache fails here, not after minutes of work
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".dse-write-test.", dir=path)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(f"cache folder {path} is not writable ({exc.strerror}); "
+                              f"set {ENV_VAR} to a writable folder") from None
+        _WRITABLE.add(path)
     return path
+
+
+#: Cache folders already shown to be writable in this process.
+_WRITABLE: set[Path] = set()
 
 
 def slug(text: str) -> str:

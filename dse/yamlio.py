@@ -6,6 +6,7 @@ sees frozen dataclasses. Every failure is a :class:`ConfigError` of one line, e.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Sequence
 
@@ -17,18 +18,85 @@ _MISSING = object()
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    """Parse a YAML file; a missing file or bad syntax is a ConfigError naming the file."""
+    """Parse a YAML file strictly; every failure is one ConfigError line naming the file.
+
+    Refused, beyond bad syntax: a missing or unreadable file, bytes that are not UTF-8 text, NUL
+    bytes, a key given twice in one mapping (the second would silently win), and NaN or infinite
+    numbers (no dse setting accepts them, and they would leak into JSON output as invalid
+    tokens).
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such file")
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    return parse_yaml(data, path)
+
+
+def parse_yaml(data: bytes | str, path: str) -> Any:
+    """The strict parse behind :func:`read_yaml`, on bytes or text; ``path`` names the source."""
+    if isinstance(data, bytes):
+        if b"\0" in data:
+            raise ConfigError(f"{path}: not a text file (NUL byte at offset {data.index(0)})")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                              f"{exc.start})") from None
+    else:
+        text = data
+    try:
+        value = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {_one_line(problem)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    _check_finite(value, path, "")
+    return value
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:  # before merging: a ``<<`` entry may be overridden
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key; the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {_one_line(repr(key))}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_finite(value: Any, path: str, where: str) -> None:
+    """Refuse NaN and infinities anywhere in a parsed document, naming the key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: {where or 'the document'} must be a finite number, "
+                          f"got {value}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, path, f"{where}[{i}]")
 
 
 def write_yaml(path: str | os.PathLike, data: Any, header: str = "") -> None:
@@ -55,7 +123,7 @@ class Section:
         self._used: set[str] = set()
 
     def _where(self, key: str | None = None) -> str:
-        dotted = ".".join(p for p in (self.path, key) if p)
+        dotted = ".".join(str(p) for p in (self.path, key) if p not in (None, ""))
         return f"{self.file}: {dotted}" if dotted else self.file
 
     def fail(self, key: str | None, message: str) -> ConfigError:
@@ -126,7 +194,8 @@ def check_number(value: Any, where: str, low: float | None = None, high: float |
     """Type and range check for one number; ``where`` is 'file: key'."""
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            integer and not isinstance(value, int)):
+            integer and not isinstance(value, int)) or (
+            isinstance(value, float) and not math.isfinite(value)):
         raise ConfigError(f"{where} must be {kind}, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
         raise ConfigError(f"{where} must be {'>' if low_open else '>='} {low}, got {value}")

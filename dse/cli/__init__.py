@@ -18,15 +18,51 @@ from dse.errors import DseError
 _NOT_COMMANDS = {"options", "output"}
 
 
+class _OneLineUsageError(click.UsageError):
+    """A click usage error shown as one line (click's own shows usage, a hint and the error)."""
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        where = self.ctx.command_path if self.ctx is not None else "dse"
+        message = " ".join(self.format_message().split())
+        click.echo(f"error: {message} (see '{where} -h')", err=True, file=file)
+
+
+#: click >= 8.2 shows a group's help through this usage error; that help stays as it is.
+_HELP_ERRORS = tuple(getattr(click.exceptions, n) for n in ("NoArgsIsHelpError",)
+                     if hasattr(click.exceptions, n))
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, _HELP_ERRORS):
+        return exc
+    one = _OneLineUsageError(exc.message, exc.ctx)
+    one.format_message = exc.format_message  # keep BadParameter's "Invalid value for ..." text
+    return one
+
+
 class _DseGroup(click.Group):
     """A click group that turns user errors into one clear line and exit code 2."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN201
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            one = _one_line(exc)
+            if one is exc:
+                raise
+            raise one from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except DseError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {' '.join(str(exc).split())}", err=True)  # always one line
             ctx.exit(2)
+        except click.UsageError as exc:
+            one = _one_line(exc)
+            if one is exc or isinstance(exc, _OneLineUsageError):
+                raise
+            raise one from None
 
 
 @click.group(cls=_DseGroup, context_settings={"help_option_names": ["-h", "--help"]})

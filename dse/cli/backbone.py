@@ -22,7 +22,7 @@ def command() -> None:
 @options.input_size
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Training epochs (default: 30).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate, cosine-decayed (default: 0.05 for sgd, 0.001 for adam).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)

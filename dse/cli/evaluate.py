@@ -12,6 +12,8 @@ from dse.data import load_dataset, split_tensors
 from dse.device import select_device, set_threads
 from dse.evaluation.model import (DEFAULT_BUDGETS, check_dataset_fits, evaluate_trained,
                                   predicted_latency)
+from dse.models.backbones import code_from_files
+from dse.paths import check_writable_dir
 from dse.train.model_file import collect_outputs, load_model
 
 
@@ -29,16 +31,20 @@ from dse.train.model_file import collect_outputs, load_model
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True)
 @click.option("--budgets", type=click.IntRange(min=2), default=20, show_default=True,
               help="Points on the budgeted-batch curve.")
+@options.allow_code
 @options.device
 @options.threads
 @options.json_flag
 def command(checkpoint, profile, runtime, dataset, out_dir, latency_samples, warmup, budgets,
-            device, threads, as_json):
+            allow_code, device, threads, as_json):
     """Per-exit and early-exit test accuracy, exit mix, MACs, predicted and measured latency."""
+    check_writable_dir(out_dir if out_dir is not None
+                       else Path(checkpoint).resolve().parent / "evaluation", "--out")
     set_threads(threads)
-    r = evaluate_model(checkpoint, dataset=dataset, profile=profile, runtime=runtime,
-                       device=select_device(device), latency_samples=latency_samples,
-                       warmup=warmup, n_budgets=budgets, out_dir=out_dir)
+    with code_from_files(checkpoint, allow_code):
+        r = evaluate_model(checkpoint, dataset=dataset, profile=profile, runtime=runtime,
+                           device=select_device(device), latency_samples=latency_samples,
+                           warmup=warmup, n_budgets=budgets, out_dir=out_dir)
     if as_json:
         echo_json(r)
         return

@@ -24,7 +24,7 @@ def _log(msg: str) -> None:
               help="Probe steps s per exit before the subset is chosen [default: one epoch].")
 @click.option("--full-steps", type=click.IntRange(min=1), default=None,
               help="Whole fine-tuning schedule S [default: the configuration's training steps].")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Fine-tuning learning rate [default: the configuration's].")
 @click.option("--selection", type=click.Choice(SELECTIONS), default=SELECTIONS[0],
               show_default=True,
@@ -32,11 +32,12 @@ def _log(msg: str) -> None:
                    "error of the best probed score; 'best' the highest score (the paper's rule).")
 @click.option("--score-on", type=click.Choice(list(SCORE_SPLITS)), default="train+val",
               show_default=True, help="Shifted splits the probed subsets are scored on.")
+@options.allow_code
 @options.device
 @options.threads
 @options.json_flag
-def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on, device, threads,
-            as_json):
+def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on, allow_code,
+            device, threads, as_json):
     """Choose which exits to re-train when the data drifts, and compare with re-training all.
 
     Selective fine-tuning of the exits' classifier ensemble (Hirose et al., IEEE Access 2020):
@@ -44,13 +45,16 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
     """
     from dse.config import load_config
     from dse.finetune.selective import finetune_config
+    from dse.models.backbones import check_code_allowed, code_from_files
     from dse.device import select_device, set_threads
 
     config = load_config(config_path)
+    check_code_allowed(config.backbone, None if allow_code else config_path)
     set_threads(threads)
-    result = finetune_config(config, shift, probe_steps=probe_steps, steps=full_steps, lr=lr,
-                             selection=selection, score_on=score_on,
-                             device=select_device(device), log=_log)
+    with code_from_files(config_path, allow_code):
+        result = finetune_config(config, shift, probe_steps=probe_steps, steps=full_steps, lr=lr,
+                                 selection=selection, score_on=score_on,
+                                 device=select_device(device), log=_log)
     if as_json:
         echo_json(result.to_dict())
         return

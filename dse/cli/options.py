@@ -9,11 +9,24 @@ Usage::
 """
 from __future__ import annotations
 
+import math
 import os
 
 import click
 
 from dse.device import DEVICE_CHOICES
+
+
+class FloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses NaN and infinities: NaN passes every ``<``/``>``
+    bound check, so ``--budget-ms nan`` would otherwise reach the search."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
 
 backbone = click.option(
     "--backbone", default="digits-resnet", show_default=True,
@@ -65,4 +78,9 @@ device = click.option(
 threads = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
     help=f"CPU threads for torch (default: all cores, {os.cpu_count()} here).",
+)
+allow_code = click.option(
+    "--allow-code", is_flag=True,
+    help="Let the file's backbone name Python code ('package.module:factory'), which dse then "
+         "imports and calls. Off: only --backbone on the command line can name code.",
 )

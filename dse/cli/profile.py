@@ -25,7 +25,10 @@ def list_(as_json: bool) -> None:
     """List the shipped profiles, their aliases and runtimes."""
     from dse.cost.profiles import list_profiles
 
-    rows = list_profiles()
+    skipped: list[str] = []
+    rows = list_profiles(skipped)
+    for message in skipped:
+        click.echo(f"warning: skipped {message}", err=True)
     if as_json:
         echo_json(rows)
         return
@@ -58,7 +61,7 @@ def show(name: str, as_json: bool) -> None:
               help="Where to write the YAML (default: hardware_profiles/NAME.yaml, or the first "
                    "DSE_PROFILES_DIR folder).")
 @options.threads
-@click.option("--power-w", type=click.FloatRange(min=0), default=15.0, show_default=True,
+@click.option("--power-w", type=options.FloatRange(min=0), default=15.0, show_default=True,
               help="Average power while running, for energy estimates (not measurable here).")
 @click.option("--quick", is_flag=True, help="A small benchmark grid (seconds; for smoke tests).")
 @click.option("--statistic", type=click.Choice(["median", "min"]), default="median",
@@ -71,12 +74,14 @@ def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
 
     from dse.cost.calibrate import CalibrationSettings, calibrate as run, write_profile
     from dse.cost.profiles import profile_dirs
+    from dse.paths import check_writable_file
 
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise ConfigError(f"--name must be a plain profile name (no spaces or slashes), got {name!r}")
     path = Path(out) if out else profile_dirs()[0] / f"{name}.yaml"
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; pass --force to overwrite it or --out elsewhere")
+    check_writable_file(path, "--out")  # before minutes of measuring, not after
     log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
     settings = CalibrationSettings(threads=threads, power_w=power_w, quick=quick, statistic=statistic)
     profile = run(name, settings, log=log)

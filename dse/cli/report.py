@@ -32,14 +32,17 @@ def _log(msg: str) -> None:
 def command(study_name, storage, out, shift, probe_steps, device, threads, as_json):
     """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
     from dse.errors import ConfigError
+    from dse.paths import check_study_name, check_writable_dir
     from dse.device import select_device, set_threads
     from dse.search.export import write_outputs
     from dse.search.storage import open_storage, redact, sqlite_url
     from dse.search.study import load_study
 
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    check_study_name(study_name)
     out_dir = Path(out) if out else Path("reports") / study_name
     if storage is None:
         db = out_dir / "study.db"
@@ -47,8 +50,17 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
             raise ConfigError(f"{db}: no such file; run 'dse search --study {study_name}' first, "
                               "or pass --storage URL (or --out FOLDER holding study.db)")
         storage = sqlite_url(db)
+    check_writable_dir(out_dir, "--out")
     set_threads(threads)
-    study = load_study(open_storage(storage), study_name)
+    try:
+        study = load_study(open_storage(storage), study_name)
+        attrs = study.user_attrs
+    except SQLAlchemyError as exc:  # a damaged database file
+        first = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"--storage {redact(storage)}: cannot read the study ({first})") from None
+    if "dse_version" not in attrs or "objectives" not in attrs:
+        raise ConfigError(f"study {study_name!r} in {redact(storage)} is not a dse study (it has "
+                          "no dse settings); dse report reads studies written by dse search")
     written = write_outputs(study, out_dir)
     result = render_study_report(study, out_dir, shift, device=select_device(device),
                                  probe_steps=probe_steps, log=None if as_json else _log)

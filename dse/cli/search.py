@@ -32,7 +32,7 @@ DEFAULT_TRIALS = 100
               show_default=True, help="Optuna sampler.")
 @click.option("--objectives", default="accuracy,latency", show_default=True,
               help="Objectives: accuracy and latency always; may add macs, energy.")
-@click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--budget-ms", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Constraint: expected latency (ms) on the profile at most this.")
 @click.option("--max-drop", default="5", show_default=True, callback=lambda c, p, v: _max_drop(v),
               help="Constraint: val accuracy at most this many points below the backbone alone "
@@ -66,15 +66,20 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     from pathlib import Path
 
+    from dse.paths import check_study_name, check_writable_dir
     from dse.device import set_threads
     from dse.search.context import StudySettings, build_context
     from dse.search.objective import check_space
     from dse.search.space import load_space
-    from dse.search.storage import open_storage, redact, sqlite_url
+    from dse.search.storage import open_storage, process_index, redact, sqlite_url
     from dse.search.study import (attach_sampler, create_or_resume, default_study_name,
                                   parse_objectives, study_attrs)
 
     _quiet_optuna()
+    if study_name is not None:
+        check_study_name(study_name)
+    if out is not None:
+        check_writable_dir(out, "--out")
     set_threads(threads or 1)
     spec = load_space(space)
     check_space(spec)
@@ -85,11 +90,14 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
         sampler=sampler, backbone_epochs=backbone_epochs, max_samples=max_samples)
     ctx = build_context(settings, max_exits=spec.max_exits, device=device, progress=None)
     name = study_name or default_study_name(dataset, backbone, ctx.profile.name)
-    out_dir = Path(out or Path("reports") / name)
+    out_dir = check_writable_dir(Path(out or Path("reports") / name), "--out")
     url = storage or sqlite_url(out_dir / "study.db")
     study, resumed = create_or_resume(open_storage(url, heartbeat_s=heartbeat), name,
                                       study_attrs(ctx, spec, trials), None)
-    attach_sampler(study, settings, 0)
+    # Seed ``--seed`` itself only in the process that created the study (a fresh run is
+    # reproducible); any process that joins an existing study, such as a second ``dse search``
+    # started beside this one, gets its own seed, so the two never suggest the same trials.
+    attach_sampler(study, settings, process_index() if resumed else 0)
     complete = _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resumed)
     _finish(study, out_dir, url, complete, shift, no_report, as_json, redact)
 
@@ -101,7 +109,7 @@ def _max_drop(value: str) -> float | None:
         drop = float(value)
     except ValueError:
         drop = -1.0
-    if not drop >= 0:
+    if not 0 <= drop < float("inf"):
         raise click.BadParameter(f"must be a number of accuracy points >= 0 or 'none', got {value!r}")
     return drop
 

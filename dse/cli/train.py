@@ -35,14 +35,14 @@ def default_out_dir(config_path: str) -> Path:
 @click.option("--mode", type=click.Choice(["frozen", "joint"]), default="frozen", show_default=True,
               help="frozen: train the exits on the fixed backbone; joint: train everything.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last epoch.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate (default: 0.05 joint with sgd, else the config's).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Batch size (default: the config's).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
               help="Default: sgd (momentum) for joint, the config's for frozen.")
-@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=None,
+@click.option("--momentum", type=options.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
+@click.option("--weight-decay", type=options.FloatRange(min=0), default=None,
               help="Default: 5e-4 joint, 0 frozen.")
 @click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]), default="cosine",
               show_default=True, help="cosine to 0, or /10 at 50% and 75% of the steps.")
@@ -50,36 +50,41 @@ def default_out_dir(config_path: str) -> Path:
               help="Gradient equilibrium (Li et al. 2019); default on for joint.")
 @click.option("--hdkd", is_flag=True,
               help="Learn the CE / distillation loss weights on val (harmonized dense KD).")
-@click.option("--hdkd-lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+@click.option("--hdkd-lr", type=options.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
               help="Step size of HDKD's loss-weight update.")
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Random shifts (and flips for natural images).")
 @click.option("--from-scratch", is_flag=True, help="Joint mode: start from random backbone weights.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
+@options.allow_code
 @options.device
 @options.threads
 @options.json_flag
 def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr, batch_size,
             optimizer, momentum, weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch,
-            seed, device, threads, as_json):
+            seed, allow_code, device, threads, as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
     """
     from dse.config import load_config
+    from dse.models.backbones import check_code_allowed, code_from_files
+    from dse.paths import check_writable_dir
     from dse.device import select_device, set_threads
     from dse.train.full import train_config
     from dse.train.options import TrainOptions
 
     set_threads(threads)
     config = load_config(config_path)
+    check_code_allowed(config.backbone, None if allow_code else config_path)
     opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
                         momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
                         hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
                         init="scratch" if from_scratch else "pretrained", seed=seed)
-    out = Path(out_dir) if out_dir else default_out_dir(config_path)
-    result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint, resume=resume,
-                          device=select_device(device), progress=None)
+    out = check_writable_dir(Path(out_dir) if out_dir else default_out_dir(config_path), "--out")
+    with code_from_files(config_path, allow_code):
+        result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint,
+                              resume=resume, device=select_device(device), progress=None)
     m = result.metrics
     if as_json:
         echo_json({"out": str(result.out_dir), "model": str(result.model_path),

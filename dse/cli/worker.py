@@ -6,8 +6,6 @@ deterministically, a given checkpoint must exist here under the same path.
 """
 from __future__ import annotations
 
-import os
-
 import click
 
 from dse.cli import options
@@ -35,7 +33,7 @@ def command(study_name, storage, trials, heartbeat, worker_index, quiet, device,
     from dse.search.context import build_context
     from dse.search.objective import check_space
     from dse.search.space import parse_space
-    from dse.search.storage import open_storage, redact
+    from dse.search.storage import open_storage, process_index, redact
     from dse.search.study import (ENCODING, REFINE, attach_sampler, load_study,
                                   settings_from_attrs)
     from dse.search.runner import TrialRunner
@@ -51,7 +49,7 @@ def command(study_name, storage, trials, heartbeat, worker_index, quiet, device,
     target = trials or int(attrs.get("target_trials", 1))
     log = None if quiet else (lambda m: click.echo(m, err=True))
     ctx = build_context(settings, max_exits=space.max_exits, progress=False, device=device, log=log)
-    attach_sampler(study, settings, worker_index if worker_index is not None else os.getpid())
+    attach_sampler(study, settings, worker_index if worker_index is not None else process_index())
 
     def on_trial(t) -> None:
         if quiet:

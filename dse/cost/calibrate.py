@@ -237,8 +237,13 @@ def write_profile(profile: Profile, path: str | os.PathLike, header: str = "") -
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(profile_to_dict(profile), sort_keys=False, width=100)
-    out.write_text("".join(f"# {line}\n" for line in header.splitlines()) + text)
-    read_profile(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_text("".join(f"# {line}\n" for line in header.splitlines()) + text)
+    try:
+        read_profile(tmp)
+        os.replace(tmp, out)  # a reader never sees a half-written profile
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 

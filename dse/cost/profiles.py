@@ -25,6 +25,7 @@ from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS
 from dse.errors import ConfigError, UnknownNameError
 from dse.registry import Registry
 from dse.resources import shipped_profiles
+from dse.yamlio import read_yaml
 
 #: Bytes per element of each dtype a runtime may compute in.
 DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0}
@@ -146,6 +147,8 @@ class _Checker:
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(name, f"must be a number, got {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            self.fail(name, f"must be a finite number, got {value!r}")
         if value < low or (low_open and value == low) or (high is not None and value > high):
             rng = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high else "")
             self.fail(name, f"must be {rng}, got {value!r}")
@@ -204,7 +207,7 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
                                 or threads < 1):
         c.fail(f"{where}.threads", f"must be an integer >= 1, got {threads!r}")
     mode = raw.get("power_mode")
-    if mode is not None and mode not in device.power_modes:
+    if mode is not None and (not isinstance(mode, str) or mode not in device.power_modes):
         c.fail(f"{where}.power_mode", f"must be one of {', '.join(device.power_modes)}, got {mode!r}")
     return Runtime(
         name=name, description=str(raw.get("description", "")), dtype=dtype,
@@ -269,13 +272,7 @@ def read_profile(path: str | os.PathLike) -> Profile:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: profile file does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_profile(raw, str(p))
+    return parse_profile(read_yaml(p), str(p))
 
 
 # --- registry of shipped profiles ----------------------------------------------------------
@@ -294,10 +291,11 @@ def profile_registry() -> Registry[Path]:
             if path.stem in reg:
                 continue
             try:
-                aliases = yaml.safe_load(path.read_text()).get("aliases", []) or []
-            except (yaml.YAMLError, AttributeError):
-                aliases = []  # reported when the profile itself is loaded
-            aliases = [a for a in aliases if isinstance(a, str) and a not in reg]
+                aliases = read_yaml(path).get("aliases", []) or []
+            except (ConfigError, AttributeError):
+                aliases = []  # reported when the profile itself is loaded (or listed)
+            aliases = [a for a in aliases if isinstance(a, str) and a not in reg] \
+                if isinstance(aliases, list) else []
             reg.add(path.stem, path, *aliases)
     return reg
 
@@ -323,15 +321,24 @@ def load_profile(name_or_path: str) -> Profile:
     return profile
 
 
-def list_profiles() -> list[dict[str, Any]]:
-    """One summary per registered profile: name, aliases, description, runtimes, default."""
+def list_profiles(skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """One summary per registered profile: name, aliases, description, runtimes, default.
+
+    A file that does not load (not UTF-8, bad YAML, a broken value) is left out rather than
+    failing the whole list; its one-line error is appended to ``skipped`` when given.
+    """
     reg = profile_registry()
     aliases: dict[str, list[str]] = {}
     for alias, target in reg.aliases().items():
         aliases.setdefault(target, []).append(alias)
     rows = []
     for name in reg.names():
-        profile = read_profile(reg.get(name))
+        try:
+            profile = read_profile(reg.get(name))
+        except ConfigError as exc:
+            if skipped is not None:
+                skipped.append(str(exc))
+            continue
         rows.append({"name": name, "aliases": sorted(aliases.get(name, [])),
                      "description": profile.description, "device": profile.device.kind,
                      "runtimes": list(profile.runtimes), "default_runtime": profile.default_runtime,

@@ -120,6 +120,9 @@ def _policy(po: Section, n_early: int) -> ExitPolicy:
     if not isinstance(thresholds, list) or not thresholds or not all(
             isinstance(t, (int, float)) and not isinstance(t, bool) for t in thresholds):
         raise po.fail("thresholds", f"must be a number or a list of numbers, got {thresholds!r}")
+    if not all(0 <= t <= 1 for t in thresholds):  # every criterion's score lies in [0, 1]
+        raise po.fail("thresholds", f"must lie in [0, 1] (the range of every exit criterion's "
+                                    f"score), got {thresholds!r}")
     if len(thresholds) not in (1, n_early):
         raise po.fail("thresholds", f"needs 1 or {n_early} values (one per early exit), "
                                     f"got {len(thresholds)}")

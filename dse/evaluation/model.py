@@ -32,7 +32,7 @@ from dse.config import thresholds_for
 from dse.cost.latency import predict
 from dse.cost.op_trace import trace_multiexit
 from dse.cost.profiles import load_profile
-from dse.errors import DataError, DseError
+from dse.errors import ConfigError, DataError, DseError
 from dse.evaluation.budget import budget_curve
 from dse.evaluation.metrics import evaluate, exit_assignment
 from dse.evaluation.outputs import ExitOutputs
@@ -180,9 +180,13 @@ def predicted_latency(model, config, inp: dict, profile: str | None,
     latency is None with a note.
     """
     searched = dict(config.provenance)
+    asked = profile is not None or runtime is not None  # --profile / --runtime given
     name = profile or searched.get("profile")
     if profile is None and runtime is None:
         runtime = searched.get("runtime")  # the search's runtime goes with the search's profile
+    if name is None and runtime is not None:
+        raise ConfigError(f"--runtime {runtime} needs --profile (the config names no search "
+                          "profile to take it from)")
     if name is None:
         return None, {"predicted_latency_note": "no --profile given and the config names none "
                                                 "(search.profile)"}
@@ -190,7 +194,7 @@ def predicted_latency(model, config, inp: dict, profile: str | None,
     try:
         pred, prof, rt = predict_latency(model, shape, name, runtime)
     except DseError as exc:
-        if profile is not None:  # asked for explicitly: a user error
+        if asked:  # asked for explicitly: a user error
             raise
         return None, {"predicted_latency_note": f"the search's profile {name!r} could not be "
                                                 f"loaded ({exc})"}

@@ -19,11 +19,17 @@ module with ``blocks`` and ``head`` attributes, or a plain ``nn.Sequential`` (ea
 The families live in ``_resnets``, ``_vggs`` and ``_mobilenet`` and register themselves in the
 leaf :mod:`dse.models._registry`; importing this module imports them, so :data:`BACKBONES` is
 complete wherever :func:`build_backbone` is reachable.
+
+Building one imports and calls code, so a name read from a file (a run configuration, a saved
+model) is refused inside :func:`code_from_files` unless the user allowed it (``--allow-code``).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import inspect
+from typing import Iterator
 
 from torch import nn
 
@@ -38,10 +44,38 @@ __all__ = ["BACKBONES", "Backbone", "ClassifierHead", "build_backbone", "conv_bn
            "default_input_size", "is_user_backbone", "register_backbone"]
 
 
+#: The file the backbone names being built come from, while code from files is not allowed.
+_CODE_SOURCE: contextvars.ContextVar[str | None] = contextvars.ContextVar("code_source",
+                                                                          default=None)
+
+
+@contextlib.contextmanager
+def code_from_files(source: str, allow: bool) -> Iterator[None]:
+    """Within the block, a user backbone (``module:factory``) is built only if ``allow``.
+
+    ``source`` names the file the names come from, for the error line. The command line
+    (``--backbone``) is the user speaking, so commands that take names from it do not use this.
+    """
+    token = _CODE_SOURCE.set(None if allow else source)
+    try:
+        yield
+    finally:
+        _CODE_SOURCE.reset(token)
+
+
+def check_code_allowed(name: str, source: str | None = None) -> None:
+    """Refuse a user backbone named by a file unless code from files is allowed."""
+    source = source or _CODE_SOURCE.get()
+    if source is not None and is_user_backbone(name):
+        raise ConfigError(f"{source}: backbone {name!r} names Python code (module:factory), "
+                          "which a file may not run; pass --allow-code if you trust it")
+
+
 def build_backbone(name: str, *, num_classes: int, in_channels: int = 3,
                    checkpoint: str | None = None) -> Backbone:
     """Build a registered or user backbone, optionally loading weights from ``checkpoint``."""
     if is_user_backbone(name):
+        check_code_allowed(name)
         model = _build_user_backbone(name, num_classes, in_channels)
     else:
         model = BACKBONES.get(name)(num_classes=num_classes, in_channels=in_channels)
@@ -56,10 +90,10 @@ def _build_user_backbone(spec: str, num_classes: int, in_channels: int) -> Backb
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"--backbone {spec}: cannot import module {module_name!r} ({exc})") from exc
+        raise ConfigError(f"backbone {spec}: cannot import module {module_name!r} ({exc})") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ConfigError(f"--backbone {spec}: {module_name!r} has no callable {attr!r}")
+        raise ConfigError(f"backbone {spec}: {module_name!r} has no callable {attr!r}")
     params = inspect.signature(factory).parameters
     kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
               if k in params}
@@ -73,6 +107,6 @@ def _build_user_backbone(spec: str, num_classes: int, in_channels: int) -> Backb
         children = list(model.named_children())
         return Backbone([m for _, m in children], nn.Identity(), [n for n, _ in children], name=spec)
     raise ConfigError(
-        f"--backbone {spec}: the factory returned {type(model).__name__}; expected a module with "
+        f"backbone {spec}: the factory returned {type(model).__name__}; expected a module with "
         "'blocks' and 'head' attributes or an nn.Sequential"
     )

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
 
 import torch
 from torch import nn
@@ -12,14 +14,36 @@ _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "backbone")
 
 
 def read_checkpoint(path: str) -> dict:
-    """``torch.load`` a file safely (weights only); corrupt or missing -> CheckpointError."""
+    """``torch.load`` a file safely (weights only); corrupt or missing -> CheckpointError.
+
+    The error line says what is wrong with the file, not torch's advice to load it with
+    ``weights_only=False`` (which would run whatever code the file holds).
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. pickle protocol notes on a foreign file
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types on garbage input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path}: not a readable torch checkpoint ({first})") from exc
+        raise CheckpointError(f"checkpoint {path}: not a readable torch checkpoint "
+                              f"({_reason(exc)})") from exc
+
+
+def _reason(exc: Exception) -> str:
+    """A short reason for a failed ``torch.load``."""
+    text = str(exc).strip()
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines() \
+            if "WeightsUnpickler error:" in text else []
+        return ("the weights-only reader refused it: not tensors and plain data"
+                + (f"; {' '.join(detail[0].split())[:100]}" if detail else ""))
+    if isinstance(exc, EOFError):
+        return "the file is empty or truncated"
+    if isinstance(exc, (KeyError, IndexError, ValueError)) or not text:
+        return f"not a torch file ({type(exc).__name__})"
+    first = " ".join(text.splitlines()[0].split())
+    return first.split(". ")[0][:160]
 
 
 def extract_state_dict(obj: object, path: str) -> dict[str, torch.Tensor]:

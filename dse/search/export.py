@@ -16,6 +16,7 @@ import pandas as pd
 from dse.design import config_from_section, save_config
 from dse.search.schema import (TRIAL, front_trials, is_feasible, objectives, same_values,
                                trial_attrs)
+from dse.written import replace_written
 from dse.yamlio import Section
 
 CONFIG_PATTERN = "trial_{number}.yaml"
@@ -127,9 +128,7 @@ def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
                   f"expected latency {a['expected_latency_ms']:.4g} ms (val)\n"
                   f"train it: dse train --config {configs / name}")
         save_config(config, str(configs / name), header=header)
-    for stale in configs.glob(CONFIG_PATTERN.format(number="*")):
-        if stale.name not in wanted:
-            stale.unlink()
+    replace_written(configs, wanted)  # removes only configs an earlier run wrote
     return {"trials_csv": str(out / "trials.csv"), "pareto_csv": str(out / "pareto.csv"),
             "configs": sorted(str(configs / n) for n in wanted), "front": front}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ GRACE_BEATS = 3
 #: how often a stale trial is re-enqueued before it is left failed
 MAX_RETRY = 3
 SQLITE_TIMEOUT_S = 120
+#: how often opening a new database is retried while another process creates its tables
+SCHEMA_RETRIES = 20
 
 
 def sqlite_url(path: str | os.PathLike) -> str:
@@ -62,18 +65,42 @@ def open_storage(url: str, *, heartbeat_s: int = DEFAULT_HEARTBEAT_S,
     callback = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params \
         else "failed_trial_callback"
     kwargs[callback] = retry_stale_trial
-    try:
-        import warnings
+    for attempt in range(SCHEMA_RETRIES + 1):
+        try:
+            import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeat arguments are marked experimental
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - drivers raise many types for a bad URL or server
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--storage {redact(url)}: cannot open the storage ({first})") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeat arguments are marked experimental
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            break
+        except Exception as exc:  # noqa: BLE001 - drivers raise many types for a bad URL or server
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if attempt < SCHEMA_RETRIES and _lost_schema_race(first):
+                time.sleep(0.05 * (attempt + 1))  # another process is creating the tables
+                continue
+            raise ConfigError(f"--storage {redact(url)}: cannot open the storage ({first})") from None
     if is_sqlite:
         _enable_wal(storage)
     return storage
+
+
+def _lost_schema_race(message: str) -> bool:
+    """Two processes that open a new database together both create Optuna's tables; the
+    slower one fails with one of these, and succeeds when it tries again."""
+    return any(text in message for text in _SCHEMA_RACE)
+
+
+_SCHEMA_RACE = ("UNIQUE constraint failed", "already exists", "duplicate key value")
+
+
+def process_index() -> int:
+    """A number that tells this process apart from every other worker on the study, on any
+    machine (host name, process id and start time), for its sampler seed."""
+    import socket
+
+    from dse.cache import digest
+
+    return 1 + int(digest(socket.gethostname(), os.getpid(), time.time_ns()), 16) % (2 ** 31 - 1)
 
 
 def _with_driver(url: str) -> str:

@@ -109,12 +109,19 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
     try:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    directions=directions, load_if_exists=True)
-        if not study.user_attrs:
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                        directions=directions)
+        except optuna.exceptions.DuplicatedStudyError:  # a concurrent process created it
+            study = _wait_for_attrs(optuna.load_study(study_name=name, storage=storage,
+                                                      sampler=sampler), list(attrs))
+        else:
             for key, value in attrs.items():
                 STUDY[key].set(study, value)
             return study, False
+    else:
+        if not study.get_trials(deepcopy=False):  # maybe just created by a concurrent process
+            study = _wait_for_attrs(study, list(attrs), timeout_s=10.0)
     check_compatible(name, study.user_attrs, attrs)
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"study {name!r} exists with other objectives; use --study NAME for a "
@@ -123,6 +130,16 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
         if study.user_attrs.get(key) != attrs[key]:
             STUDY[key].set(study, attrs[key])
     return study, True
+
+
+def _wait_for_attrs(study: Any, keys: list[str], timeout_s: float = 60.0) -> Any:
+    """The study once its creator (another process) has stored all its settings."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not all(k in study.user_attrs for k in keys) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return study
 
 
 def check_compatible(name: str, old: dict[str, Any], new: dict[str, Any]) -> None:

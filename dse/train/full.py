@@ -34,10 +34,11 @@ from torch import nn
 from dse.cache import atomic_torch_save
 from dse.config import RunConfig, save_config, thresholds_for
 from dse.data import load_dataset, split_tensors
-from dse.errors import ConfigError
+from dse.errors import CheckpointError, ConfigError
 from dse.evaluation import evaluate
 from dse.cost.assemble import Assembled, InputSpec
 from dse.models.backbones import build_backbone
+from dse.models.checkpoint import read_checkpoint
 from dse.train.backbone import ensure_backbone, random_shift, shift_augment
 from dse.train.losses import apply_loss
 from dse.train.engine import (EpochLog, Log, batch_to, current_lr, epoch_batches, log_stderr,
@@ -165,12 +166,16 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
 
 def _restore(job: _Job, last: Path, bsource: dict, log: Log | None) -> dict:
     """Continue from ``last`` (settings must match); the backbone source it recorded."""
-    state = torch.load(last, map_location="cpu", weights_only=True)
-    saved, now = state["settings"], job.settings
-    _check_same(saved["options"], now["options"], "option", last)
-    _check_same({"dataset": saved["dataset"], **saved["config"]},
-                {"dataset": now["dataset"], **now["config"]}, "config", last)
-    job.run.load_state_dict(state, job.hdkd)
+    state = read_checkpoint(str(last))
+    try:  # a foreign or damaged last.pt is a user error, not a crash
+        saved, now = state["settings"], job.settings
+        _check_same(saved["options"], now["options"], "option", last)
+        _check_same({"dataset": saved["dataset"], **saved["config"]},
+                    {"dataset": now["dataset"], **now["config"]}, "config", last)
+        job.run.load_state_dict(state, job.hdkd)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        raise CheckpointError(f"--resume: {last} is not a dse train checkpoint of this run "
+                              f"({type(exc).__name__}); delete it or use a new --out") from exc
     if log:
         log(f"resuming {last.parent} after epoch {job.run.epoch} of {job.o.epochs}")
     return state.get("backbone_source", bsource)

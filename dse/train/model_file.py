@@ -116,8 +116,13 @@ def load_model(path: str | Path) -> LoadedModel:
     if raw.get("version") != RUN_VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {raw.get('version')!r}, "
                               f"expected {RUN_VERSION}")
-    config = config_from_section(Section(raw["config"], f"{path}: config"))
-    inp = raw["input"]
+    inp = raw.get("input")
+    if not isinstance(inp, dict) or not isinstance(raw.get("state_dict"), dict) or not all(
+            type(inp.get(k)) is int and inp[k] > 0
+            for k in ("num_classes", "in_channels", "input_size")):
+        raise CheckpointError(f"checkpoint {path}: a {RUN_FORMAT!r} file without its input sizes "
+                              "or weights; is it damaged?")
+    config = config_from_section(Section(raw.get("config"), f"{path}: config"))
     backbone = build_backbone(config.backbone, num_classes=inp["num_classes"],
                               in_channels=inp["in_channels"])
     shape = (inp["in_channels"], inp["input_size"], inp["input_size"])
@@ -126,7 +131,7 @@ def load_model(path: str | Path) -> LoadedModel:
                             **config.exits.branch_kwargs)
     try:
         model.load_state_dict(raw["state_dict"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:  # shapes, or not tensors
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {path}: weights do not fit the model ({first})") from exc
     model.eval()

@@ -122,9 +122,51 @@ def test_unreadable_files(tmp_path):
         load_profile(str(tmp_path / "missing.yaml"))
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match="broken.yaml: invalid YAML"):
         read_profile(broken)
     listed = tmp_path / "list.yaml"
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="list.yaml: the file must be a mapping"):
         read_profile(listed)
+
+
+def test_nan_and_infinity_are_refused_by_name():
+    msg = _bad(lambda r: r["runtimes"]["tensorrt-fp16"].update(power_w=float("nan")))
+    assert "runtimes.tensorrt-fp16.power_w must be a finite number, got nan" in msg
+    msg = _bad(lambda r: r["device"].update(memory_bandwidth_gbs=float("inf")))
+    assert "device.memory_bandwidth_gbs must be a finite number, got inf" in msg
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 at offset 9)"),
+    (b"name: a\x00b\n", "not a text file (NUL byte at offset 7)"),
+    (b"name: a\nname: b\n", "duplicate key 'name'"),
+    (b"name: a\npower_w: .nan\n", "power_w must be a finite number, got nan"),
+])
+def test_a_broken_file_is_one_line_and_does_not_break_the_list(tmp_path, monkeypatch, content,
+                                                              message):
+    (tmp_path / "stray.yaml").write_bytes(content)
+    monkeypatch.setenv("DSE_PROFILES_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_profile("stray")
+    assert str(info.value).startswith(f"{tmp_path / 'stray.yaml'}: ")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    skipped: list[str] = []
+    names = [row["name"] for row in list_profiles(skipped)]
+    assert "jetson-nano" in names and "stray" not in names
+    assert len(skipped) == 1 and skipped[0].startswith(str(tmp_path / "stray.yaml")) \
+        and message in skipped[0]
+    assert load_profile("jetson").name == "jetson-nano"  # every other profile still works
+
+
+def test_profile_list_names_the_skipped_file(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dse.cli import cli
+
+    (tmp_path / "stray.yaml").write_bytes(b"\xff\xfe")
+    monkeypatch.setenv("DSE_PROFILES_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["profile", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: skipped {tmp_path / 'stray.yaml'}: not UTF-8 text" in result.stderr
+    assert "jetson-nano" in result.stdout

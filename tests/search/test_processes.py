@@ -42,71 +42,93 @@ def search(checkpoint: str, out: Path, trials: int, *extra: str, space: str = "s
             "1", "--max-drop", "none", *extra]
 
 
-def start(args: list[str], log_path: Path) -> subprocess.Popen:
+def start(args: list[str], log_path: Path, env: dict[str, str] | None = None,
+          command: list[str] = DSE) -> subprocess.Popen:
     log = open(log_path, "w")
-    proc = subprocess.Popen(DSE + args, stdout=log, stderr=log, start_new_session=True)
+    proc = subprocess.Popen(command + args, stdout=log, stderr=log, start_new_session=True,
+                            env={**os.environ, **(env or {})})
     log.close()
     return proc
 
 
 #: what a trial of slow.yaml suggests before its branches train
 SLOW_PARAMS = {"exits", "placement", "threshold_maxprob", "lr"}
+#: `dse` with a hook that holds a trial once the study has enough COMPLETE ones (data/hold_trial.py)
+HOLDING_DSE = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(DATA)!r}); "
+               "import hold_trial; from dse.cli import main; main()"]
 
 
-def training(url: str) -> bool:
-    """A RUNNING trial has recorded every parameter of slow.yaml, so it is training."""
-    return any(t.state.name == "RUNNING" and set(t.params) == SLOW_PARAMS
-               for t in load(url).trials)
+def start_holding(args: list[str], log_path: Path, after: int, held: Path) -> subprocess.Popen:
+    """A search that holds one trial, RUNNING with all its parameters, once ``after`` trials
+    are COMPLETE (then waits for a signal)."""
+    held.unlink(missing_ok=True)
+    return start(args, log_path, {"DSE_TEST_HOLD_AFTER": str(after), "DSE_TEST_HELD": str(held)},
+                 HOLDING_DSE)
 
 
-def wait_for(url: str, proc: subprocess.Popen, log_path: Path, complete: int,
-             mid_training: bool = False) -> None:
-    """Until ``complete`` trials are COMPLETE and one more is RUNNING (with ``mid_training``:
-    past its suggestions, so a kill cannot leave it with only some parameters recorded)."""
+def wait_until_held(url: str, proc: subprocess.Popen, log_path: Path, held: Path,
+                    complete: int) -> int:
+    """Until the holding process reports its held trial; returns that trial's number."""
     deadline = time.time() + 240
-    while True:
-        s = states(url)
-        if (s["COMPLETE"] >= complete and s["RUNNING"] >= 1
-                and (not mid_training or training(url))):
-            return
+    while not held.exists():
         assert proc.poll() is None, log_path.read_text()
         assert time.time() < deadline, "the run never got going"
-        time.sleep(0.02)
+        time.sleep(0.05)
+    number = int(held.read_text())
+    trial = load(url).trials[number]
+    s = states(url)
+    assert trial.state.name == "RUNNING" and set(trial.params) == SLOW_PARAMS
+    assert s["COMPLETE"] >= complete and s["RUNNING"] == 1, s
+    return number
 
 
 def test_resume_after_ctrl_c_and_sigkill_reaches_exactly_n(tmp_path, checkpoint):
     out = tmp_path / "killed"
     url = f"sqlite:///{(out / 'study.db').resolve()}"
     args = search(checkpoint, out, 6)
+    held = tmp_path / "held"
 
-    first = start(args, tmp_path / "first.log")  # Ctrl-C: the group gets SIGINT
-    wait_for(url, first, tmp_path / "first.log", 1)
+    first = start_holding(args, tmp_path / "first.log", 1, held)  # Ctrl-C: the group gets SIGINT
+    interrupted = wait_until_held(url, first, tmp_path / "first.log", held, 1)
     os.killpg(first.pid, signal.SIGINT)
     assert first.wait(timeout=60) == 130
     log = (tmp_path / "first.log").read_text()
     assert "interrupted:" in log and "run the same command again" in log
     assert (out / "trials.csv").is_file()
-    interrupted = [t for t in load(url).trials if t.state.name == "FAIL"]
-    assert all(t.user_attrs.get("fail_reason") == "interrupted (Ctrl-C)" for t in interrupted)
+    trial = load(url).trials[interrupted]
+    assert trial.state.name == "FAIL" and trial.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
 
-    second = start(args, tmp_path / "second.log")  # SIGKILL: nothing is cleaned up
-    wait_for(url, second, tmp_path / "second.log", 3, mid_training=True)
+    second = start_holding(args, tmp_path / "second.log", 3, held)  # SIGKILL: no cleanup
+    killed = wait_until_held(url, second, tmp_path / "second.log", held, 3)
     os.killpg(second.pid, signal.SIGKILL)
     second.wait()
-    killed = [t.number for t in load(url).trials if t.state.name == "RUNNING"]
-    assert killed, "the kill should leave a RUNNING trial behind"
+    assert load(url).trials[killed].state.name == "RUNNING"  # the kill left it behind
 
     result = CliRunner().invoke(cli, args)  # the same command again
     assert result.exit_code == 0, result.output
     study = load(url)
     s = collections.Counter(t.state.name for t in study.trials)
     assert s["COMPLETE"] == 6 and s["RUNNING"] == 0
-    for number in killed:
-        assert study.trials[number].state.name == "FAIL"
-        retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
-        assert [t.state.name for t in retries] == ["COMPLETE"]
-        assert retries[0].params == study.trials[number].params
+    assert study.trials[killed].state.name == "FAIL"
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed]
+    assert [t.state.name for t in retries] == ["COMPLETE"]
+    assert retries[0].params == study.trials[killed].params
     assert "worker stopped sending heartbeats" in (out / "trials.csv").read_text()
+
+
+def test_three_searches_started_together_on_a_new_study_share_it(tmp_path, checkpoint):
+    out = tmp_path / "three"
+    url = f"sqlite:///{(out / 'study.db').resolve()}"
+    args = search(checkpoint, out, 6)
+    procs = [start(args, tmp_path / f"search{k}.log") for k in range(3)]
+    for k, proc in enumerate(procs):
+        assert proc.wait(timeout=400) == 0, (tmp_path / f"search{k}.log").read_text()
+    study = load(url)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    s = collections.Counter(t.state.name for t in study.trials)
+    assert len(done) == 6 and s["RUNNING"] == 0, s
+    distinct = {tuple(sorted(t.params.items())) for t in done}
+    assert len(distinct) == 6, [t.params for t in done]  # no two processes replayed a trial
 
 
 def run_two_workers(url: str, target: int, tmp_path: Path) -> list[subprocess.CompletedProcess]:
