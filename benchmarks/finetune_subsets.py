@@ -42,7 +42,7 @@ MAX_OPS_RATIO = 0.9
 
 
 def make_config(name: str, seed: int, steps: int, lr: float):
-    from dse.config import ExitDesign, RunConfig, TrainingSpec
+    from dse.design import ExitDesign, RunConfig, TrainingSpec
 
     count, placement, branch = CONFIGS[name]
     return RunConfig(backbone="digits-resnet", dataset="digits", seed=seed,

@@ -34,13 +34,13 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
     # 0: foundation: errors, the registry class, YAML helpers, the cache folder, the torch
     #    device choice, package data (search spaces, profiles).
     {"foundation": ("dse", "dse.errors", "dse.registry", "dse.yamlio", "dse.cache",
-                    "dse.device", "dse.resources")},
+                    "dse.device", "dse.resources", "dse.paths", "dse.written")},
     # 1: what a design is made of: datasets, and the networks (backbones, exits, criteria).
     {"data": ("dse.data",), "models": ("dse.models",)},
     # 2: costs of a network: MAC accounting, hardware profiles, latency and energy.
     {"cost": ("dse.cost",)},
-    # 3: the typed design (torch-free); dse.config is moving into it.
-    {"design": ("dse.design", "dse.config")},
+    # 3: the typed design a trial decodes into and a config file holds.
+    {"design": ("dse.design",)},
     # 4: evaluating a multi-exit network: outputs, thresholds, metrics, budgets.
     {"evaluation": ("dse.evaluation",)},
     # 5: the training loops.
@@ -326,6 +326,6 @@ def test_checker_finds_a_circle_and_its_path() -> None:
 def test_checker_places_modules_by_longest_prefix() -> None:
     assert _unit("dse") == (0, "foundation")
     assert _unit("dse.models._registry") == (1, "models")
-    assert _unit("dse.config") == (3, "design")
+    assert _unit("dse.design.files") == (3, "design")
     assert _unit("dse.cli.study_report") == (9, "cli")
     assert _unit("dse.nowhere") is None

@@ -43,7 +43,7 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
     Selective fine-tuning of the exits' classifier ensemble (Hirose et al., IEEE Access 2020):
     last-exit ensemble accuracy on the shifted test split and training operations.
     """
-    from dse.config import load_config
+    from dse.design import load_config
     from dse.finetune.selective import finetune_config
     from dse.models.backbones import check_code_allowed, code_from_files
     from dse.device import select_device, set_threads

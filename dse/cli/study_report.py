@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from dse.config import RunConfig, config_from_section
+from dse.design import RunConfig, config_from_section
 from dse.errors import DseError
 from dse.finetune.context import context_for
 from dse.finetune.selective import finetune_config

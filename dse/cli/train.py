@@ -67,7 +67,7 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
     """
-    from dse.config import load_config
+    from dse.design import load_config
     from dse.models.backbones import check_code_allowed, code_from_files
     from dse.paths import check_writable_dir
     from dse.device import select_device, set_threads

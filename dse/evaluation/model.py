@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from dse.config import thresholds_for
 from dse.cost.latency import predict
 from dse.cost.op_trace import trace_multiexit
 from dse.cost.profiles import load_profile
@@ -139,7 +138,7 @@ def evaluate_trained(model, config, exit_macs: Sequence[float], val: ExitOutputs
     expected; with ISC both paths combine logits the same way).
     """
     criterion = config.policy.criterion
-    thresholds = thresholds_for(config.policy, model.num_exits - 1)
+    thresholds = config.policy.per_exit(model.num_exits - 1)
     res_test = evaluate(test, criterion, thresholds, exit_macs=exit_macs, exit_latency_ms=exit_ms)
     res_val = evaluate(val, criterion, thresholds, exit_macs=exit_macs, exit_latency_ms=exit_ms)
 

@@ -14,8 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dse.errors import ConfigError, DataError
+from dse.errors import DataError
 from dse.models.criteria import CRITERIA
+from dse.models.criteria import per_exit_thresholds as criterion_thresholds
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,8 @@ def oriented_thresholds(criterion: str, thresholds: Any) -> np.ndarray:
 
 
 def per_exit_thresholds(thresholds: Any, num_early: int, where: str = "thresholds") -> np.ndarray:
-    """Broadcast one global threshold, or check one per early exit; float64 [E-1]."""
-    t = np.asarray(thresholds, dtype=np.float64)
-    if t.ndim == 0:
-        return np.full(num_early, float(t))
-    if t.shape != (num_early,):
-        raise ConfigError(f"{where}: expected one value or {num_early} (one per early exit), "
-                          f"got {t.size}")
-    return t
+    """float64 [E-1]: :func:`dse.models.criteria.per_exit_thresholds` as an array."""
+    return np.asarray(criterion_thresholds(thresholds, num_early, where), dtype=np.float64)
 
 
 def _numpy(x: Any, dtype: Any = np.float32) -> np.ndarray:

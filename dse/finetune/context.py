@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from dse.config import RunConfig
+from dse.design import RunConfig
 from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs, param_count
 from dse.data import load_dataset, split_batches
 from dse.errors import ConfigError

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dse.config import RunConfig
+from dse.design import RunConfig
 from dse.errors import ConfigError, TrialFailed
 from dse.finetune.context import (Context, OriginalModel, ShiftedSplit, context_for,
                                   shifted_features, train_original)

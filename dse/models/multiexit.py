@@ -14,7 +14,7 @@ from torch import nn
 
 from dse.errors import ConfigError
 from dse.models.backbones import Backbone
-from dse.models.criteria import get_criterion
+from dse.models.criteria import get_criterion, per_exit_thresholds
 from dse.models.exits import build_branch
 
 
@@ -55,13 +55,8 @@ class MultiExitNet(nn.Module):
         return outputs
 
     def thresholds_list(self, thresholds: float | Sequence[float]) -> list[float]:
-        n = len(self.exit_blocks)
-        if isinstance(thresholds, (int, float)):
-            return [float(thresholds)] * n
-        values = [float(t) for t in thresholds]
-        if len(values) != n:
-            raise ConfigError(f"{n} early exits need {n} thresholds, got {len(values)}")
-        return values
+        """One threshold per early exit (:func:`dse.models.criteria.per_exit_thresholds`)."""
+        return per_exit_thresholds(thresholds, len(self.exit_blocks))
 
     @torch.no_grad()
     def early_exit(self, x: torch.Tensor, criterion: str,

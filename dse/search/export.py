@@ -3,7 +3,7 @@
 The Pareto front is :func:`dse.search.schema.front_trials` (feasible, non-dominated COMPLETE
 trials on the study's objectives, val metrics); ``pareto.csv`` puts each one's test metrics
 beside its val metrics. Each front configuration is written as a
-:class:`dse.config.RunConfig` file that ``dse train --config`` loads.
+:class:`dse.design.RunConfig` file that ``dse train --config`` loads.
 """
 from __future__ import annotations
 

@@ -11,13 +11,19 @@ one file; the file stays a plain Optuna database (``optuna.load_study``, ``optun
 """
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
 import re
+import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import optuna
+
+from dse.cache import digest
 from dse.errors import ConfigError
 
 DEFAULT_HEARTBEAT_S = 5
@@ -42,8 +48,6 @@ def redact(url: str) -> str:
 def open_storage(url: str, *, heartbeat_s: int = DEFAULT_HEARTBEAT_S,
                  grace_s: int | None = None) -> Any:
     """An ``optuna.storages.RDBStorage`` with heartbeat and stale-trial retry."""
-    import optuna
-
     if not isinstance(heartbeat_s, int) or heartbeat_s < 1:
         raise ConfigError(f"--heartbeat must be an integer >= 1 second, got {heartbeat_s!r}")
     engine_kwargs: dict[str, Any] = {}
@@ -67,8 +71,6 @@ def open_storage(url: str, *, heartbeat_s: int = DEFAULT_HEARTBEAT_S,
     kwargs[callback] = retry_stale_trial
     for attempt in range(SCHEMA_RETRIES + 1):
         try:
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # heartbeat arguments are marked experimental
                 storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
@@ -96,9 +98,6 @@ _SCHEMA_RACE = ("UNIQUE constraint failed", "already exists", "duplicate key val
 def process_index() -> int:
     """A number that tells this process apart from every other worker on the study, on any
     machine (host name, process id and start time), for its sampler seed."""
-    import socket
-
-    from dse.cache import digest
 
     return 1 + int(digest(socket.gethostname(), os.getpid(), time.time_ns()), 16) % (2 ** 31 - 1)
 
@@ -106,8 +105,6 @@ def process_index() -> int:
 def _with_driver(url: str) -> str:
     """``postgresql://`` -> ``postgresql+psycopg2://`` when only psycopg2 is installed (SQLAlchemy
     2.1 defaults to psycopg 3)."""
-    import importlib.util
-
     if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg") is None \
             and importlib.util.find_spec("psycopg2") is not None:
         return "postgresql+psycopg2://" + url.split("://", 1)[1]
@@ -130,8 +127,6 @@ def retry_stale_trial(study: Any, trial: Any) -> None:
     ``failed_trial`` and ``retry_history``), but the new trial starts without the dead one's
     user attrs, which may be half written.
     """
-    import optuna
-
     history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
     if len(history) > MAX_RETRY:
         return

@@ -19,6 +19,7 @@ command resumes it and ``dse worker --study S --storage URL`` rebuilds everythin
 from __future__ import annotations
 
 import datetime
+import time
 import warnings
 from typing import Any, Sequence
 
@@ -134,8 +135,6 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
 
 def _wait_for_attrs(study: Any, keys: list[str], timeout_s: float = 60.0) -> Any:
     """The study once its creator (another process) has stored all its settings."""
-    import time
-
     deadline = time.monotonic() + timeout_s
     while not all(k in study.user_attrs for k in keys) and time.monotonic() < deadline:
         time.sleep(0.05)

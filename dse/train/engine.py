@@ -6,7 +6,7 @@ trial on cached features (:mod:`dse.train.proxy`), a chosen configuration (:mod:
 differ in what they train and on which data. They share, from here:
 
 - the optimizer factory (:func:`make_optimizer`): one table from an optimizer name (the names
-  declared once, in :data:`dse.config.OPTIMIZERS`) to its constructor, and the defaults below;
+  declared once, in :data:`dse.design.OPTIMIZERS`) to its constructor, and the defaults below;
 - the learning-rate schedule factory (:func:`make_schedule`), stepped once per optimizer step;
 - the order of the data (:func:`epoch_batches`, :func:`minibatches`) and one optimizer step
   (:func:`optimizer_step`);
@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from dse.config import OPTIMIZERS
+from dse.design import OPTIMIZERS
 from dse.errors import ConfigError
 
 Log = Callable[[str], None]

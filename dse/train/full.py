@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from dse.cache import atomic_torch_save
-from dse.config import RunConfig, save_config, thresholds_for
+from dse.design import RunConfig, save_config
 from dse.data import load_dataset, split_tensors
 from dse.errors import CheckpointError, ConfigError
 from dse.evaluation import evaluate
@@ -84,7 +84,7 @@ def _backbone(config: RunConfig, dataset: str, checkpoint: str | None, splits, o
 
 
 def _early_exit_summary(outputs, config: RunConfig, exit_macs: list[int]) -> dict[str, Any]:
-    t = thresholds_for(config.policy, outputs.num_exits - 1)
+    t = config.policy.per_exit(outputs.num_exits - 1)
     r = evaluate(outputs, config.policy.criterion, t, exit_macs=exit_macs)
     return {"accuracy": r.accuracy, "per_exit_accuracy": r.per_exit_accuracy.tolist(),
             "mean_anytime_accuracy": float(r.per_exit_accuracy.mean()),

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dse.cache import atomic_torch_save
-from dse.config import RunConfig, config_from_section
+from dse.design import RunConfig, config_from_section
 from dse.errors import CheckpointError
 from dse.evaluation.outputs import ExitOutputs
 from dse.cost.assemble import Assembled, InputSpec, assemble

@@ -10,7 +10,7 @@ seeded with ``seed``, and branch initialisation is seeded too: the same seed giv
 branches. A NaN or inf loss raises :class:`~dse.errors.TrialFailed` with the step and reason.
 The optimizer, schedule and minibatch order come from :mod:`dse.train.engine`; the defaults of
 :func:`train_branches` are those of a run configuration's training spec
-(:class:`dse.config.TrainingSpec`).
+(:class:`dse.design.TrainingSpec`).
 
 :class:`OnlineFeatures` is the same source computed by a backbone forward pass every step (the
 baseline of ``benchmarks/proxy_speed.py``). :func:`exit_outputs` then evaluates the trained
@@ -26,7 +26,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import torch
 from torch import nn
 
-from dse.config import LABEL_SOURCES, TrainingSpec
+from dse.design import LABEL_SOURCES, TrainingSpec
 from dse.data import split_tensors
 from dse.errors import ConfigError, TrialFailed
 from dse.evaluation.outputs import ExitOutputs

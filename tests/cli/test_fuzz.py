@@ -90,7 +90,7 @@ def profile_seed(tmp: Path) -> bytes:
 
 
 def config_seed(tmp: Path) -> bytes:
-    from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, save_config
+    from dse.design import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, save_config
     from dse.train.losses import LossSpec
 
     config = RunConfig(backbone="digits-resnet", dataset="digits",

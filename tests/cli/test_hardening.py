@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from dse.cli import cli
-from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, save_config
+from dse.design import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, save_config
 from dse.train.losses import LossSpec
 from dse.train.model_file import RUN_FORMAT, RUN_VERSION
 

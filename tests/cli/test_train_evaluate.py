@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from dse.cli import cli
 from dse.cost.op_trace import OP_KINDS
-from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, save_config
+from dse.design import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, save_config
 from dse.data import load_dataset
 from dse.train.backbone import save_backbone, train_backbone
 from dse.train.full import train_config
@@ -100,7 +100,7 @@ def test_train_then_evaluate_end_to_end(work):
 
 
 def test_train_table_output_and_resume_of_an_interrupted_run(work, tmp_path):
-    from dse.config import load_config
+    from dse.design import load_config
 
     def interrupt(epoch, record):
         raise KeyboardInterrupt

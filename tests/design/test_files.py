@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, load_config, save_config
+from dse.design import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, load_config, save_config
 from dse.errors import ConfigError
 from dse.design import LossSpec
 

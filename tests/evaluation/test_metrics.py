@@ -22,7 +22,7 @@ def test_learned_exit_assignment(hand_outputs, thresholds, expected):
 
 
 def test_threshold_count_must_match_early_exits(hand_outputs):
-    with pytest.raises(ConfigError, match=r"expected one value or 2 \(one per early exit\), got 3"):
+    with pytest.raises(ConfigError, match=r"2 early exits need 1 or 2 thresholds \(one per early exit\), got 3"):
         exit_assignment(hand_outputs, "learned", [0.5, 0.5, 0.5])
 
 

@@ -86,7 +86,7 @@ def test_schedule_checks():
 
 
 def test_end_to_end_on_digits(make_config):
-    from dse.config import load_config
+    from dse.design import load_config
     from dse.finetune.selective import finetune_config
 
     config = load_config(make_config(count=3, steps=30))
@@ -145,7 +145,7 @@ def test_run_selective_scores_on_the_chosen_splits(selection, score_on, samples)
 
 
 def test_unknown_selection_and_score_splits_are_config_errors(make_config):
-    from dse.config import load_config
+    from dse.design import load_config
     from dse.finetune.selective import finetune_config
 
     base, data = toy()

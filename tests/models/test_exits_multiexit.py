@@ -140,5 +140,5 @@ def test_multiexit_validation():
     with pytest.raises(ConfigError, match="must lie in 0..2"):
         MultiExitNet(backbone, [3], [torch.nn.Identity()])
     net = _net("pool", {})
-    with pytest.raises(ConfigError, match="3 early exits need 3 thresholds, got 2"):
+    with pytest.raises(ConfigError, match="3 early exits need 1 or 3 thresholds .one per early exit., got 2"):
         net.early_exit(torch.randn(1, 3, 16, 16), "maxprob", [0.5, 0.5])

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec
+from dse.design import ExitDesign, ExitPolicy, RunConfig, TrainingSpec
 from dse.design import LossSpec
 
 BLOCK_MACS = [9216, 294912, 294912, 229376, 294912, 229376, 294912]

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dse.cli import cli
-from dse.config import load_config
+from dse.design import load_config
 
 DATA = Path(__file__).parent / "data"
 STUDY = "digits-digits-resnet-jetson-nano"

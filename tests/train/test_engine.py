@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from dse.config import OPTIMIZERS
+from dse.design import OPTIMIZERS
 from dse.errors import ConfigError
 from dse.train import engine
 

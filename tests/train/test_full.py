@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from torch.utils.data import TensorDataset
 
 from dse.cli import cli
-from dse.config import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, load_config, save_config
+from dse.design import ExitDesign, ExitPolicy, RunConfig, TrainingSpec, load_config, save_config
 from dse.data import DataSplits, load_dataset, split_tensors
 from dse.errors import ConfigError
 from dse.models.backbones import build_backbone

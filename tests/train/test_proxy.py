@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dse.config import TrainingSpec
+from dse.design import TrainingSpec
 from dse.errors import ConfigError, TrialFailed
 from dse.models.exits import build_branch
 from dse.train import proxy
