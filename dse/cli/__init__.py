@@ -1,7 +1,9 @@
 """The ``dse`` command line.
 
-Each command lives in its own module in this package and exposes a click object named
-``command``; the group discovers them, so adding a command edits no shared file. The group
+Each command lives in its own module in this package, named like the command, and exposes a
+click object named ``command``; the group discovers the modules, so adding a command edits no
+shared file. A command's module (and the library it imports at its top) is loaded only when that
+command runs or help lists it, so ``dse train`` does not pay for the search stack. The group
 catches :class:`~dse.errors.DseError` only: one line on stderr, exit status 2.
 """
 from __future__ import annotations
@@ -15,7 +17,8 @@ import click
 from dse import __version__
 from dse.errors import DseError
 
-_NOT_COMMANDS = {"options", "output"}
+#: modules of this package that hold no command
+_NOT_COMMANDS = {"options", "output", "progress", "study_report"}
 
 
 class _OneLineUsageError(click.UsageError):
@@ -41,7 +44,17 @@ def _one_line(exc: click.UsageError) -> click.UsageError:
 
 
 class _DseGroup(click.Group):
-    """A click group that turns user errors into one clear line and exit code 2."""
+    """A click group that loads its commands on demand and turns user errors into one clear
+    line and exit code 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(info.name for info in pkgutil.iter_modules(__path__)
+                      if not info.name.startswith("_") and info.name not in _NOT_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.list_commands(ctx):
+            return None
+        return importlib.import_module(f"{__name__}.{name}").command
 
     def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN201
         try:
@@ -69,19 +82,6 @@ class _DseGroup(click.Group):
 @click.version_option(__version__, prog_name="dse")
 def cli() -> None:
     """Hardware-aware design-space exploration for early-exit CNNs."""
-
-
-def _load_commands() -> None:
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name in _NOT_COMMANDS:
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        command = getattr(module, "command", None)
-        if command is not None:
-            cli.add_command(command)
-
-
-_load_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

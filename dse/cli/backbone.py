@@ -9,6 +9,9 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json
+from dse.data import load_dataset
+from dse.device import select_device, set_threads
+from dse.train.backbone import cached_backbone_path, save_backbone, train_backbone
 
 
 @click.group("backbone")
@@ -35,10 +38,6 @@ def command() -> None:
 def train(backbone, dataset, input_size, epochs, lr, batch_size, optimizer, out, seed, device,
           threads, as_json):
     """Train a backbone on a dataset; print its val/test accuracy and where it was saved."""
-    from dse.data import load_dataset
-    from dse.device import select_device, set_threads
-    from dse.train.backbone import cached_backbone_path, save_backbone, train_backbone
-
     set_threads(threads)
     dev = select_device(device)
     splits = load_dataset(dataset, seed=seed, input_size=input_size)

@@ -7,8 +7,11 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
-from dse.finetune.selective import SCORE_SPLITS, SELECTIONS
+from dse.design import load_config
+from dse.device import select_device, set_threads
+from dse.finetune.selective import SCORE_SPLITS, SELECTIONS, finetune_config
 from dse.finetune.shifts import SHIFTS
+from dse.models.backbones import check_code_allowed, code_from_files
 
 
 def _log(msg: str) -> None:
@@ -43,11 +46,6 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
     Selective fine-tuning of the exits' classifier ensemble (Hirose et al., IEEE Access 2020):
     last-exit ensemble accuracy on the shifted test split and training operations.
     """
-    from dse.design import load_config
-    from dse.finetune.selective import finetune_config
-    from dse.models.backbones import check_code_allowed, code_from_files
-    from dse.device import select_device, set_threads
-
     config = load_config(config_path)
     check_code_allowed(config.backbone, None if allow_code else config_path)
     set_threads(threads)

@@ -5,8 +5,8 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
-from dse.cost.flops import param_count
 from dse.cost.assemble import assemble, default_input_spec
+from dse.cost.flops import param_count
 from dse.models.placement import parse_positions
 
 

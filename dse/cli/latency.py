@@ -5,6 +5,11 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
+from dse.cost.assemble import assemble, default_input_spec
+from dse.cost.latency import energy_mj, predict
+from dse.cost.op_trace import trace_multiexit
+from dse.cost.profiles import load_profile
+from dse.models.placement import parse_positions
 
 
 @click.command("latency")
@@ -25,12 +30,6 @@ from dse.cli.output import echo_json, table
 def command(profile, runtime, backbone, checkpoint, input_size, num_classes, num_exits, placement,
             positions, branch, batch, as_json):
     """Model the latency of reaching and evaluating every exit of a configuration."""
-    from dse.cost.latency import energy_mj, predict
-    from dse.cost.op_trace import trace_multiexit
-    from dse.cost.profiles import load_profile
-    from dse.cost.assemble import assemble, default_input_spec
-    from dse.models.placement import parse_positions
-
     prof = load_profile(profile)
     rt = prof.runtime(runtime)  # unknown names fail before any model is built
     inputs = default_input_spec(backbone, input_size, num_classes)

@@ -6,12 +6,20 @@ path of a profile YAML, everywhere.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
+from dse.cost.calibrate import CalibrationSettings
+from dse.cost.calibrate import calibrate as run
+from dse.cost.calibrate import write_profile
+from dse.cost.profiles import list_profiles, load_profile, profile_dirs, profile_to_dict
+from dse.cost.validate import ValidationSettings
+from dse.cost.validate import validate as run
 from dse.errors import ConfigError
+from dse.paths import check_writable_file
 
 
 @click.group("profile")
@@ -23,8 +31,6 @@ def command() -> None:
 @options.json_flag
 def list_(as_json: bool) -> None:
     """List the shipped profiles, their aliases and runtimes."""
-    from dse.cost.profiles import list_profiles
-
     skipped: list[str] = []
     rows = list_profiles(skipped)
     for message in skipped:
@@ -43,8 +49,6 @@ def list_(as_json: bool) -> None:
 def show(name: str, as_json: bool) -> None:
     """Show profile NAME (a name, an alias or a YAML path) with every value and source."""
     import yaml
-
-    from dse.cost.profiles import load_profile, profile_to_dict
 
     profile = load_profile(name)
     data = profile_to_dict(profile)
@@ -70,12 +74,6 @@ def show(name: str, as_json: bool) -> None:
 @options.json_flag
 def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
     """Fit a profile with a 'host' runtime to this machine by micro-benchmarks (< 3 min)."""
-    from pathlib import Path
-
-    from dse.cost.calibrate import CalibrationSettings, calibrate as run, write_profile
-    from dse.cost.profiles import profile_dirs
-    from dse.paths import check_writable_file
-
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise ConfigError(f"--name must be a plain profile name (no spaces or slashes), got {name!r}")
     path = Path(out) if out else profile_dirs()[0] / f"{name}.yaml"
@@ -113,9 +111,6 @@ def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
 @options.json_flag
 def validate(profile, runtime, threads, quick, rounds, statistic, as_json):
     """Measure per-exit latency here and compare it with the profile's model."""
-    from dse.cost.profiles import load_profile
-    from dse.cost.validate import ValidationSettings, validate as run
-
     prof = load_profile(profile)
     prof.runtime(runtime)  # unknown runtime: fail before measuring anything
     settings = ValidationSettings(threads=threads, quick=quick, statistic=statistic,

@@ -5,11 +5,19 @@ import sys
 from pathlib import Path
 
 import click
+import optuna
+from sqlalchemy.exc import SQLAlchemyError
 
 from dse.cli import options
 from dse.cli.output import echo_json
 from dse.cli.study_report import render_study_report
+from dse.device import select_device, set_threads
+from dse.errors import ConfigError
 from dse.finetune.shifts import SHIFTS
+from dse.paths import check_study_name, check_writable_dir
+from dse.search.export import write_outputs
+from dse.search.storage import open_storage, redact, sqlite_url
+from dse.search.study import load_study
 
 
 def _log(msg: str) -> None:
@@ -31,16 +39,6 @@ def _log(msg: str) -> None:
 @options.json_flag
 def command(study_name, storage, out, shift, probe_steps, device, threads, as_json):
     """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
-    from dse.errors import ConfigError
-    from dse.paths import check_study_name, check_writable_dir
-    from dse.device import select_device, set_threads
-    from dse.search.export import write_outputs
-    from dse.search.storage import open_storage, redact, sqlite_url
-    from dse.search.study import load_study
-
-    import optuna
-    from sqlalchemy.exc import SQLAlchemyError
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     check_study_name(study_name)
     out_dir = Path(out) if out else Path("reports") / study_name

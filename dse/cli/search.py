@@ -6,11 +6,30 @@ Re-running the same command tops the study up to ``--trials`` COMPLETE trials.
 """
 from __future__ import annotations
 
+import importlib.util
+import signal
+import subprocess
+import warnings
+from pathlib import Path
+
 import click
+import optuna
 
 from dse.cli import options, study_report
 from dse.cli.output import echo_json
+from dse.cli.progress import Progress, front_table
+from dse.device import set_threads
 from dse.finetune.shifts import SHIFTS
+from dse.paths import check_study_name, check_writable_dir
+from dse.search.context import StudySettings, build_context
+from dse.search.export import write_outputs
+from dse.search.objective import check_space
+from dse.search.runner import TrialRunner
+from dse.search.space import load_space
+from dse.search.storage import open_storage, process_index, redact, sqlite_url
+from dse.search.study import (ENCODING, REFINE, attach_sampler, create_or_resume,
+                              default_study_name, parse_objectives, study_attrs)
+from dse.search.worker import count_trials, run_worker, spawn_workers
 
 DEFAULT_TRIALS = 100
 
@@ -64,17 +83,6 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
             sampler, objectives, budget_ms, max_drop, study_name, out, storage, batch, shift,
             no_report, heartbeat, max_samples, backbone_epochs, seed, device, threads, as_json):
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
-    from pathlib import Path
-
-    from dse.paths import check_study_name, check_writable_dir
-    from dse.device import set_threads
-    from dse.search.context import StudySettings, build_context
-    from dse.search.objective import check_space
-    from dse.search.space import load_space
-    from dse.search.storage import open_storage, process_index, redact, sqlite_url
-    from dse.search.study import (attach_sampler, create_or_resume, default_study_name,
-                                  parse_objectives, study_attrs)
-
     _quiet_optuna()
     if study_name is not None:
         check_study_name(study_name)
@@ -115,10 +123,6 @@ def _max_drop(value: str) -> float | None:
 
 
 def _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resumed) -> int:
-    from dse.cli.progress import Progress
-    from dse.search.runner import TrialRunner
-    from dse.search.worker import count_trials, run_worker, spawn_workers
-
     before = count_trials(study)
     if resumed and not as_json:
         click.echo(f"resuming study {study.study_name}: {before.complete} of {trials} trials "
@@ -126,7 +130,6 @@ def _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resum
     progress = Progress(study, trials, before.complete)
     procs = spawn_workers(jobs - 1, study.study_name, url, trials, heartbeat_s=heartbeat,
                           log_dir=out_dir / "logs") if jobs > 1 and before.complete < trials else []
-    from dse.search.study import ENCODING, REFINE
 
     sampler = ctx.settings.sampler
     runner = TrialRunner(ctx, spec, study.study_name, target=trials,
@@ -142,7 +145,6 @@ def _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resum
         n = count_trials(study).complete
         click.echo(f"interrupted: {n} of {trials} trials complete; run the same command again "
                     "to continue", err=True)
-        from dse.search.export import write_outputs
 
         write_outputs(study, out_dir)
         raise SystemExit(130)
@@ -156,9 +158,6 @@ def _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resum
 
 
 def _stop(procs) -> None:
-    import signal
-    import subprocess
-
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
@@ -170,11 +169,6 @@ def _stop(procs) -> None:
 
 
 def _finish(study, out_dir, url, complete, shift, no_report, as_json, redact) -> None:
-    import importlib.util
-
-    from dse.search.export import write_outputs
-    from dse.cli.progress import front_table
-
     written = write_outputs(study, out_dir)
     front = written["front"]
     report = None
@@ -205,9 +199,5 @@ def _finish(study, out_dir, url, complete, shift, no_report, as_json, redact) ->
 
 def _quiet_optuna() -> None:
     """Optuna logs every trial (and a traceback per failed one); dse prints its own lines."""
-    import warnings
-
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -13,6 +13,12 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
+from dse.design import load_config
+from dse.device import select_device, set_threads
+from dse.models.backbones import check_code_allowed, code_from_files
+from dse.paths import check_writable_dir
+from dse.train.full import train_config
+from dse.train.options import TrainOptions
 
 
 def default_out_dir(config_path: str) -> Path:
@@ -67,13 +73,6 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
     """
-    from dse.design import load_config
-    from dse.models.backbones import check_code_allowed, code_from_files
-    from dse.paths import check_writable_dir
-    from dse.device import select_device, set_threads
-    from dse.train.full import train_config
-    from dse.train.options import TrainOptions
-
     set_threads(threads)
     config = load_config(config_path)
     check_code_allowed(config.backbone, None if allow_code else config_path)

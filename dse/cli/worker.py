@@ -10,6 +10,15 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json
+from dse.cli.search import _quiet_optuna
+from dse.device import set_threads
+from dse.search.context import build_context
+from dse.search.objective import check_space
+from dse.search.runner import TrialRunner
+from dse.search.space import parse_space
+from dse.search.storage import open_storage, process_index, redact
+from dse.search.study import ENCODING, REFINE, attach_sampler, load_study, settings_from_attrs
+from dse.search.worker import count_trials, run_worker
 
 
 @click.command("worker")
@@ -28,17 +37,6 @@ from dse.cli.output import echo_json
 @options.json_flag
 def command(study_name, storage, trials, heartbeat, worker_index, quiet, device, threads, as_json):
     """Run trials of STUDY until it holds its target number of COMPLETE trials."""
-    from dse.cli.search import _quiet_optuna
-    from dse.device import set_threads
-    from dse.search.context import build_context
-    from dse.search.objective import check_space
-    from dse.search.space import parse_space
-    from dse.search.storage import open_storage, process_index, redact
-    from dse.search.study import (ENCODING, REFINE, attach_sampler, load_study,
-                                  settings_from_attrs)
-    from dse.search.runner import TrialRunner
-    from dse.search.worker import count_trials, run_worker
-
     _quiet_optuna()
     set_threads(threads)
     study = load_study(open_storage(storage, heartbeat_s=heartbeat), study_name)

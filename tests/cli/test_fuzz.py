@@ -128,7 +128,7 @@ def backbone_checkpoint_seed(tmp: Path) -> bytes:
 
 
 def model_seed(tmp: Path) -> bytes:
-    from dse.train.trained import RUN_FORMAT, RUN_VERSION
+    from dse.train.model_file import RUN_FORMAT, RUN_VERSION
 
     config = yaml.safe_load(config_seed(tmp))
     torch.save({"format": RUN_FORMAT, "version": RUN_VERSION, "config": config,

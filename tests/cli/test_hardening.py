@@ -186,7 +186,7 @@ def trained(tmp_path_factory):
     """A one-epoch joint run from scratch on digits (seconds; no cached backbone needed)."""
     from dse.data import load_dataset
     from dse.train.full import train_config
-    from dse.train.schedules import TrainOptions
+    from dse.train.options import TrainOptions
 
     root = tmp_path_factory.mktemp("trained")
     config = RunConfig(backbone="digits-resnet", dataset="digits",
