@@ -189,7 +189,7 @@ def _finish(study, out_dir, url, complete, shift, no_report, as_json, redact) ->
     click.echo(f"study {study.study_name}: {complete} trials complete, {len(front)} on the "
                f"Pareto front (storage {redact(url)})")
     if front:
-        click.echo(front_table(study, front))
+        click.echo(front_table(study, written["pareto"]))
     else:
         click.echo("no trial satisfies the constraints; loosen --budget-ms / --max-drop")
     click.echo(f"wrote {written['trials_csv']}, {written['pareto_csv']} and "

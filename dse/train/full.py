@@ -44,10 +44,11 @@ from dse.train.losses import apply_loss
 from dse.train.engine import (EpochLog, Log, batch_to, current_lr, epoch_batches, log_stderr,
                               make_optimizer, make_schedule, optimizer_step, progress_bar,
                               resolve_device)
-from dse.train.model_file import (EVAL_BATCH, assemble_config, collect_outputs, exit_costs, plain,
+from dse.train.model_file import (EVAL_BATCH, assemble_config, collect_outputs, exit_costs,
                                   save_model)
 from dse.train.options import TrainOptions, resolve
 from dse.train.techniques import HdkdTraining, gradient_equilibrium
+from dse.yamlio import to_plain
 
 LAST, MODEL, METRICS, CONFIG = "last.pt", "model.pt", "metrics.json", "config.yaml"
 
@@ -62,7 +63,7 @@ class TrainResult:
 
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(plain(obj), indent=2) + "\n")
+    tmp.write_text(json.dumps(to_plain(obj), indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -159,7 +160,7 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     hdkd = HdkdTraining(loss_spec, model.num_exits, x_val, y_val, eps=o.hdkd_lr,
                         alpha=o.hdkd_alpha, momentum=o.hdkd_momentum, batch_size=o.batch_size,
                         seed=o.seed + 1, device=device) if o.hdkd else None
-    settings = {"options": o.to_dict(), "dataset": dataset, "config": plain(config.to_dict())}
+    settings = {"options": o.to_dict(), "dataset": dataset, "config": to_plain(config.to_dict())}
     return _Job(config, o, a, model, costs, (x_train, y_train), (x_val, y_val), steps_per_epoch,
                 run, hdkd, device, settings)
 
@@ -227,7 +228,7 @@ def _train_epochs(job: _Job, out: Path, targets: torch.Tensor, augment: tuple[in
                 record["gamma"] = job.hdkd.named_gamma()
             run.history.append(record)
             run.epoch = epoch + 1
-            atomic_torch_save({"settings": job.settings, "backbone_source": plain(bsource),
+            atomic_torch_save({"settings": job.settings, "backbone_source": to_plain(bsource),
                                **run.state_dict(job.hdkd)}, out / LAST)
             if epoch_log is not None:
                 epoch_log(record)
@@ -242,7 +243,7 @@ def _finish(job: _Job, out: Path, splits, dataset: str, bsource: dict) -> TrainR
     val = collect_outputs(job.model, *job.val, isc=isc, device=job.device)
     test = collect_outputs(job.model, x_test, y_test, isc=isc, device=job.device)
     metrics = {
-        "config": plain(config.to_dict()), "options": o.to_dict(), "dataset": dataset,
+        "config": to_plain(config.to_dict()), "options": o.to_dict(), "dataset": dataset,
         "backbone": bsource, "exit_blocks": list(job.a.placement.blocks),
         "exit_macs": job.a.exit_macs, "exit_costs": job.costs, "epochs_run": len(run.history),
         "train_seconds": run.history[-1]["seconds"] if run.history else 0.0,
@@ -305,7 +306,7 @@ class _Run:
         self.epoch, self.history, self.pseudo = 0, [], None
 
     def state_dict(self, hdkd: HdkdTraining | None) -> dict[str, Any]:
-        return {"epoch": self.epoch, "history": plain(self.history),
+        return {"epoch": self.epoch, "history": to_plain(self.history),
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),

@@ -27,7 +27,7 @@ from dse.models.backbones import build_backbone
 from dse.models.checkpoint import read_checkpoint
 from dse.models.multiexit import build_multiexit
 from dse.train.losses import isc_combine
-from dse.yamlio import Section
+from dse.yamlio import Section, to_plain
 
 RUN_FORMAT, RUN_VERSION = "dse-multiexit", 1
 EVAL_BATCH = 512
@@ -73,23 +73,13 @@ def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: 
                                   y.cpu().numpy())
 
 
-def plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item() if getattr(value, "ndim", 0) == 0 else plain(value.tolist())
-    return value
-
-
 def save_model(path: str | Path, model: nn.Module, config: RunConfig, inputs: dict[str, Any],
                metrics: dict[str, Any], training: dict[str, Any], exit_macs: list[int]) -> Path:
     """Write the trained model: plain types and tensors only, so ``torch.load(path,
     weights_only=True)`` opens it; ``state_dict`` is the :class:`MultiExitNet`'s."""
-    payload = {"format": RUN_FORMAT, "version": RUN_VERSION, "config": plain(config.to_dict()),
+    payload = {"format": RUN_FORMAT, "version": RUN_VERSION, "config": to_plain(config.to_dict()),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "metrics": plain(metrics), "input": plain(inputs), "training": plain(training),
+               "metrics": to_plain(metrics), "input": to_plain(inputs), "training": to_plain(training),
                "exit_macs": [int(m) for m in exit_macs]}
     return atomic_torch_save(payload, path)
 
