@@ -133,7 +133,8 @@ def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo
     result = train_branches(
         ctx.features, blocks, d.exits.branch, d.exits.branch_kwargs, ctx.info.num_classes,
         loss=t.loss, labels=t.labels, steps=t.steps, lr=t.lr, optimizer=t.optimizer,
-        batch_size=t.batch_size, weight_decay=t.weight_decay, seed=seed, exit_costs=[m / final for m in costs.macs], device=ctx.device)
+        batch_size=t.batch_size, weight_decay=t.weight_decay, seed=seed,
+        exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
     test = result_outputs(ctx.features, result, "test", device=ctx.device)
     info = {"proxy_seed": seed, "train_seconds": round(result.seconds, 3),
