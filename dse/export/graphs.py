@@ -118,11 +118,24 @@ def to_onnx(module: nn.Module, example: torch.Tensor, name: str, input_names: li
                               input_names=input_names, output_names=output_names,
                               dynamic_axes=axes, do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
+    with torch.no_grad():
+        produced = module(example)
+    produced = produced if isinstance(produced, tuple) else (produced,)
+    # the exporter leaves some output sizes symbolic (after an in-place residual, say) where
+    # ONNX Runtime infers numbers: state the sizes torch produced, only the batch axis dynamic
+    for value, tensor in zip(proto.graph.output, produced):
+        dims = value.type.tensor_type.shape.dim
+        for i, size in enumerate(tensor.shape):
+            if i == 0:
+                dims[i].dim_param = "batch"
+            else:
+                dims[i].dim_value = int(size)
+    data = proto.SerializeToString()
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:  # a bug in export, not a user error
         raise DseError(f"{name}: the exported graph fails onnx.checker ({exc})") from exc
-    return Graph(name, buffer.getvalue(), _values(proto.graph.input), _values(proto.graph.output))
+    return Graph(name, data, _values(proto.graph.input), _values(proto.graph.output))
 
 
 def _values(values) -> list[dict[str, Any]]:
