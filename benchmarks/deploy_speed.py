@@ -43,7 +43,8 @@ def _digits_model(out: Path, seed: int) -> Path:
 
     config = RunConfig(backbone="digits-resnet", dataset="digits",
                        exits=ExitDesign(2, "pareto", None, (1, 3), "pool", ()),
-                       training=TrainingSpec(loss=LossSpec("ce", {}, False), lr=0.03, batch_size=256),
+                       training=TrainingSpec(loss=LossSpec("ce", {}, False), lr=0.03,
+                                             batch_size=256),
                        policy=ExitPolicy("maxprob", (0.8,)), seed=seed)
     return train_config(config, out, TrainOptions(epochs=10, seed=seed), log=None,
                         progress=False).model_path
@@ -138,9 +139,11 @@ def run(args: argparse.Namespace) -> dict:
     result = {"model": str(args.checkpoint or args.backbone), "images": n,
               "repeats": args.repeats, "warmup": args.warmup, "threads": threads,
               "cpu_count": os.cpu_count(), "criterion": policy.criterion,
-              "thresholds": thresholds, "exit_macs": [e["cumulative_macs"] for e in manifest["exits"]],
+              "thresholds": thresholds,
+              "exit_macs": [e["cumulative_macs"] for e in manifest["exits"]],
               "same_exits": exits["eager"] == exits["onnxruntime"],
-              "exit_fractions": (np.bincount(exits["eager"], minlength=model.num_exits) / n).tolist(),
+              "exit_fractions": (np.bincount(exits["eager"], minlength=model.num_exits)
+                                 / n).tolist(),
               "loadavg_before": list(load_before), "loadavg_after": list(load_after),
               "onnxruntime_version": _version("onnxruntime"), "torch_version": torch.__version__}
     for name in ("onnxruntime", "eager"):

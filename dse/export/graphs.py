@@ -164,7 +164,8 @@ def export_graphs(model: MultiExitNet, input_shape: Sequence[int], *, confidence
             x = seg(x)
         final = n == len(p.segments) - 1
         if final:
-            heads.append(to_onnx(model.backbone.head, x, f"head_{n}.onnx", ["features"], ["logits"]))
+            heads.append(to_onnx(model.backbone.head, x, f"head_{n}.onnx", ["features"],
+                                 ["logits"]))
         else:
             head = Head(model.branches[n], confidence)
             outs = ["logits", "confidence"] if confidence else ["logits"]

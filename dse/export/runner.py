@@ -143,13 +143,18 @@ class Bundle:
             for key in ("segment", "head"):
                 name = e.get(key)
                 if name not in m["graphs"]:
-                    raise BundleError(f"{self.folder / MANIFEST}: exit {e.get('index')} names graph "
-                                      f"{name!r}, which the manifest's 'graphs' does not describe")
+                    raise BundleError(f"{self.folder / MANIFEST}: exit {e.get('index')} names "
+                                      f"graph {name!r}, which the manifest's 'graphs' does not describe")
                 self.sessions[name] = self._open(ort, opts, name, m["graphs"][name])
+        # (segment session, its input name, head session, its input name) per exit, in order
+        self.steps = []
+        for e in self.exits:
+            seg, head = self.sessions[e["segment"]], self.sessions[e["head"]]
+            self.steps.append((seg, seg.get_inputs()[0].name, head, head.get_inputs()[0].name))
         first = self.sessions[self.exits[0]["segment"]].get_inputs()[0].shape
-        if [int(d) if isinstance(d, int) else None for d in first[1:]] != list(self.input_shape[1:]):
-            raise BundleError(f"{self.folder / MANIFEST}: input.shape {list(self.input_shape)} does "
-                              f"not match {self.exits[0]['segment']}, which takes {list(first)}")
+        if [d if isinstance(d, int) else None for d in first[1:]] != list(self.input_shape[1:]):
+            raise BundleError(f"{self.folder / MANIFEST}: input.shape {list(self.input_shape)} "
+                              f"does not match {self.exits[0]['segment']}, which takes {list(first)}")
 
     def _open(self, ort, opts, name: str, spec: dict[str, Any]):
         path = self.folder / name
@@ -185,11 +190,9 @@ class Bundle:
         last = len(self.exits) - 1
         features = x
         previous = None
-        for n, e in enumerate(self.exits):
-            seg = self.sessions[e["segment"]]
-            features = seg.run(None, {seg.get_inputs()[0].name: features})[0]
-            head = self.sessions[e["head"]]
-            outs = head.run(None, {head.get_inputs()[0].name: features})
+        for n, (seg, seg_input, head, head_input) in enumerate(self.steps):
+            features = seg.run(None, {seg_input: features})[0]
+            outs = head.run(None, {head_input: features})
             logits = outs[0]
             if n == last:
                 return logits[0], n
@@ -203,7 +206,8 @@ class Bundle:
                 return logits[0], n
         raise AssertionError("unreachable: the final exit always returns")
 
-    def run(self, x: np.ndarray, labels: np.ndarray | None = None, warmup: int = 10) -> dict[str, Any]:
+    def run(self, x: np.ndarray, labels: np.ndarray | None = None,
+            warmup: int = 10) -> dict[str, Any]:
         """Every input at batch 1: predictions, exits, logits, and wall time measured here.
 
         ``warmup`` untimed calls (cycling over the first inputs) come first; each input is then

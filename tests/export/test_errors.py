@@ -49,7 +49,8 @@ def test_manifest_shapes_that_do_not_match_the_graph(bundle):
     def edit(m):
         m["graphs"]["segment_1.onnx"]["outputs"][0]["shape"][1] = 99
     edit_manifest(bundle, edit)
-    assert "segment_1.onnx: outputs" in fails(bundle) and "do not match manifest.json" in fails(bundle)
+    line = fails(bundle)
+    assert "segment_1.onnx: outputs" in line and "do not match manifest.json" in line
 
 
 def test_manifest_input_size_that_does_not_match_the_graphs(bundle):
