@@ -164,7 +164,9 @@ class Bundle:
             raise BundleError(f"{path}: does not match {MANIFEST} (sha256 differs); re-export the "
                               f"bundle")
         try:
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=[self.provider])
+            # CPU as the fallback for ops the chosen provider does not take (ORT's usual setup)
+            providers = list(dict.fromkeys([self.provider, "CPUExecutionProvider"]))
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for corrupt graphs
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BundleError(f"{path}: onnxruntime cannot load it ({first})") from exc

@@ -1,9 +1,12 @@
-"""``benchmarks/deploy_speed.py`` runs end to end (random-weight resnet8: no training) and times
-both paths on the same inputs with the same exits."""
+"""The deployment benchmarks run end to end: ``deploy_speed.py`` (random-weight resnet8, no
+training) times both paths on the same inputs with the same exits; ``export_front.py`` (slow)
+checks every front configuration of a small study."""
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,3 +24,16 @@ def test_deploy_speed_benchmark_reports_both_paths_and_the_load(capsys):
     assert len(r["loadavg_before"]) == 3 and r["cpu_count"] >= 1
     assert len(r["exit_fractions"]) == 3 and abs(sum(r["exit_fractions"]) - 1) < 1e-9
     assert '"eager_over_onnxruntime"' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_every_front_config_of_a_small_study_runs_as_pytorch_does(monkeypatch, tmp_path):
+    """``benchmarks/export_front.py``: search, train each front config, export, compare."""
+    spec = importlib.util.spec_from_file_location("export_front",
+                                                  ROOT / "benchmarks" / "export_front.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    r = module.main(["--trials", "8", "--epochs", "3", "--out", str(tmp_path)])
+    assert r["configs"] >= 1
+    assert r["all_same_exits"] and r["all_same_predictions"] and r["all_accuracy_equal"]
+    assert r["max_logit_abs_diff"] < 1e-4
