@@ -20,8 +20,10 @@ from dse.export import run_bundle
                    "TensorrtExecutionProvider where installed).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Run only the first N images of the split.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
-@options.threads
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Untimed inputs run first.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice).")
 @options.json_flag
 def command(bundle_dir, dataset, split, provider, limit, warmup, threads, as_json):
     """Accuracy, exit mix, expected MACs, and latency measured here per exit and per input."""
