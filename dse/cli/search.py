@@ -107,7 +107,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
     # started beside this one, gets its own seed, so the two never suggest the same trials.
     attach_sampler(study, settings, process_index() if resumed else 0)
     complete = _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resumed)
-    _finish(study, out_dir, url, complete, shift, no_report, as_json, redact)
+    _finish(study, out_dir, url, complete, shift, no_report, as_json)
 
 
 def _max_drop(value: str) -> float | None:
@@ -168,7 +168,7 @@ def _stop(procs) -> None:
             p.kill()
 
 
-def _finish(study, out_dir, url, complete, shift, no_report, as_json, redact) -> None:
+def _finish(study, out_dir, url, complete, shift, no_report, as_json) -> None:
     written = write_outputs(study, out_dir)
     front = written["front"]
     report = None
