@@ -71,6 +71,9 @@ def assemble(backbone: str | Backbone, inputs: InputSpec, num_exits: int = 0,
              branch_params: dict | None = None, macs: BackboneMacs | None = None) -> Assembled:
     """Build the backbone (or take a built one), place the exits and count MACs."""
     check_branch_params(branch, dict(branch_params or {}))  # fail on a bad name before building
+    if positions and num_exits and len(positions) != num_exits:
+        raise ConfigError(f"--exits {num_exits} but --positions gives {len(positions)} values; "
+                          "give one position per exit (or leave out --exits)")
     if isinstance(backbone, str):
         backbone = build_backbone(backbone, num_classes=inputs.num_classes,
                                   in_channels=inputs.in_channels, checkpoint=checkpoint)
