@@ -3,7 +3,7 @@ original multi-exit model rebuilt on it (:class:`OriginalModel`) and its shifted
 
 A run configuration holds the structure and the training recipe but no branch weights, so the
 original model is rebuilt as the search built it: the frozen backbone (checkpoint, or the cached
-built-in one), and branches trained by proxy training (:func:`dse.train.proxy.train_branches`)
+built-in one), and branches trained by proxy training (:func:`dse.train.proxy.train_design`)
 from the configuration's training spec on the clean (unshifted) training split.
 
 Fine-tuning then works on the frozen backbone's features of *shifted* images: every split is
@@ -32,7 +32,7 @@ from dse.models.multiexit import feature_shapes
 from dse.models.placement import place
 from dse.train.backbone import ensure_backbone
 from dse.train.features import FeatureCache, build_feature_cache
-from dse.train.proxy import train_branches
+from dse.train.proxy import train_design
 
 Log = Callable[[str], None]
 SPLITS = ("train", "val", "test")
@@ -140,15 +140,12 @@ def train_original(config: RunConfig, ctx: Context, blocks: Sequence[int] | None
     blocks = tuple(blocks) if blocks is not None else resolve_blocks(config, ctx)
     source = clean_cache(ctx, blocks)
     macs = backbone_macs(ctx.backbone, ctx.input_shape)
-    t = config.training
     b_macs = [branch_macs(br, macs.block_out_shapes[b])
               for br, b in zip(_fresh_branches(config, ctx, blocks), blocks)]
     cum = exit_cum_macs(macs.block_macs, macs.head_macs, blocks, b_macs)
-    result = train_branches(
-        source, blocks, config.exits.branch, config.exits.branch_kwargs, ctx.data.info.num_classes,
-        loss=t.loss, labels=t.labels, steps=t.steps, lr=t.lr, optimizer=t.optimizer,
-        batch_size=t.batch_size, seed=branch_seed(config) if seed is None else seed, exit_costs=[c / cum[-1] for c in cum],
-        device=ctx.device)
+    result = train_design(source, config, blocks, ctx.data.info.num_classes,
+                          seed=branch_seed(config) if seed is None else seed,
+                          exit_costs=[c / cum[-1] for c in cum], device=ctx.device)
     head = copy.deepcopy(ctx.backbone.head).requires_grad_(True)
     classifiers = nn.ModuleList([*result.branches, head]).cpu()
     reach = macs.cum_macs

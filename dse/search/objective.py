@@ -3,7 +3,7 @@
 1. The space decodes the trial's parameters into a :class:`~dse.design.Design`; the
    placement rule lands its exits on backbone blocks.
 2. The branches are trained for the design's step budget on cached features with the
-   backbone frozen (:func:`dse.train.proxy.train_branches`); every exit's outputs on val and test
+   backbone frozen (:func:`dse.train.proxy.train_design`); every exit's outputs on val and test
    are computed once (:class:`~dse.evaluation.ExitOutputs`). Training depends only on the
    *structure* (blocks, branch, loss, labels, steps, lr, ...), not on the criterion or thresholds,
    so its outputs are memoised per structure and its seed is ``hash(study seed, structure)``:
@@ -32,7 +32,7 @@ from dse.design import Design, RunConfig
 from dse.evaluation import evaluate, sweep
 from dse.models.criteria import CRITERIA
 from dse.models.placement import place as place_rule
-from dse.train.proxy import result_outputs, train_branches
+from dse.train.proxy import result_outputs, train_design
 
 #: threshold values in a trial's stored sweep
 SWEEP_POINTS = 25
@@ -129,12 +129,8 @@ def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo
         return hit
     seed = proxy_seed(ctx.settings.seed, key)
     final = costs.macs[-1] or 1
-    t = d.training
-    result = train_branches(
-        ctx.features, blocks, d.exits.branch, d.exits.branch_kwargs, ctx.info.num_classes,
-        loss=t.loss, labels=t.labels, steps=t.steps, lr=t.lr, optimizer=t.optimizer,
-        batch_size=t.batch_size, weight_decay=t.weight_decay, seed=seed,
-        exit_costs=[m / final for m in costs.macs], device=ctx.device)
+    result = train_design(ctx.features, d, blocks, ctx.info.num_classes, seed=seed,
+                          exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
     test = result_outputs(ctx.features, result, "test", device=ctx.device)
     info = {"proxy_seed": seed, "train_seconds": round(result.seconds, 3),
