@@ -221,7 +221,6 @@ def train_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: st
     return ProxyResult(branches, exit_blocks, losses, steps, seconds, spec.isc, settings)
 
 
-@torch.inference_mode()
 def train_design(source: FeatureSource, design: Design, exit_blocks: Sequence[int],
                  num_classes: int | None, *, seed: int, exit_costs: Sequence[float] | None = None,
                  device: torch.device | str = "cpu") -> ProxyResult:
@@ -236,6 +235,7 @@ def train_design(source: FeatureSource, design: Design, exit_blocks: Sequence[in
         weight_decay=t.weight_decay, seed=seed, exit_costs=exit_costs, device=device)
 
 
+@torch.inference_mode()
 def exit_outputs(source: FeatureSource, exit_blocks: Sequence[int], branches: Sequence[nn.Module],
                  split: str, *, isc: bool = False, batch_size: int = 1024,
                  device: torch.device | str = "cpu") -> ExitOutputs:
