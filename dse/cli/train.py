@@ -56,12 +56,18 @@ def default_out_dir(config_path: str) -> Path:
               help="Random shifts (and flips for natural images).")
 @click.option("--from-scratch", is_flag=True, help="Joint mode: start from random backbone weights.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
+@click.option("--max-samples", type=click.IntRange(min=1), default=None,
+              help="Keep a seeded random subset of at most N rows of each split (frozen "
+                   "--no-augment: default the study's).")
+@click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
+              help="Frozen --no-augment: train the exits on the study's feature cache (built "
+                   "once when missing) instead of running the backbone every step.")
 @options.device
 @options.threads
 @options.json_flag
 def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr, batch_size,
             optimizer, momentum, weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch,
-            seed, device, threads, as_json):
+            seed, max_samples, feature_cache, device, threads, as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
@@ -76,7 +82,8 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
     opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
                         momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
                         hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
-                        init="scratch" if from_scratch else "pretrained", seed=seed)
+                        init="scratch" if from_scratch else "pretrained", seed=seed,
+                        max_samples=max_samples, feature_cache=feature_cache)
     out = Path(out_dir) if out_dir else default_out_dir(config_path)
     result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint, resume=resume,
                           device=select_device(device), progress=None)

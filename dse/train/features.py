@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Callable, Hashable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 
 from dse.cache import cache_dir as default_cache_dir
 from dse.cache import digest, file_lock, state_digest
-from dse.data import split_batches, split_labels
+from dse.data import DataSplits, split_batches, split_labels
 from dse.errors import ConfigError
 from dse.models.backbones import Backbone
 from dse.train.budget import available_memory, check_fits, free_disk, total_bytes
@@ -171,6 +171,19 @@ def _batches(backbone: Backbone, ds, blocks: Sequence[int], rows: torch.Tensor, 
         start = stop
     if start == 0:
         raise ConfigError("cannot cache features of an empty split")
+
+
+def cap_splits(splits: DataSplits, max_samples: int | None, seed: int) -> DataSplits:
+    """Each split cut to the seeded ``max_samples`` rows :func:`subset_indices` picks (the rows
+    the feature cache keeps); unchanged when ``None`` or at least the split's size."""
+    if max_samples is None:
+        return splits
+
+    def cap(ds: Dataset) -> Dataset:
+        rows = subset_indices(len(ds), max_samples, seed)
+        return ds if len(rows) == len(ds) else Subset(ds, rows.tolist())
+
+    return DataSplits(splits.info, cap(splits.train), cap(splits.val), cap(splits.test))
 
 
 @torch.inference_mode()  # not a ``with`` around the generator's yield: it would leak out

@@ -1,4 +1,5 @@
-"""`dse search` refuses a feature cache that cannot fit, fast, with one line and a fix."""
+"""`dse search` refuses a feature cache that cannot fit (fast, one line, a fix); `dse train
+--mode frozen --no-augment` reuses the study's cache."""
 from __future__ import annotations
 
 import time
@@ -35,3 +36,24 @@ def test_over_budget_search_fails_in_one_line_naming_max_samples(checkpoint, tmp
                                    "--out", str(tmp_path / "study"), "--profile", "jetson",
                                    "--max-samples", fit])
     assert res.exit_code == 0, res.output
+
+
+def test_frozen_train_reuses_the_study_feature_cache(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "study"
+    res = CliRunner().invoke(cli, ["search", "--checkpoint", checkpoint, "--space",
+                                   str(DATA / "tiny.yaml"), "--trials", "2", "--no-report",
+                                   "--out", str(out), "--profile", "jetson", "--max-drop", "none",
+                                   "--max-samples", "300", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "cache" / "features").glob("*.feat"))
+    inodes = [f.stat().st_ino for f in files]
+    assert len(files) == 3
+    config = sorted((out / "configs").glob("trial_*.yaml"))[0]
+    res = CliRunner().invoke(cli, ["train", "--config", str(config), "--mode", "frozen",
+                                   "--no-augment", "--epochs", "1", "--out",
+                                   str(tmp_path / "train"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "frozen training on the feature cache" in res.stderr
+    assert sorted((tmp_path / "cache" / "features").glob("*.feat")) == files
+    assert [f.stat().st_ino for f in files] == inodes  # the study's files, not rebuilt
