@@ -59,6 +59,7 @@ def default_out_dir(config_path: str) -> Path:
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
               help="Keep a seeded random subset of at most N rows of each split (frozen "
                    "--no-augment: default the study's).")
+@options.normalize
 @click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
               help="Frozen --no-augment: train the exits on the study's feature cache (built "
                    "once when missing) instead of running the backbone every step.")
@@ -67,12 +68,13 @@ def default_out_dir(config_path: str) -> Path:
 @options.json_flag
 def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr, batch_size,
             optimizer, momentum, weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch,
-            seed, max_samples, feature_cache, device, threads, as_json):
+            seed, max_samples, normalize, mean, std, feature_cache, device, threads, as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
     """
     from dse.config import load_config
+    from dse.data import parse_normalize
     from dse.device import select_device, set_threads
     from dse.train.full import train_config
     from dse.train.options import TrainOptions
@@ -83,7 +85,8 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
                         momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
                         hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
                         init="scratch" if from_scratch else "pretrained", seed=seed,
-                        max_samples=max_samples, feature_cache=feature_cache)
+                        max_samples=max_samples, feature_cache=feature_cache,
+                        normalize=parse_normalize(normalize, mean, std))
     out = Path(out_dir) if out_dir else default_out_dir(config_path)
     result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint, resume=resume,
                           device=select_device(device), progress=None)

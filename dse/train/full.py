@@ -33,7 +33,7 @@ from torch import nn
 
 from dse.cache import atomic_torch_save
 from dse.config import RunConfig, save_config, thresholds_for
-from dse.data import load_dataset, split_batches, split_labels, split_tensors
+from dse.data import load_dataset, normalize_splits, split_batches, split_labels, split_tensors
 from dse.errors import ConfigError
 from dse.evaluation import evaluate
 from dse.cost.assemble import Assembled, InputSpec
@@ -299,6 +299,7 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
     dataset, device = dataset or config.dataset, resolve_device(device)
     if splits is None:
         splits = load_dataset(dataset, seed=config.seed, input_size=config.input_size)
+    splits = normalize_splits(splits, o.normalize)
     on_cache = o.mode == "frozen" and not o.augment and not o.hdkd and o.feature_cache
     # frozen weights never change: a resumed frozen run on the cache starts from the same
     # backbone as the first (so the cache key matches); last.pt then restores them anyway

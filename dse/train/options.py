@@ -61,6 +61,7 @@ class TrainOptions:
     seed: int | None = None             # None: the config's seed
     max_samples: int | None = None      # seeded cap on each split's rows (None: all)
     feature_cache: bool = True          # frozen, no augmentation: train on the feature cache
+    normalize: Any = "dataset"          # dataset | imagenet | none | (mean, std) per channel
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -77,3 +77,12 @@ def test_max_samples_caps_every_split(tmp_path, splits, ckpt, feature_cache):
     # 100 train rows in batches of 128: one step per epoch; val/test measured on 100 rows
     assert r.metrics["val"]["exit_fractions"] and len(r.metrics["history"]) == 2
     assert r.metrics["test"]["accuracy"] * 100 == pytest.approx(round(r.metrics["test"]["accuracy"] * 100))
+
+
+def test_normalisation_is_settable_and_stored_in_the_model_file(tmp_path, splits, ckpt):
+    r = run(config(), tmp_path / "n", splits, ckpt, normalize="none")
+    saved = torch.load(r.model_path, weights_only=True)
+    assert saved["input"]["mean"] == [0.0] and saved["input"]["std"] == [1.0]
+    assert saved["training"]["normalize"] == "none"
+    d = run(config(), tmp_path / "d", splits, ckpt)
+    assert torch.load(d.model_path, weights_only=True)["input"]["mean"] == list(splits.info.mean)
