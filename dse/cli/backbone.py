@@ -9,6 +9,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json
+from dse.errors import ConfigError
 
 
 @click.group("backbone")
@@ -41,7 +42,6 @@ def train(backbone, dataset, input_size, epochs, lr, batch_size, optimizer, out,
     """Train a backbone on a dataset; print its val/test accuracy and where it was saved."""
     from dse.data import load_dataset, normalize_splits, parse_normalize
     from dse.device import select_device, set_threads
-    from dse.errors import ConfigError
     from dse.train.backbone import cached_backbone_path, save_backbone, train_backbone
     from dse.train.features import cap_splits
 
