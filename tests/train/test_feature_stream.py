@@ -127,3 +127,9 @@ def test_line_ticker_is_quiet_for_a_short_step():
             now[0] += 0.2
             bar.update(10)
     assert lines == []  # done in 2 s < quiet_s
+
+
+def test_an_in_memory_cache_is_checked_against_available_memory(backbone, digits, monkeypatch):
+    monkeypatch.setattr(tf, "available_memory", lambda: budget.MARGIN_MIN_BYTES + 1_000_000)
+    with pytest.raises(ConfigError, match=r"GiB of memory but .*--max-samples \d+"):
+        tf.build_feature_cache(backbone, digits, [0, 1, 2], cache_dir=False)
