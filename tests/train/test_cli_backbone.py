@@ -81,4 +81,4 @@ def test_max_samples_trains_on_a_subset_and_needs_out(tmp_path):
     # 50 test rows: accuracy is a multiple of 1/50
     assert abs(data["test_accuracy"] * 50 - round(data["test_accuracy"] * 50)) < 1e-9
     result = run("--epochs", "1", "--max-samples", "50")
-    assert result.exit_code == 2 and "--max-samples needs --out" in result.output
+    assert result.exit_code == 2 and "need --out" in result.output
