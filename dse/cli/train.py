@@ -13,6 +13,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
+from dse.data import parse_normalize
 from dse.design import load_config
 from dse.device import select_device, set_threads
 from dse.models.backbones import check_code_allowed, code_from_files
@@ -63,12 +64,20 @@ def default_out_dir(config_path: str) -> Path:
 @click.option("--from-scratch", is_flag=True, help="Joint mode: start from random backbone weights.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
 @options.allow_code
+@click.option("--max-samples", type=click.IntRange(min=1), default=None,
+              help="Keep a seeded random subset of at most N rows of each split (frozen "
+                   "--no-augment: default the study's).")
+@options.normalize
+@click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
+              help="Frozen --no-augment: train the exits on the study's feature cache (built "
+                   "once when missing) instead of running the backbone every step.")
 @options.device
 @options.threads
 @options.json_flag
 def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr, batch_size,
             optimizer, momentum, weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch,
-            seed, allow_code, device, threads, as_json):
+            seed, allow_code, max_samples, normalize, mean, std, feature_cache, device, threads,
+            as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
@@ -79,7 +88,9 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
     opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
                         momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
                         hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
-                        init="scratch" if from_scratch else "pretrained", seed=seed)
+                        init="scratch" if from_scratch else "pretrained", seed=seed,
+                        max_samples=max_samples, feature_cache=feature_cache,
+                        normalize=parse_normalize(normalize, mean, std))
     out = check_writable_dir(Path(out_dir) if out_dir else default_out_dir(config_path), "--out")
     with code_from_files(config_path, allow_code):
         result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint,

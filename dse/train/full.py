@@ -33,7 +33,7 @@ from torch import nn
 
 from dse.cache import atomic_torch_save
 from dse.design import RunConfig, save_config
-from dse.data import load_dataset, split_tensors
+from dse.data import load_dataset, normalize_splits, split_batches, split_labels, split_tensors
 from dse.errors import CheckpointError, ConfigError
 from dse.evaluation import evaluate
 from dse.cost.assemble import Assembled, InputSpec
@@ -41,6 +41,8 @@ from dse.models.backbones import build_backbone
 from dse.models.checkpoint import read_checkpoint
 from dse.train.backbone import ensure_backbone, random_shift, shift_augment
 from dse.train.losses import apply_loss
+from dse.train.features import FeatureCache, cap_splits
+from dse.train.frozen_features import branch_outputs, cached_outputs, gather, study_cache
 from dse.train.engine import (EpochLog, Log, batch_to, current_lr, epoch_batches, log_stderr,
                               make_optimizer, make_schedule, optimizer_step, progress_bar,
                               resolve_device)
@@ -121,13 +123,14 @@ class _Job:
     a: Assembled
     model: nn.Module
     costs: list[float]                  # normalised cumulative MACs per exit (eenet's c_n)
-    train: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor]
+    train: tuple[Any, torch.Tensor]     # (the train split, read per batch; its labels)
+    val: tuple[torch.Tensor | None, torch.Tensor]  # (images, or None on the cache; labels)
     steps_per_epoch: int
     run: "_Run"
     hdkd: HdkdTraining | None
     device: torch.device
     settings: dict[str, Any]            # what a resume must match
+    cache: FeatureCache | None = None   # frozen on the feature cache (no backbone per step)
 
     @property
     def frozen(self) -> bool:
@@ -135,9 +138,10 @@ class _Job:
 
 
 def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, dataset: str,
-             device: torch.device) -> _Job:
+             device: torch.device, cache: FeatureCache | None = None) -> _Job:
     """Build the multi-exit model (seeded), freeze what frozen mode keeps, and its optimizer,
-    schedule and data generator; HDKD's state when asked for."""
+    schedule and data generator; HDKD's state when asked for. With ``cache`` the data are the
+    cached features (frozen mode, see :mod:`dse.train.frozen_features`)."""
     info = splits.info
     torch.manual_seed(o.seed)
     a = assemble_config(config, backbone, InputSpec(info.channels, info.input_size, info.num_classes))
@@ -145,8 +149,13 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     model, costs = a.model.to(device), exit_costs(a)
     for p in model.backbone.parameters() if o.mode == "frozen" else ():
         p.requires_grad_(False)
-    x_train, y_train = split_tensors(splits.train)
-    x_val, y_val = split_tensors(splits.val)
+    if cache is not None:
+        cache.check_blocks(a.placement.blocks)
+        x_train, y_train = None, cache.split("train").labels
+        x_val, y_val = None, cache.split("val").labels
+    else:
+        x_train, y_train = splits.train, split_labels(splits.train)
+        x_val, y_val = split_tensors(splits.val)
     steps_per_epoch = math.ceil(int(y_train.shape[0]) / o.batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -162,7 +171,7 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
                         seed=o.seed + 1, device=device) if o.hdkd else None
     settings = {"options": o.to_dict(), "dataset": dataset, "config": to_plain(config.to_dict())}
     return _Job(config, o, a, model, costs, (x_train, y_train), (x_val, y_val), steps_per_epoch,
-                run, hdkd, device, settings)
+                run, hdkd, device, settings, cache)
 
 
 def _restore(job: _Job, last: Path, bsource: dict, log: Log | None) -> dict:
@@ -186,25 +195,40 @@ def _train_epoch(job: _Job, epoch: int, targets: torch.Tensor, augment: tuple[in
                  bar) -> float:
     """One pass over the training split; the mean training loss."""
     model, run, o, loss_spec = job.model, job.run, job.o, job.config.training.loss
-    x_train = job.train[0]
+    train_ds, n = job.train[0], int(job.train[1].shape[0])
     pad, flip = augment
     model.train()
     if job.frozen:
         model.backbone.eval()
     loss_sum, steps = 0.0, 0
-    for idx in epoch_batches(int(x_train.shape[0]), o.batch_size, run.gen):
-        x, y = batch_to(job.device, random_shift(x_train[idx], pad, run.gen, flip), targets[idx])
+    for idx in epoch_batches(n, o.batch_size, run.gen):
         step = epoch * job.steps_per_epoch + steps
-        with gradient_equilibrium(model) if o.ge else contextlib.nullcontext():
-            if job.hdkd is None:
-                loss = apply_loss(loss_spec, model(x), y, exit_costs=job.costs, step=step)
-            else:
-                loss = job.hdkd.loss(model, x, y, lr=current_lr(run.opt), step=step)
+        if job.cache is not None:  # the backbone's part comes from the cache
+            feats, final, _ = job.cache.batch("train", idx, model.exit_blocks, job.device)
+            loss = apply_loss(loss_spec, branch_outputs(model, feats, final),
+                              targets[idx].to(job.device), exit_costs=job.costs, step=step)
             optimizer_step(run.opt, loss, run.sched)
+        else:
+            x, y = batch_to(job.device, random_shift(gather(train_ds, idx), pad, run.gen, flip),
+                            targets[idx])
+            with gradient_equilibrium(model) if o.ge else contextlib.nullcontext():
+                if job.hdkd is None:
+                    loss = apply_loss(loss_spec, model(x), y, exit_costs=job.costs, step=step)
+                else:
+                    loss = job.hdkd.loss(model, x, y, lr=current_lr(run.opt), step=step)
+                optimizer_step(run.opt, loss, run.sched)
         loss_sum, steps = loss_sum + float(loss.detach()), steps + 1
         bar.update(1)
         bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / steps:.3f}", refresh=False)
     return loss_sum / max(steps, 1)
+
+
+def _outputs(job: _Job, split: str, data: tuple | None):
+    """Exit outputs of a split: from the cache, or the model on ``data`` (images, labels)."""
+    isc = job.config.training.loss.isc
+    if job.cache is not None:
+        return cached_outputs(job.model, job.cache, split, isc=isc, device=job.device)
+    return collect_outputs(job.model, *data, isc=isc, device=job.device)
 
 
 def _train_epochs(job: _Job, out: Path, targets: torch.Tensor, augment: tuple[int, bool],
@@ -219,8 +243,7 @@ def _train_epochs(job: _Job, out: Path, targets: torch.Tensor, augment: tuple[in
                       initial=run.epoch * job.steps_per_epoch) as bar:
         for epoch in range(run.epoch, o.epochs):
             loss = _train_epoch(job, epoch, targets, augment, bar)
-            val = collect_outputs(job.model, *job.val, isc=job.config.training.loss.isc,
-                                  device=job.device)
+            val = _outputs(job, "val", job.val)
             record = {"epoch": epoch + 1, "train_loss": loss, "lr": current_lr(run.opt),
                       "val": _early_exit_summary(val, job.config, job.a.exit_macs),
                       "seconds": round(time.perf_counter() - t0, 3)}
@@ -239,9 +262,8 @@ def _train_epochs(job: _Job, out: Path, targets: torch.Tensor, augment: tuple[in
 def _finish(job: _Job, out: Path, splits, dataset: str, bsource: dict) -> TrainResult:
     """Measure val and test, write config.yaml, model.pt and metrics.json."""
     config, run, o, isc = job.config, job.run, job.o, job.config.training.loss.isc
-    x_test, y_test = split_tensors(splits.test)
-    val = collect_outputs(job.model, *job.val, isc=isc, device=job.device)
-    test = collect_outputs(job.model, x_test, y_test, isc=isc, device=job.device)
+    val = _outputs(job, "val", job.val)
+    test = _outputs(job, "test", None if job.cache is not None else split_tensors(splits.test))
     metrics = {
         "config": to_plain(config.to_dict()), "options": o.to_dict(), "dataset": dataset,
         "backbone": bsource, "exit_blocks": list(job.a.placement.blocks),
@@ -249,6 +271,7 @@ def _finish(job: _Job, out: Path, splits, dataset: str, bsource: dict) -> TrainR
         "train_seconds": run.history[-1]["seconds"] if run.history else 0.0,
         "val": _early_exit_summary(val, config, job.a.exit_macs),
         "test": _early_exit_summary(test, config, job.a.exit_macs), "history": run.history,
+        "feature_cache": job.cache.describe() if job.cache is not None else None,
     }
     if run.pseudo is not None:
         metrics["pseudo_label_agreement"] = float((run.pseudo == job.train[1]).float().mean())
@@ -282,13 +305,26 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
     dataset, device = dataset or config.dataset, resolve_device(device)
     if splits is None:
         splits = load_dataset(dataset, seed=config.seed, input_size=config.input_size)
+    splits = normalize_splits(splits, o.normalize)
+    on_cache = o.mode == "frozen" and not o.augment and not o.hdkd and o.feature_cache
+    # frozen weights never change: a resumed frozen run on the cache starts from the same
+    # backbone as the first (so the cache key matches); last.pt then restores them anyway
     backbone, bsource = _backbone(config, dataset, checkpoint or config.checkpoint, splits, o,
-                                  resume, device, progress, log)
-    job = _prepare(config, o, backbone, splits, dataset, device)
+                                  resume and not on_cache, device, progress, log)
+    cache = None
+    if on_cache:
+        cache = study_cache(config, backbone, splits, dataset, max_samples=o.max_samples,
+                            device=device, progress=progress, log=log)
+        if log:
+            log("frozen training on the feature cache: the backbone does not run per step")
+    else:
+        splits = cap_splits(splits, o.max_samples, config.seed)  # the cache's rows
+    job = _prepare(config, o, backbone, splits, dataset, device, cache)
     if resume:
         bsource = _restore(job, out / LAST, bsource, log)
     elif config.training.labels == "pseudo":
-        job.run.pseudo = _pseudo_labels(job.model.backbone, job.train[0], device)
+        job.run.pseudo = (cache.split("train").logits.argmax(1) if cache is not None
+                          else _pseudo_labels(job.model.backbone, job.train[0], device))
     targets = job.run.pseudo if job.run.pseudo is not None else job.train[1]
     out.mkdir(parents=True, exist_ok=True)
     _train_epochs(job, out, targets, shift_augment(splits.info, o.augment), bsource, progress,
@@ -324,10 +360,10 @@ class _Run:
 
 
 @torch.no_grad()
-def _pseudo_labels(backbone: nn.Module, x: torch.Tensor, device) -> torch.Tensor:
+def _pseudo_labels(backbone: nn.Module, train_ds, device) -> torch.Tensor:
     was = backbone.training
     backbone.eval()
-    labels = torch.cat([backbone(x[i:i + EVAL_BATCH].to(device)).argmax(1).cpu()
-                        for i in range(0, x.shape[0], EVAL_BATCH)])
+    labels = torch.cat([backbone(x).argmax(1).cpu()
+                        for x, _ in split_batches(train_ds, EVAL_BATCH, device)])
     backbone.train(was)
     return labels

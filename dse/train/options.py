@@ -13,7 +13,10 @@ weight decay   0                                       5e-4
 GE             off (no backbone gradient)              on
 =============  ======================================  ======================================
 
-Both: 30 epochs, the config's batch size, cosine schedule, random-shift augmentation.
+Both: 30 epochs, the config's batch size, cosine schedule, random-shift augmentation, every
+row of each split (``max_samples`` keeps a seeded subset, the rows the feature cache keeps).
+Frozen with ``augment=False`` (and no HDKD) trains on the study's feature cache
+(:mod:`dse.train.frozen_features`).
 Schedules (:func:`dse.train.engine.make_schedule`) are stepped once per optimizer step:
 ``cosine`` decays the lr to 0 over the run, ``step`` divides it by 10 at 50% and 75% of the
 run, ``constant`` keeps it.
@@ -56,6 +59,9 @@ class TrainOptions:
     augment: bool = True                # random shifts (and flips for natural images)
     init: str = "pretrained"            # joint: start from the trained backbone or from scratch
     seed: int | None = None             # None: the config's seed
+    max_samples: int | None = None      # seeded cap on each split's rows (None: all)
+    feature_cache: bool = True          # frozen, no augmentation: train on the feature cache
+    normalize: Any = "dataset"          # dataset | imagenet | none | (mean, std) per channel
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +94,8 @@ def resolve(options: TrainOptions, config) -> TrainOptions:
     if o.lr is None:
         o = replace(o, lr=JOINT_LR if joint and o.optimizer == "sgd" else t.lr)
     check_optimizer(o.optimizer, "--optimizer")
+    if o.max_samples is not None and (not isinstance(o.max_samples, int) or o.max_samples < 1):
+        raise ConfigError(f"--max-samples must be an integer >= 1, got {o.max_samples!r}")
     for name, value, low in (("epochs", o.epochs, 1), ("batch-size", o.batch_size, 1)):
         if not isinstance(value, int) or value < low:
             raise ConfigError(f"--{name} must be an integer >= {low}, got {value!r}")
