@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from dse.config import RunConfig
+from dse.cost.assemble import place_exits
 from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs, param_count
 from dse.data import load_dataset, split_batches
 from dse.errors import ConfigError
@@ -29,7 +30,6 @@ from dse.finetune.shifts import apply_shift
 from dse.models.backbones import Backbone
 from dse.models.exits import build_branch
 from dse.models.multiexit import feature_shapes
-from dse.models.placement import place
 from dse.train.backbone import ensure_backbone
 from dse.train.features import FeatureCache, build_feature_cache
 from dse.train.proxy import train_branches
@@ -102,8 +102,9 @@ def resolve_blocks(config: RunConfig, ctx: Context) -> tuple[int, ...]:
         blocks = tuple(config.exits.blocks)
     else:
         macs = backbone_macs(ctx.backbone, ctx.input_shape)
-        blocks = place(config.exits.placement, config.exits.count, macs.cum_fractions,
-                       config.exits.positions).blocks
+        blocks = place_exits(ctx.backbone, macs, config.exits.placement, config.exits.count,
+                             config.exits.branch, ctx.data.info.num_classes, config.exits.positions,
+                             config.exits.branch_kwargs).blocks
     if not blocks:
         raise ConfigError("selective fine-tuning needs at least one early exit; "
                           "the configuration has none")

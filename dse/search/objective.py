@@ -110,7 +110,10 @@ class OutputsMemo:
 def place(ctx: Any, d: Design) -> tuple[int, ...]:
     e = d.exits
     try:
-        where = place_rule(e.placement, e.count, ctx.macs.cum_fractions, e.positions)
+        total = ctx.backbone_macs or 1
+        where = place_rule(e.placement, e.count, ctx.macs.cum_fractions, e.positions,
+                           branch_cost=lambda b: ctx.branch_cost(e.branch, e.branch_params, b)[1] / total,
+                           first_attach=ctx.backbone.first_attach)
     except ConfigError as err:
         raise InvalidDesign(str(err)) from None
     if not where.blocks:
