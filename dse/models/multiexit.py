@@ -20,9 +20,10 @@ from dse.models.exits import build_branch
 
 class MultiExitNet(nn.Module):
     def __init__(self, backbone: Backbone, exit_blocks: Sequence[int],
-                 branches: Sequence[nn.Module], isc: bool = False) -> None:
+                 branches: Sequence[nn.Module], isc: bool = False, isc_final: bool = False) -> None:
         """``isc``: inline subnetwork collaboration at inference, z'_i = z_i + z'_{i-1} for the
-        early exits (as ``dse.train.losses.isc_combine`` does in training)."""
+        early exits (as ``dse.train.losses.isc_combine`` does in training), and for the final
+        head too with ``isc_final`` (a jointly trained model)."""
         super().__init__()
         exit_blocks = list(exit_blocks)
         if len(exit_blocks) != len(branches):
@@ -35,7 +36,7 @@ class MultiExitNet(nn.Module):
         self.backbone = backbone
         self.exit_blocks = exit_blocks
         self.branches = nn.ModuleList(branches)
-        self.isc = isc
+        self.isc, self.isc_final = isc, isc_final
 
     @property
     def num_exits(self) -> int:
@@ -102,6 +103,8 @@ class MultiExitNet(nn.Module):
                         return out, exit_index
                 e += 1
         logits = self.backbone.head(x)
+        if self.isc and self.isc_final and previous is not None:
+            logits = logits + previous
         if out is None:
             out = logits.new_empty((n, logits.shape[1]))
         out[alive] = logits
@@ -119,8 +122,9 @@ def feature_shapes(backbone: Backbone, input_shape: Sequence[int]) -> list[tuple
 
 
 def build_multiexit(backbone: Backbone, exit_blocks: Sequence[int], branch: str, num_classes: int,
-                    input_shape: Sequence[int], isc: bool = False, **branch_params) -> MultiExitNet:
+                    input_shape: Sequence[int], isc: bool = False, isc_final: bool = False,
+                    **branch_params) -> MultiExitNet:
     """Attach a ``branch`` exit after each block in ``exit_blocks``."""
     shapes = feature_shapes(backbone, input_shape)
     branches = [build_branch(branch, shapes[b], num_classes, **branch_params) for b in exit_blocks]
-    return MultiExitNet(backbone, exit_blocks, branches, isc=isc)
+    return MultiExitNet(backbone, exit_blocks, branches, isc=isc, isc_final=isc_final)

@@ -157,7 +157,8 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     loss_spec = config.training.loss
     hdkd = HdkdTraining(loss_spec, model.num_exits, x_val, y_val, eps=o.hdkd_lr,
                         alpha=o.hdkd_alpha, momentum=o.hdkd_momentum, batch_size=o.batch_size,
-                        seed=o.seed + 1, device=device) if o.hdkd else None
+                        seed=o.seed + 1, device=device,
+                        isc_final=o.mode == "joint") if o.hdkd else None
     settings = {"options": o.to_dict(), "dataset": dataset, "config": plain(config.to_dict())}
     return _Job(config, o, a, model, costs, (x_train, y_train), (x_val, y_val), steps_per_epoch,
                 run, hdkd, device, settings)
@@ -191,7 +192,8 @@ def _train_epoch(job: _Job, epoch: int, targets: torch.Tensor, augment: tuple[in
         step = epoch * job.steps_per_epoch + steps
         with gradient_equilibrium(model) if o.ge else contextlib.nullcontext():
             if job.hdkd is None:
-                loss = apply_loss(loss_spec, model(x), y, exit_costs=job.costs, step=step)
+                loss = apply_loss(loss_spec, model(x), y, exit_costs=job.costs, step=step,
+                                  isc_final=not job.frozen)
             else:
                 loss = job.hdkd.loss(model, x, y, lr=current_lr(run.opt), step=step)
             optimizer_step(run.opt, loss, run.sched)
@@ -214,7 +216,7 @@ def _train_epochs(job: _Job, out: Path, targets: torch.Tensor, augment: tuple[in
         for epoch in range(run.epoch, o.epochs):
             loss = _train_epoch(job, epoch, targets, augment, bar)
             val = collect_outputs(job.model, *job.val, isc=job.config.training.loss.isc,
-                                  device=job.device)
+                                  isc_final=not job.frozen, device=job.device)
             record = {"epoch": epoch + 1, "train_loss": loss, "lr": current_lr(run.opt),
                       "val": _early_exit_summary(val, job.config, job.a.exit_macs),
                       "seconds": round(time.perf_counter() - t0, 3)}
@@ -234,8 +236,9 @@ def _finish(job: _Job, out: Path, splits, dataset: str, bsource: dict) -> TrainR
     """Measure val and test, write config.yaml, model.pt and metrics.json."""
     config, run, o, isc = job.config, job.run, job.o, job.config.training.loss.isc
     x_test, y_test = split_tensors(splits.test)
-    val = collect_outputs(job.model, *job.val, isc=isc, device=job.device)
-    test = collect_outputs(job.model, x_test, y_test, isc=isc, device=job.device)
+    val = collect_outputs(job.model, *job.val, isc=isc, isc_final=not job.frozen, device=job.device)
+    test = collect_outputs(job.model, x_test, y_test, isc=isc, isc_final=not job.frozen,
+                           device=job.device)
     metrics = {
         "config": plain(config.to_dict()), "options": o.to_dict(), "dataset": dataset,
         "backbone": bsource, "exit_blocks": list(job.a.placement.blocks),

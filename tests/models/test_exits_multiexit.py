@@ -94,15 +94,16 @@ def test_early_exit_equals_all_exits_then_select(case, criterion):
         assert int(e1) == int(ref_index[i]) and torch.allclose(l1[0], ref_logits[i], atol=1e-5)
 
 
-def test_early_exit_with_isc_equals_combined_outputs_then_select():
+@pytest.mark.parametrize("isc_final", [False, True])
+def test_early_exit_with_isc_equals_combined_outputs_then_select(isc_final):
     from dse.train.losses import isc_combine
 
     net = _net("pool", {})
-    net.isc = True
+    net.isc, net.isc_final = True, isc_final
     x = torch.randn(64, 3, 16, 16)
     with torch.no_grad():
         raw = net(x)
-    combined = isc_combine([lg for lg, _ in raw])
+    combined = isc_combine([lg for lg, _ in raw], include_final=isc_final)
     outputs = [(lg, cf) for lg, (_, cf) in zip(combined, raw)]
     crit = CRITERIA.get("maxprob")
     ts = [float(crit.score_torch(lg, cf).median()) for lg, cf in outputs[:-1]]
