@@ -172,11 +172,12 @@ class ShiftedSplit:
 
 
 @torch.inference_mode()
-def shifted_features(ctx: Context, shift: str, blocks: Sequence[int], *,
+def shifted_features(ctx: Context, shift: str | None, blocks: Sequence[int], *,
                      splits: Sequence[str] = SPLITS, seed: int | None = None) -> dict[str, ShiftedSplit]:
     """Shift every image of ``splits`` (seeded per split and batch) and keep ``blocks``' outputs.
 
-    Results are memoised on the context per (shift, seed, split), for all cached blocks.
+    ``shift=None``: the original images, unshifted. Results are memoised on the context per
+    (shift, seed, split), for all cached blocks.
     """
     seed = ctx.seed if seed is None else seed
     info = ctx.data.info
@@ -192,7 +193,8 @@ def shifted_features(ctx: Context, shift: str, blocks: Sequence[int], *,
         labels = []
         ctx.backbone.to(ctx.device)
         for k, (x, y) in enumerate(split_batches(ctx.data.split(name), SHIFT_BATCH)):
-            xs = apply_shift(shift, x, seed=_batch_seed(seed, s_index, k), mean=info.mean, std=info.std)
+            xs = x if shift is None else apply_shift(shift, x, seed=_batch_seed(seed, s_index, k),
+                                                     mean=info.mean, std=info.std)
             outs = ctx.backbone.features(xs.to(ctx.device))
             for b in want:
                 feats[b].append(outs[b].float().cpu())
