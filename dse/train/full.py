@@ -11,6 +11,10 @@ the per-epoch log line come from :mod:`dse.train.engine`.
   training images, so the training split's labels are never read.
 - ``joint``: backbone and exits train together (pseudo labels then come from the backbone the
   run starts from).
+- ``classifiers``: IMTA's second phase (Li et al. 2019, ``main_IMTA.py``): the backbone's blocks
+  are frozen, the early exits and the final head train, from the weights of ``init_model``; a
+  frozen copy of that model gives the distillation teacher (its final logits) to a ``kd`` loss.
+  :func:`dse.train.recipes.train_imta` chains the two phases.
 
 An output folder holds ``last.pt`` (model, optimizer, scheduler, epoch, RNG states: written
 atomically after every epoch, read by ``resume``), ``model.pt`` (the trained multi-exit model,
@@ -20,11 +24,12 @@ trained).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,8 +48,8 @@ from dse.train.losses import apply_loss
 from dse.train.engine import (EpochLog, Log, batch_to, current_lr, epoch_batches, log_stderr,
                               make_optimizer, make_schedule, optimizer_step, progress_bar,
                               resolve_device)
-from dse.train.model_file import (EVAL_BATCH, assemble_config, collect_outputs, exit_costs, plain,
-                                  save_model)
+from dse.train.model_file import (EVAL_BATCH, assemble_config, collect_outputs, exit_costs,
+                                  load_model, plain, save_model)
 from dse.train.options import TrainOptions, resolve
 from dse.train.techniques import HdkdTraining, gradient_equilibrium
 
@@ -72,10 +77,11 @@ def _backbone(config: RunConfig, dataset: str, checkpoint: str | None, splits, o
               resume: bool, device, progress, log: Log | None):
     """(backbone, where its weights came from). On resume the weights come from last.pt."""
     info = splits.info
-    if resume or o.init == "scratch":
+    if resume or o.init == "scratch" or o.init_model:
         torch.manual_seed(o.seed)
         bb = build_backbone(config.backbone, num_classes=info.num_classes, in_channels=info.channels)
-        return bb, {"source": "resume" if resume else "scratch", "path": None}
+        source = "resume" if resume else "init_model" if o.init_model else "scratch"
+        return bb, {"source": source, "path": o.init_model if source == "init_model" else None}
     bb, binfo = ensure_backbone(config.backbone, dataset, seed=config.seed, checkpoint=checkpoint,
                                 input_size=config.input_size, device=device, splits=splits,
                                 progress=progress, log=log)
@@ -126,6 +132,7 @@ class _Job:
     hdkd: HdkdTraining | None
     device: torch.device
     settings: dict[str, Any]            # what a resume must match
+    teacher: nn.Module | None = None    # classifiers mode: the frozen initial model
 
     @property
     def frozen(self) -> bool:
@@ -140,8 +147,17 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     torch.manual_seed(o.seed)
     a = assemble_config(config, backbone, InputSpec(info.channels, info.input_size, info.num_classes))
     config = config.with_blocks(a.placement.blocks)
-    model, costs = a.model.to(device), exit_costs(a)
-    for p in model.backbone.parameters() if o.mode == "frozen" else ():
+    model, costs = a.model, exit_costs(a)
+    if o.isc_transform == "learned":  # IMTA's transform: parameters of the model, trained
+        model.isc_final = o.mode != "frozen"
+        model.add_isc_transforms(info.num_classes)
+    model = model.to(device)
+    teacher = None
+    if o.init_model:
+        _load_initial(model, o.init_model)
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    frozen = {"frozen": model.backbone.parameters(), "classifiers": model.backbone.blocks.parameters()}
+    for p in frozen.get(o.mode, ()):
         p.requires_grad_(False)
     x_train, y_train = split_tensors(splits.train)
     x_val, y_val = split_tensors(splits.val)
@@ -158,10 +174,26 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     hdkd = HdkdTraining(loss_spec, model.num_exits, x_val, y_val, eps=o.hdkd_lr,
                         alpha=o.hdkd_alpha, momentum=o.hdkd_momentum, batch_size=o.batch_size,
                         seed=o.seed + 1, device=device,
-                        isc_final=o.mode == "joint") if o.hdkd else None
+                        isc_final=o.mode != "frozen") if o.hdkd else None
     settings = {"options": o.to_dict(), "dataset": dataset, "config": plain(config.to_dict())}
     return _Job(config, o, a, model, costs, (x_train, y_train), (x_val, y_val), steps_per_epoch,
-                run, hdkd, device, settings)
+                run, hdkd, device, settings, teacher)
+
+
+def _load_initial(model: nn.Module, path: str) -> None:
+    """Start from the weights of a ``dse train`` model file with the same structure."""
+    loaded = load_model(path)
+    try:
+        missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"init model {path}: its weights do not fit this configuration "
+                          f"({first})") from None
+    # learned ISC transforms a model without them gets start fresh; nothing else may be missing
+    missing = [k for k in missing if not k.startswith("isc_transforms.")]
+    if missing or unexpected:
+        raise ConfigError(f"init model {path}: its weights do not fit this configuration "
+                          f"(missing {missing[:3]}, unexpected {list(unexpected)[:3]})")
 
 
 def _restore(job: _Job, last: Path, bsource: dict, log: Log | None) -> dict:
@@ -186,14 +218,25 @@ def _train_epoch(job: _Job, epoch: int, targets: torch.Tensor, augment: tuple[in
     model.train()
     if job.frozen:
         model.backbone.eval()
+    elif o.mode == "classifiers":
+        model.backbone.blocks.eval()  # frozen blocks keep their batch-norm statistics
     loss_sum, steps = 0.0, 0
     for idx in epoch_batches(int(x_train.shape[0]), o.batch_size, run.gen):
         x, y = batch_to(job.device, random_shift(x_train[idx], pad, run.gen, flip), targets[idx])
         step = epoch * job.steps_per_epoch + steps
         with gradient_equilibrium(model) if o.ge else contextlib.nullcontext():
             if job.hdkd is None:
-                loss = apply_loss(loss_spec, model(x), y, exit_costs=job.costs, step=step,
-                                  isc_final=not job.frozen)
+                teacher = None
+                if job.teacher is not None:
+                    with torch.no_grad():
+                        teacher = job.teacher(x)[-1][0]
+                outs, spec = model(x), loss_spec
+                if model.isc_transforms is not None:  # the model applies its learned ISC
+                    zs = model.collaborate([z for z, _ in outs])
+                    outs = [(z, h) for z, (_, h) in zip(zs, outs)]
+                    spec = replace(loss_spec, isc=False)
+                loss = apply_loss(spec, outs, y, exit_costs=job.costs, step=step,
+                                  isc_final=not job.frozen, teacher_logits=teacher)
             else:
                 loss = job.hdkd.loss(model, x, y, lr=current_lr(run.opt), step=step)
             optimizer_step(run.opt, loss, run.sched)

@@ -35,7 +35,8 @@ Exits are numbered n = 1..E below; E is the final exit, CE is the batch-mean cro
   z'_i = z_i + stopgrad(z'_{i-1}), so no gradient reaches an earlier exit through that path.
   IMTA applies it to every later classifier, the final one included (``isc_final=True``, what
   joint training uses); with a frozen backbone the final head is the backbone's own and keeps
-  its logits.
+  its logits. IMTA's learned transform is :class:`dse.models.multiexit.IscTransform`
+  (``dse train --isc-transform learned``), applied by the model itself.
 
 :func:`compute_loss` checks the value and turns NaN / inf into :class:`TrialFailed`, so a
 diverging trial stops with a reason instead of crashing the search.

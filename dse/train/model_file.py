@@ -65,7 +65,10 @@ def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: 
     for i in range(0, int(y.shape[0]), batch_size):
         outs = model(x[i:i + batch_size].to(device))
         zs = [z for z, _ in outs]
-        zs = isc_combine(zs, include_final=isc_final) if isc else zs
+        if getattr(model, "isc_transforms", None) is not None:
+            zs = model.collaborate(zs)  # learned ISC lives in the model
+        else:
+            zs = isc_combine(zs, include_final=isc_final) if isc else zs
         logits.append([z.float().cpu() for z in zs])
         conf.append([h.float().cpu() for _, h in outs])
     model.train(was)
@@ -78,7 +81,7 @@ def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: 
 def isc_final(training: dict[str, Any]) -> bool:
     """Whether ISC reaches the final head: joint training trains it (IMTA applies ISC to every
     later classifier); a frozen backbone's head keeps its own logits."""
-    return training.get("mode") == "joint"
+    return training.get("mode") in ("joint", "classifiers")
 
 
 def plain(value: Any) -> Any:
@@ -133,6 +136,8 @@ def load_model(path: str | Path) -> LoadedModel:
                             inp["num_classes"], shape, isc=config.training.loss.isc,
                             isc_final=isc_final(raw.get("training", {})),
                             **config.exits.branch_kwargs)
+    if raw.get("training", {}).get("isc_transform") == "learned":
+        model.add_isc_transforms(inp["num_classes"])
     try:
         model.load_state_dict(raw["state_dict"])
     except RuntimeError as exc:

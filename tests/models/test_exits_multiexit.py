@@ -143,3 +143,39 @@ def test_multiexit_validation():
     net = _net("pool", {})
     with pytest.raises(ConfigError, match="3 early exits need 3 thresholds, got 2"):
         net.early_exit(torch.randn(1, 3, 16, 16), "maxprob", [0.5, 0.5])
+
+
+def test_learned_isc_transform_is_imtas_concat_then_linear_and_the_early_exit_path_agrees():
+    from dse.models.multiexit import IscTransform
+
+    torch.manual_seed(0)
+    net = _net("pool", {})
+    net.isc_final = True
+    net.add_isc_transforms(5)
+    assert net.isc and len(net.isc_transforms) == net.num_exits - 1
+    # IMTA: classifier(cat(features, LinBNReLU(prev))) == own logits + out(LinBNReLU(prev))
+    t = IscTransform(10, 6).eval()
+    feats, prev = torch.randn(4, 5), torch.randn(4, 10)
+    cls = torch.nn.Linear(11, 10)
+    with torch.no_grad():
+        cls.weight[:, 5:] = t.out.weight  # the concatenated part's weights are t.out's
+        own = torch.nn.functional.linear(feats, cls.weight[:, :5], cls.bias)
+        joint = cls(torch.cat([feats, t.embed(prev)], 1))
+    assert torch.allclose(joint, own + t(prev), atol=1e-6)
+    # the early-exit path applies the same transforms
+    net.eval()
+    x = torch.randn(64, 3, 16, 16)
+    with torch.no_grad():
+        raw = net(x)
+        combined = net.collaborate([lg for lg, _ in raw])
+    outputs = [(lg, cf) for lg, (_, cf) in zip(combined, raw)]
+    crit = CRITERIA.get("maxprob")
+    ts = [float(crit.score_torch(lg, cf).median()) for lg, cf in outputs[:-1]]
+    logits, index = net.early_exit(x, "maxprob", ts)
+    ref_logits, ref_index = _select_after_all(outputs, "maxprob", ts)
+    assert torch.equal(index, ref_index) and torch.allclose(logits, ref_logits, atol=1e-5)
+    # unlike the parameter-free form, the gradient reaches the previous classifier (as IMTA's)
+    net.train()
+    z = [lg.detach().requires_grad_(True) for lg, _ in net(x[:8])]
+    net.collaborate(z)[-1].sum().backward()
+    assert z[0].grad is not None and torch.count_nonzero(z[0].grad) > 0
