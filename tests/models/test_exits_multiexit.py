@@ -179,3 +179,27 @@ def test_learned_isc_transform_is_imtas_concat_then_linear_and_the_early_exit_pa
     z = [lg.detach().requires_grad_(True) for lg, _ in net(x[:8])]
     net.collaborate(z)[-1].sum().backward()
     assert z[0].grad is not None and torch.count_nonzero(z[0].grad) > 0
+
+
+@pytest.mark.parametrize("name, params, layers", [
+    # EENets (Demir 2019) exit blocks: plain = FC heads on the flattened map; pool = global
+    # average pool then the FC heads; bnpool = BN, ReLU, global average pool, FC heads
+    ("plain", {}, ["Flatten"]),
+    ("pool", {}, ["AdaptiveAvgPool2d", "Flatten"]),
+    ("bnpool", {}, ["BatchNorm2d", "ReLU", "AdaptiveAvgPool2d", "Flatten"]),
+    # PTEEnet (Lahiany et al. 2022) ConvX: X x (conv3x3, BN, ReLU), then pool and the FC heads
+    ("convx", {"depth": 2, "width": 8},
+     ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "AdaptiveAvgPool2d",
+      "Flatten"]),
+])
+def test_branch_layer_structure_matches_the_papers(name, params, layers):
+    br = build_branch(name, (6, 5, 5), 4, **params)
+    got = [type(m).__name__ for m in br.features.modules()
+           if not isinstance(m, torch.nn.Sequential)]
+    assert got == layers
+    convs = [m for m in br.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    # two FC heads: K class logits and one sigmoid confidence in [0, 1]
+    assert br.classifier.out_features == 4 and br.confidence.out_features == 1
+    logits, conf = br(torch.randn(3, 6, 5, 5))
+    assert logits.shape == (3, 4) and conf.shape == (3,) and bool(((conf >= 0) & (conf <= 1)).all())
