@@ -151,8 +151,11 @@ def test_conditional_encoding_asks_only_what_applies():
         assert {n for n in asked if n.startswith("threshold_")} == {f"threshold_{c.policy.criterion}"}
 
 
-def test_per_exit_thresholds():
-    space = load_space("ptee")
+def test_per_exit_thresholds(tmp_path):
+    path = tmp_path / "per_exit.yaml"
+    path.write_text("exits: {count: {low: 1, high: 4}}\nexit_policy:\n  criterion: maxprob\n"
+                    "  thresholds: per_exit\n  threshold: {maxprob: {low: 0.6, high: 0.999}}\n")
+    space = load_space(path)
     params = {p.name: p.dim.values()[0] if not hasattr(p.dim, "low") else p.dim.low
               for p in space.searched}
     params.update({"exits": 3, "threshold_maxprob_1": 0.7, "threshold_maxprob_2": 0.8,
