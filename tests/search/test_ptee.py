@@ -58,3 +58,19 @@ def test_pseudo_labels_never_read_val_or_test_labels_for_tuning(checkpoint, sear
     assert after.attrs["test_accuracy"] != before.attrs["test_accuracy"]
     # ground-truth labels do read val: the same garbage changes that design's objectives
     assert evaluate_design(ctx, gt).values != gt_before.values
+
+
+def test_search_unlabeled_trains_and_tunes_every_trial_on_pseudo_labels(tmp_path, search_args):
+    from click.testing import CliRunner
+
+    from dse.cli import cli
+    from dse.config import load_config
+
+    out = tmp_path / "u"
+    args = search_args(out, "--unlabeled", "--study", "u", trials=3)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="u", storage=f"sqlite:///{out / 'study.db'}")
+    assert study.user_attrs["space"]["training"]["labels"] == "pseudo"  # workers follow it
+    configs = sorted((out / "configs").glob("*.yaml"))
+    assert configs and all(load_config(str(c)).training.labels == "pseudo" for c in configs)
