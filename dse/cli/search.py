@@ -66,7 +66,8 @@ DEFAULT_TRIALS = 100
 @options.json_flag
 def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, trials, jobs,
             sampler, objectives, budget_ms, max_drop, study_name, out, storage, batch, shift,
-            no_report, unlabeled, heartbeat, max_samples, backbone_epochs, seed, device, threads, as_json):
+            no_report, unlabeled, heartbeat, max_samples, backbone_epochs, seed, device, threads,
+            as_json):
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     from pathlib import Path
 

@@ -79,8 +79,9 @@ def default_out_dir(config_path: str) -> Path:
 @options.threads
 @options.json_flag
 def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, phase2_epochs,
-            phase2_lr, phase2_isc, isc_transform, resume, lr, batch_size, optimizer, momentum, weight_decay, schedule, ge,
-            hdkd, hdkd_lr, augment, from_scratch, seed, device, threads, as_json):
+            phase2_lr, phase2_isc, isc_transform, resume, lr, batch_size, optimizer, momentum,
+            weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch, seed, device,
+            threads, as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).

@@ -103,7 +103,8 @@ def place_exits(backbone: Backbone, macs: BackboneMacs, placement: str, num_exit
     def cost(block: int) -> float:
         if block not in memo:
             shape = tuple(macs.block_out_shapes[block])
-            memo[block] = branch_macs(build_branch(branch, shape, num_classes, **params), shape) / total
+            module = build_branch(branch, shape, num_classes, **params)
+            memo[block] = branch_macs(module, shape) / total
         return memo[block]
 
     return place(placement, num_exits, macs.cum_fractions, positions, branch_cost=cost,

@@ -78,7 +78,8 @@ class MultiExitNet(nn.Module):
         self.isc = True
         self.isc_transforms = nn.ModuleList(IscTransform(num_classes, d) for d in dims)
 
-    def _collaborate(self, index: int, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    def _collaborate(self, index: int, logits: torch.Tensor,
+                     previous: torch.Tensor) -> torch.Tensor:
         """Classifier ``index``'s logits after ISC, given the previous classifier's."""
         if self.isc_transforms is not None:
             return logits + self.isc_transforms[index - 1](previous)

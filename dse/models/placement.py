@@ -25,8 +25,9 @@ block where the backbone's cumulative MACs reach c_k of its total. The cost reco
 the exit's own branch, over the backbone. The check reads the backbone alone, as the reference
 does, not backbone plus branch: on ResNet-20, pareto's second target (36 %) meets block 3 at
 35.996 % of the backbone and 36.04 % with a pool branch; the thesis reports 45 %, i.e. the next
-block, which only the backbone-alone check reproduces. One exit per block. Stems are not attach points (the reference starts its walk after
-the first residual block), nor is the final block (its output feeds the head). When the walk
+block, which only the backbone-alone check reproduces. One exit per block. Stems are not attach
+points (the reference starts its walk after the first residual block), nor is the final block
+(its output feeds the head). When the walk
 runs out of blocks the placement fails with a :class:`~dse.errors.ConfigError` that says how
 many exits fit; the requested count is never met silently with fewer.
 

@@ -116,9 +116,12 @@ def place(ctx: Any, d: Design) -> tuple[int, ...]:
     e = d.exits
     try:
         total = ctx.backbone_macs or 1
+
+        def branch(block: int) -> float:
+            return ctx.branch_cost(e.branch, e.branch_params, block)[1] / total
+
         where = place_rule(e.placement, e.count, ctx.macs.cum_fractions, e.positions,
-                           branch_cost=lambda b: ctx.branch_cost(e.branch, e.branch_params, b)[1] / total,
-                           first_attach=ctx.backbone.first_attach)
+                           branch_cost=branch, first_attach=ctx.backbone.first_attach)
     except ConfigError as err:
         raise InvalidDesign(str(err)) from None
     if not where.blocks:

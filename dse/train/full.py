@@ -156,7 +156,8 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     if o.init_model:
         _load_initial(model, o.init_model)
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
-    frozen = {"frozen": model.backbone.parameters(), "classifiers": model.backbone.blocks.parameters()}
+    frozen = {"frozen": model.backbone.parameters(),
+              "classifiers": model.backbone.blocks.parameters()}
     for p in frozen.get(o.mode, ()):
         p.requires_grad_(False)
     x_train, y_train = split_tensors(splits.train)
