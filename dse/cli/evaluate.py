@@ -89,11 +89,11 @@ def evaluate_model(checkpoint: str, *, dataset: str | None = None, profile: str 
     exit_ms, predicted = predicted_latency(model, config, inp, profile, runtime)  # on the CPU
     device = device or select_device("cpu")
     model = model.to(device)
-    isc = config.training.loss.isc
+    isc = dict(isc=config.training.loss.isc, isc_final=model.isc_final)
     x_val, y_val = split_tensors(splits.val)
     x_test, y_test = split_tensors(splits.test)
-    val = collect_outputs(model, x_val, y_val, isc=isc, device=device)
-    test = collect_outputs(model, x_test, y_test, isc=isc, device=device)
+    val = collect_outputs(model, x_val, y_val, device=device, **isc)
+    test = collect_outputs(model, x_test, y_test, device=device, **isc)
     out = Path(out_dir) if out_dir is not None else Path(checkpoint).resolve().parent / "evaluation"
     title = f"{config.backbone} on {splits.info.name}: {model.num_exits - 1} early exits"
     result = evaluate_trained(model, config, loaded.exit_macs, val, test, x_test, exit_ms=exit_ms,

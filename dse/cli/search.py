@@ -26,6 +26,7 @@ from dse.search.export import write_outputs
 from dse.search.objective import check_space
 from dse.search.runner import TrialRunner
 from dse.search.space import load_space
+from dse.search.space import unlabeled as pseudo_labelled
 from dse.search.storage import open_storage, process_index, redact, sqlite_url
 from dse.search.study import (ENCODING, REFINE, attach_sampler, create_or_resume,
                               default_study_name, parse_objectives, study_attrs)
@@ -67,6 +68,10 @@ DEFAULT_TRIALS = 100
 @click.option("--shift", type=click.Choice(SHIFTS.names()), default=None,
               help="Deployment shift: the report picks the fine-tuning subset of every front configuration.")
 @click.option("--no-report", is_flag=True, help="Write CSVs and configs only (no PDF).")
+@click.option("--unlabeled", is_flag=True,
+              help="Use the backbone's predictions as labels for training, validation and "
+                   "threshold tuning in every trial (labels: pseudo); test labels, when present, "
+                   "are only reported.")
 @click.option("--heartbeat", type=click.IntRange(min=1), default=5, show_default=True,
               help="Seconds between trial heartbeats (a dead worker's trial is retried after 3).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
@@ -81,7 +86,8 @@ DEFAULT_TRIALS = 100
 @options.json_flag
 def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, trials, jobs,
             sampler, objectives, budget_ms, max_drop, study_name, out, storage, batch, shift,
-            no_report, heartbeat, max_samples, backbone_epochs, seed, device, threads, as_json):
+            no_report, unlabeled, heartbeat, max_samples, backbone_epochs, seed, device, threads,
+            as_json):
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     _quiet_optuna()
     if study_name is not None:
@@ -90,6 +96,8 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
         check_writable_dir(out, "--out")
     set_threads(threads or 1)
     spec = load_space(space)
+    if unlabeled:
+        spec = pseudo_labelled(spec)
     check_space(spec)
     settings = StudySettings(
         backbone=backbone, checkpoint=checkpoint, dataset=dataset, input_size=input_size,

@@ -7,6 +7,7 @@ Writes into ``--out`` (default: ``reports/<study>/train/<trial>/`` for a config 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -16,10 +17,12 @@ from dse.cli.output import echo_json, table
 from dse.data import parse_normalize
 from dse.design import load_config
 from dse.device import select_device, set_threads
+from dse.errors import ConfigError
 from dse.models.backbones import check_code_allowed, code_from_files
 from dse.paths import check_writable_dir
 from dse.train.full import train_config
 from dse.train.options import TrainOptions
+from dse.train.recipes import ImtaPhases, train_imta
 
 
 def default_out_dir(config_path: str) -> Path:
@@ -41,6 +44,22 @@ def default_out_dir(config_path: str) -> Path:
                    "reports/<study>/configs/, else <config name>-train/ beside it).")
 @click.option("--mode", type=click.Choice(["frozen", "joint"]), default="frozen", show_default=True,
               help="frozen: train the exits on the fixed backbone; joint: train everything.")
+@click.option("--recipe", type=click.Choice(["plain", "imta"]), default="plain", show_default=True,
+              help="imta: IMTA's two phases (Li et al. 2019): joint with GE and CE for --epochs "
+                   "at --lr, then the classifiers (exits and head) on the frozen backbone with "
+                   "ISC and one-for-all KD from phase 1's head for --phase2-epochs at "
+                   "--phase2-lr; into --out/phase1 and --out/phase2.")
+@click.option("--phase2-epochs", type=click.IntRange(min=1), default=None,
+              help="--recipe imta: phase-2 epochs (default: --epochs).")
+@click.option("--phase2-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--recipe imta: phase-2 peak learning rate (default: the joint default).")
+@click.option("--phase2-isc", type=click.Choice(["learned", "add"]), default="learned",
+              show_default=True, help="--recipe imta: phase 2's ISC (IMTA's learned transform, "
+                                      "or dse's parameter-free sum).")
+@click.option("--isc-transform", type=click.Choice(["add", "learned"]), default="add",
+              show_default=True,
+              help="ISC of a config trained with it: add = z_i + stopgrad(z_{i-1}); learned = "
+                   "IMTA's Linear-BN-ReLU transform of the previous classifier's logits.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last epoch.")
 @click.option("--lr", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate (default: 0.05 joint with sgd, else the config's).")
@@ -74,10 +93,10 @@ def default_out_dir(config_path: str) -> Path:
 @options.device
 @options.threads
 @options.json_flag
-def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr, batch_size,
-            optimizer, momentum, weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch,
-            seed, allow_code, max_samples, normalize, mean, std, feature_cache, device, threads,
-            as_json):
+def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, phase2_epochs,
+            phase2_lr, phase2_isc, isc_transform, resume, lr, batch_size, optimizer, momentum,
+            weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch, seed, allow_code,
+            max_samples, normalize, mean, std, feature_cache, device, threads, as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
@@ -90,17 +109,28 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
                         hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
                         init="scratch" if from_scratch else "pretrained", seed=seed,
                         max_samples=max_samples, feature_cache=feature_cache,
-                        normalize=parse_normalize(normalize, mean, std))
+                        normalize=parse_normalize(normalize, mean, std),
+                        isc_transform=isc_transform)
     out = check_writable_dir(Path(out_dir) if out_dir else default_out_dir(config_path), "--out")
+    run = dict(dataset=dataset, checkpoint=checkpoint, resume=resume,
+               device=select_device(device), progress=None)
     with code_from_files(config_path, allow_code):
-        result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint,
-                              resume=resume, device=select_device(device), progress=None)
+        if recipe == "imta":
+            if mode != "frozen":
+                raise ConfigError("--recipe imta sets each phase's mode itself: drop --mode")
+            phases = ImtaPhases(epochs1=epochs, epochs2=phase2_epochs or epochs, lr1=lr,
+                                lr2=phase2_lr, isc_transform=phase2_isc)
+            result = train_imta(config, out, replace(opts, lr=None, epochs=epochs), phases, **run)
+        else:
+            if phase2_epochs is not None or phase2_lr is not None or phase2_isc != "learned":
+                raise ConfigError("--phase2-epochs, --phase2-lr and --phase2-isc need --recipe imta")
+            result = train_config(config, out, opts, **run)
     m = result.metrics
     if as_json:
         echo_json({"out": str(result.out_dir), "model": str(result.model_path),
                    "metrics": str(result.out_dir / "metrics.json"), "options": m["options"],
                    "val": m["val"], "test": m["test"], "epochs_run": m["epochs_run"],
-                   "train_seconds": m["train_seconds"]})
+                   "train_seconds": m["train_seconds"], "recipe": m.get("recipe")})
         return
     t = m["test"]
     rows = [[n + 1, f"{macs / 1e6:.3f}", f"{100 * acc:.2f}", f"{100 * frac:.1f}"]

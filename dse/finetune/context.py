@@ -20,16 +20,16 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from dse.design import RunConfig
+from dse.cost.assemble import place_exits
 from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs, param_count
 from dse.data import load_dataset, split_batches
+from dse.design import RunConfig
 from dse.errors import ConfigError
 from dse.finetune.ops import ExitTrainCost
 from dse.finetune.shifts import apply_shift
 from dse.models.backbones import Backbone
 from dse.models.exits import build_branch
 from dse.models.multiexit import feature_shapes
-from dse.models.placement import place
 from dse.train.backbone import ensure_backbone
 from dse.train.features import FeatureCache, build_feature_cache
 from dse.train.proxy import train_design
@@ -102,8 +102,9 @@ def resolve_blocks(config: RunConfig, ctx: Context) -> tuple[int, ...]:
         blocks = tuple(config.exits.blocks)
     else:
         macs = backbone_macs(ctx.backbone, ctx.input_shape)
-        blocks = place(config.exits.placement, config.exits.count, macs.cum_fractions,
-                       config.exits.positions).blocks
+        blocks = place_exits(ctx.backbone, macs, config.exits.placement, config.exits.count,
+                             config.exits.branch, ctx.data.info.num_classes, config.exits.positions,
+                             config.exits.branch_kwargs).blocks
     if not blocks:
         raise ConfigError("selective fine-tuning needs at least one early exit; "
                           "the configuration has none")
@@ -168,11 +169,12 @@ class ShiftedSplit:
 
 
 @torch.inference_mode()
-def shifted_features(ctx: Context, shift: str, blocks: Sequence[int], *,
+def shifted_features(ctx: Context, shift: str | None, blocks: Sequence[int], *,
                      splits: Sequence[str] = SPLITS, seed: int | None = None) -> dict[str, ShiftedSplit]:
     """Shift every image of ``splits`` (seeded per split and batch) and keep ``blocks``' outputs.
 
-    Results are memoised on the context per (shift, seed, split), for all cached blocks.
+    ``shift=None``: the original images, unshifted. Results are memoised on the context per
+    (shift, seed, split), for all cached blocks.
     """
     seed = ctx.seed if seed is None else seed
     info = ctx.data.info
@@ -188,7 +190,8 @@ def shifted_features(ctx: Context, shift: str, blocks: Sequence[int], *,
         labels = []
         ctx.backbone.to(ctx.device)
         for k, (x, y) in enumerate(split_batches(ctx.data.split(name), SHIFT_BATCH)):
-            xs = apply_shift(shift, x, seed=_batch_seed(seed, s_index, k), mean=info.mean, std=info.std)
+            xs = x if shift is None else apply_shift(shift, x, seed=_batch_seed(seed, s_index, k),
+                                                     mean=info.mean, std=info.std)
             outs = ctx.backbone.features(xs.to(ctx.device))
             for b in want:
                 feats[b].append(outs[b].float().cpu())

@@ -11,6 +11,10 @@ the per-epoch log line come from :mod:`dse.train.engine`.
   training images, so the training split's labels are never read.
 - ``joint``: backbone and exits train together (pseudo labels then come from the backbone the
   run starts from).
+- ``classifiers``: IMTA's second phase (Li et al. 2019, ``main_IMTA.py``): the backbone's blocks
+  are frozen, the early exits and the final head train, from the weights of ``init_model``; a
+  frozen copy of that model gives the distillation teacher (its final logits) to a ``kd`` loss.
+  :func:`dse.train.recipes.train_imta` chains the two phases.
 
 An output folder holds ``last.pt`` (model, optimizer, scheduler, epoch, RNG states: written
 atomically after every epoch, read by ``resume``), ``model.pt`` (the trained multi-exit model,
@@ -20,11 +24,12 @@ trained).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,22 +37,22 @@ import torch
 from torch import nn
 
 from dse.cache import atomic_torch_save
-from dse.design import RunConfig, save_config
+from dse.cost.assemble import Assembled, InputSpec
 from dse.data import load_dataset, normalize_splits, split_batches, split_labels, split_tensors
+from dse.design import RunConfig, save_config
 from dse.errors import CheckpointError, ConfigError
 from dse.evaluation import evaluate
-from dse.cost.assemble import Assembled, InputSpec
 from dse.models.backbones import build_backbone
 from dse.models.checkpoint import read_checkpoint
 from dse.train.backbone import ensure_backbone, random_shift, shift_augment
-from dse.train.losses import apply_loss
-from dse.train.features import FeatureCache, cap_splits
-from dse.train.frozen_features import branch_outputs, cached_outputs, gather, study_cache
 from dse.train.engine import (EpochLog, Log, batch_to, current_lr, epoch_batches, log_stderr,
                               make_optimizer, make_schedule, optimizer_step, progress_bar,
                               resolve_device)
+from dse.train.features import FeatureCache, cap_splits
+from dse.train.frozen_features import branch_outputs, cached_outputs, gather, study_cache
+from dse.train.losses import apply_loss
 from dse.train.model_file import (EVAL_BATCH, assemble_config, collect_outputs, exit_costs,
-                                  save_model)
+                                  load_model, save_model)
 from dse.train.options import TrainOptions, resolve
 from dse.train.techniques import HdkdTraining, gradient_equilibrium
 from dse.yamlio import to_plain
@@ -76,10 +81,11 @@ def _backbone(config: RunConfig, dataset: str, checkpoint: str | None, splits, o
               resume: bool, device, progress, log: Log | None):
     """(backbone, where its weights came from). On resume the weights come from last.pt."""
     info = splits.info
-    if resume or o.init == "scratch":
+    if resume or o.init == "scratch" or o.init_model:
         torch.manual_seed(o.seed)
         bb = build_backbone(config.backbone, num_classes=info.num_classes, in_channels=info.channels)
-        return bb, {"source": "resume" if resume else "scratch", "path": None}
+        source = "resume" if resume else "init_model" if o.init_model else "scratch"
+        return bb, {"source": source, "path": o.init_model if source == "init_model" else None}
     bb, binfo = ensure_backbone(config.backbone, dataset, seed=config.seed, checkpoint=checkpoint,
                                 input_size=config.input_size, device=device, splits=splits,
                                 progress=progress, log=log)
@@ -131,6 +137,7 @@ class _Job:
     device: torch.device
     settings: dict[str, Any]            # what a resume must match
     cache: FeatureCache | None = None   # frozen on the feature cache (no backbone per step)
+    teacher: nn.Module | None = None    # classifiers mode: the frozen initial model
 
     @property
     def frozen(self) -> bool:
@@ -146,8 +153,18 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     torch.manual_seed(o.seed)
     a = assemble_config(config, backbone, InputSpec(info.channels, info.input_size, info.num_classes))
     config = config.with_blocks(a.placement.blocks)
-    model, costs = a.model.to(device), exit_costs(a)
-    for p in model.backbone.parameters() if o.mode == "frozen" else ():
+    model, costs = a.model, exit_costs(a)
+    if o.isc_transform == "learned":  # IMTA's transform: parameters of the model, trained
+        model.isc_final = o.mode != "frozen"
+        model.add_isc_transforms(info.num_classes)
+    model = model.to(device)
+    teacher = None
+    if o.init_model:
+        _load_initial(model, o.init_model)
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    frozen = {"frozen": model.backbone.parameters(),
+              "classifiers": model.backbone.blocks.parameters()}
+    for p in frozen.get(o.mode, ()):
         p.requires_grad_(False)
     if cache is not None:
         cache.check_blocks(a.placement.blocks)
@@ -168,10 +185,27 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     loss_spec = config.training.loss
     hdkd = HdkdTraining(loss_spec, model.num_exits, x_val, y_val, eps=o.hdkd_lr,
                         alpha=o.hdkd_alpha, momentum=o.hdkd_momentum, batch_size=o.batch_size,
-                        seed=o.seed + 1, device=device) if o.hdkd else None
+                        seed=o.seed + 1, device=device,
+                        isc_final=o.mode != "frozen") if o.hdkd else None
     settings = {"options": o.to_dict(), "dataset": dataset, "config": to_plain(config.to_dict())}
     return _Job(config, o, a, model, costs, (x_train, y_train), (x_val, y_val), steps_per_epoch,
-                run, hdkd, device, settings, cache)
+                run, hdkd, device, settings, cache=cache, teacher=teacher)
+
+
+def _load_initial(model: nn.Module, path: str) -> None:
+    """Start from the weights of a ``dse train`` model file with the same structure."""
+    loaded = load_model(path)
+    try:
+        missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"init model {path}: its weights do not fit this configuration "
+                          f"({first})") from None
+    # learned ISC transforms a model without them gets start fresh; nothing else may be missing
+    missing = [k for k in missing if not k.startswith("isc_transforms.")]
+    if missing or unexpected:
+        raise ConfigError(f"init model {path}: its weights do not fit this configuration "
+                          f"(missing {missing[:3]}, unexpected {list(unexpected)[:3]})")
 
 
 def _restore(job: _Job, last: Path, bsource: dict, log: Log | None) -> dict:
@@ -194,28 +228,27 @@ def _restore(job: _Job, last: Path, bsource: dict, log: Log | None) -> dict:
 def _train_epoch(job: _Job, epoch: int, targets: torch.Tensor, augment: tuple[int, bool],
                  bar) -> float:
     """One pass over the training split; the mean training loss."""
-    model, run, o, loss_spec = job.model, job.run, job.o, job.config.training.loss
+    model, run, o = job.model, job.run, job.o
     train_ds, n = job.train[0], int(job.train[1].shape[0])
     pad, flip = augment
     model.train()
     if job.frozen:
         model.backbone.eval()
+    elif o.mode == "classifiers":
+        model.backbone.blocks.eval()  # frozen blocks keep their batch-norm statistics
     loss_sum, steps = 0.0, 0
     for idx in epoch_batches(n, o.batch_size, run.gen):
         step = epoch * job.steps_per_epoch + steps
         if job.cache is not None:  # the backbone's part comes from the cache
             feats, final, _ = job.cache.batch("train", idx, model.exit_blocks, job.device)
-            loss = apply_loss(loss_spec, branch_outputs(model, feats, final),
+            loss = apply_loss(job.config.training.loss, branch_outputs(model, feats, final),
                               targets[idx].to(job.device), exit_costs=job.costs, step=step)
             optimizer_step(run.opt, loss, run.sched)
         else:
             x, y = batch_to(job.device, random_shift(gather(train_ds, idx), pad, run.gen, flip),
                             targets[idx])
             with gradient_equilibrium(model) if o.ge else contextlib.nullcontext():
-                if job.hdkd is None:
-                    loss = apply_loss(loss_spec, model(x), y, exit_costs=job.costs, step=step)
-                else:
-                    loss = job.hdkd.loss(model, x, y, lr=current_lr(run.opt), step=step)
+                loss = _batch_loss(job, x, y, step)
                 optimizer_step(run.opt, loss, run.sched)
         loss_sum, steps = loss_sum + float(loss.detach()), steps + 1
         bar.update(1)
@@ -223,12 +256,31 @@ def _train_epoch(job: _Job, epoch: int, targets: torch.Tensor, augment: tuple[in
     return loss_sum / max(steps, 1)
 
 
+def _batch_loss(job: _Job, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+    """The loss of one batch of images: HDKD's, or the config's loss (with the learned ISC
+    transform applied by the model, and KD from the initial model in classifiers mode)."""
+    model, loss_spec = job.model, job.config.training.loss
+    if job.hdkd is not None:
+        return job.hdkd.loss(model, x, y, lr=current_lr(job.run.opt), step=step)
+    teacher = None
+    if job.teacher is not None:
+        with torch.no_grad():
+            teacher = job.teacher(x)[-1][0]
+    outs, spec = model(x), loss_spec
+    if model.isc_transforms is not None:  # the model applies its learned ISC
+        zs = model.collaborate([z for z, _ in outs])
+        outs = [(z, h) for z, (_, h) in zip(zs, outs)]
+        spec = replace(loss_spec, isc=False)
+    return apply_loss(spec, outs, y, exit_costs=job.costs, step=step,
+                      isc_final=not job.frozen, teacher_logits=teacher)
+
+
 def _outputs(job: _Job, split: str, data: tuple | None):
     """Exit outputs of a split: from the cache, or the model on ``data`` (images, labels)."""
     isc = job.config.training.loss.isc
-    if job.cache is not None:
+    if job.cache is not None:  # frozen mode only: ISC never reaches the backbone's head
         return cached_outputs(job.model, job.cache, split, isc=isc, device=job.device)
-    return collect_outputs(job.model, *data, isc=isc, device=job.device)
+    return collect_outputs(job.model, *data, isc=isc, isc_final=not job.frozen, device=job.device)
 
 
 def _train_epochs(job: _Job, out: Path, targets: torch.Tensor, augment: tuple[int, bool],
@@ -306,7 +358,8 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
     if splits is None:
         splits = load_dataset(dataset, seed=config.seed, input_size=config.input_size)
     splits = normalize_splits(splits, o.normalize)
-    on_cache = o.mode == "frozen" and not o.augment and not o.hdkd and o.feature_cache
+    on_cache = (o.mode == "frozen" and not o.augment and not o.hdkd and o.feature_cache
+                and o.isc_transform != "learned" and not o.init_model)
     # frozen weights never change: a resumed frozen run on the cache starts from the same
     # backbone as the first (so the cache key matches); last.pt then restores them anyway
     backbone, bsource = _backbone(config, dataset, checkpoint or config.checkpoint, splits, o,

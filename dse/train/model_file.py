@@ -53,9 +53,11 @@ def exit_costs(a: Assembled) -> list[float]:
 
 @torch.inference_mode()
 def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: bool = False,
-                    device: torch.device | str = "cpu", batch_size: int = EVAL_BATCH) -> ExitOutputs:
+                    isc_final: bool = False, device: torch.device | str = "cpu",
+                    batch_size: int = EVAL_BATCH) -> ExitOutputs:
     """Per-exit logits and confidences of a whole split as :class:`~dse.evaluation.ExitOutputs`
-    (ISC applied as in training, so each exit's logits are what it predicts with)."""
+    (ISC applied as in training, the final head included with ``isc_final``, so each exit's
+    logits are what it predicts with)."""
     was = model.training
     model.eval()
     logits: list[list[torch.Tensor]] = []
@@ -63,7 +65,10 @@ def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: 
     for i in range(0, int(y.shape[0]), batch_size):
         outs = model(x[i:i + batch_size].to(device))
         zs = [z for z, _ in outs]
-        zs = isc_combine(zs) if isc else zs
+        if getattr(model, "isc_transforms", None) is not None:
+            zs = model.collaborate(zs)  # learned ISC lives in the model
+        else:
+            zs = isc_combine(zs, include_final=isc_final) if isc else zs
         logits.append([z.float().cpu() for z in zs])
         conf.append([h.float().cpu() for _, h in outs])
     model.train(was)
@@ -71,6 +76,12 @@ def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: 
     return ExitOutputs.from_exits([torch.cat([b[e] for b in logits]).numpy() for e in range(n_exits)],
                                   [torch.cat([b[e] for b in conf]).numpy() for e in range(n_exits)],
                                   y.cpu().numpy())
+
+
+def isc_final(training: dict[str, Any]) -> bool:
+    """Whether ISC reaches the final head: joint training trains it (IMTA applies ISC to every
+    later classifier); a frozen backbone's head keeps its own logits."""
+    return training.get("mode") in ("joint", "classifiers")
 
 
 def save_model(path: str | Path, model: nn.Module, config: RunConfig, inputs: dict[str, Any],
@@ -118,7 +129,10 @@ def load_model(path: str | Path) -> LoadedModel:
     shape = (inp["in_channels"], inp["input_size"], inp["input_size"])
     model = build_multiexit(backbone, list(config.exits.blocks or ()), config.exits.branch,
                             inp["num_classes"], shape, isc=config.training.loss.isc,
+                            isc_final=isc_final(raw.get("training", {})),
                             **config.exits.branch_kwargs)
+    if raw.get("training", {}).get("isc_transform") == "learned":
+        model.add_isc_transforms(inp["num_classes"])
     try:
         model.load_state_dict(raw["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:  # shapes, or not tensors
