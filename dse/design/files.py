@@ -26,7 +26,6 @@ from typing import Any
 from dse.design.knobs import knob_fields
 from dse.design.losses import LossSpec
 from dse.design.types import CONFIG_VERSION, ExitDesign, ExitPolicy, RunConfig, TrainingSpec
-from dse.errors import ConfigError
 from dse.models.exits import check_branch_params
 from dse.yamlio import Section, read_yaml, write_yaml
 

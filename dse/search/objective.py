@@ -143,7 +143,7 @@ def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo
     result = train_design(ctx.features, d, blocks, ctx.info.num_classes, seed=seed,
                           exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
-    if t.labels == "pseudo":
+    if d.training.labels == "pseudo":
         val = val.pseudo_labelled()
     test = result_outputs(ctx.features, result, "test", device=ctx.device)
     info = {"proxy_seed": seed, "train_seconds": round(result.seconds, 3),

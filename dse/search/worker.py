@@ -110,7 +110,7 @@ def fail_stale(study: Any) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def run_worker(study: Any, runner: TrialRunner, target: int, *, poll_s: float = 1.0,
+def run_worker(study: Any, runner: Callable[[Any], list[float]], target: int, *, poll_s: float = 1.0,
                on_trial: Callable[[Any], None] | None = None,
                on_idle: Callable[[], None] | None = None) -> int:
     """Run trials until the study holds ``target`` COMPLETE trials; returns how many ran here."""

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from dse.data import ArrayDataset
+from dse.data import ArrayDataset, DataSplits
 from dse.evaluation.outputs import ExitOutputs
 from dse.train.features import FeatureCache, build_feature_cache
 from dse.train.losses import isc_combine

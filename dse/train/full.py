@@ -313,7 +313,7 @@ def _train_epochs(job: _Job, out: Path, targets: torch.Tensor, augment: tuple[in
 
 def _finish(job: _Job, out: Path, splits, dataset: str, bsource: dict) -> TrainResult:
     """Measure val and test, write config.yaml, model.pt and metrics.json."""
-    config, run, o, isc = job.config, job.run, job.o, job.config.training.loss.isc
+    config, run, o = job.config, job.run, job.o
     val = _outputs(job, "val", job.val)
     test = _outputs(job, "test", None if job.cache is not None else split_tensors(splits.test))
     metrics = {

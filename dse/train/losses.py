@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dse.design.losses import LOSS_KINDS, LossSpec, validate_loss_params
+from dse.design.losses import LossSpec, validate_loss_params
 from dse.errors import ConfigError, TrialFailed
 from dse.registry import Registry
 
