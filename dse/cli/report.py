@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dse.cli import options
 from dse.cli.output import echo_json
-from dse.cli.study_report import render_study_report
+from dse.api import render_study_report
 from dse.device import select_device, set_threads
 from dse.errors import ConfigError
 from dse.finetune.shifts import SHIFTS

@@ -7,25 +7,12 @@ Writes into ``--out`` (default: ``reports/<study>/train/<trial>/`` for a config 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
+from dse.api import train
 from dse.cli import options
 from dse.cli.output import echo_json, table
-from dse.design import load_config
-from dse.device import select_device, set_threads
-from dse.models.backbones import check_code_allowed, code_from_files
-from dse.paths import check_writable_dir
-from dse.train.full import train_config
-from dse.train.options import TrainOptions
-
-
-def default_out_dir(config_path: str) -> Path:
-    p = Path(config_path)
-    if p.parent.name == "configs":
-        return p.parent.parent / "train" / p.stem
-    return p.parent / f"{p.stem}-train"
+from dse.train.engine import log_stderr
 
 
 @click.command("train")
@@ -73,17 +60,12 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
     """
-    set_threads(threads)
-    config = load_config(config_path)
-    check_code_allowed(config.backbone, None if allow_code else config_path)
-    opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
-                        momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
-                        hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
-                        init="scratch" if from_scratch else "pretrained", seed=seed)
-    out = check_writable_dir(Path(out_dir) if out_dir else default_out_dir(config_path), "--out")
-    with code_from_files(config_path, allow_code):
-        result = train_config(config, out, opts, dataset=dataset, checkpoint=checkpoint,
-                              resume=resume, device=select_device(device), progress=None)
+    result = train(config_path, epochs=epochs, dataset=dataset, checkpoint=checkpoint,
+                   out=out_dir, mode=mode, resume=resume, lr=lr, batch_size=batch_size,
+                   optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+                   schedule=schedule, ge=ge, hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
+                   from_scratch=from_scratch, seed=seed, allow_code=allow_code, device=device,
+                   threads=threads, log=log_stderr, progress=None)
     m = result.metrics
     if as_json:
         echo_json({"out": str(result.out_dir), "model": str(result.model_path),
@@ -92,14 +74,14 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
                    "train_seconds": m["train_seconds"]})
         return
     t = m["test"]
-    rows = [[n + 1, f"{macs / 1e6:.3f}", f"{100 * acc:.2f}", f"{100 * frac:.1f}"]
+    rows = [[n + 1, f"{macs / 1e6:.3f}", f"{acc:.2f}", f"{100 * frac:.1f}"]
             for n, (macs, acc, frac) in enumerate(zip(m["exit_macs"], t["per_exit_accuracy"],
                                                        t["exit_fractions"]))]
     o = m["options"]
     click.echo(f"trained {o['mode']} for {o['epochs']} epochs ({m['train_seconds']:.1f} s): "
                f"loss {m['config']['training']['loss']['name']}, ge {o['ge']}, hdkd {o['hdkd']}")
     click.echo(table(["exit", "M MACs", "test acc %", "exits here %"], rows))
-    click.echo(f"early-exit test accuracy {100 * t['accuracy']:.2f}% at "
+    click.echo(f"early-exit test accuracy {t['accuracy']:.2f}% at "
                f"{t['expected_macs'] / 1e6:.3f} M MACs on average "
-               f"(mean anytime accuracy {100 * t['mean_anytime_accuracy']:.2f}%)")
+               f"(mean anytime accuracy {t['mean_anytime_accuracy']:.2f}%)")
     click.echo(f"saved {result.model_path}")

@@ -119,6 +119,7 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
         else:
             for key, value in attrs.items():
                 STUDY[key].set(study, value)
+            name_metrics(study, attrs["objectives"])
             return study, False
     else:
         if not study.get_trials(deepcopy=False):  # maybe just created by a concurrent process
@@ -130,7 +131,18 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
     for key in ("target_trials", "sampler", "encoding", "refine"):
         if study.user_attrs.get(key) != attrs[key]:
             STUDY[key].set(study, attrs[key])
+    if study.metric_names is None:  # a study made before dse named its metrics
+        name_metrics(study, attrs["objectives"])
     return study, True
+
+
+def name_metrics(study: Any, names: Sequence[str]) -> None:
+    """Name the study's objective values (``accuracy``, ``latency``, ...) so optuna-dashboard
+    and ``study.trials_dataframe()`` show them instead of "Objective 0/1"
+    (:meth:`optuna.Study.set_metric_names`, experimental in Optuna 3.x)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(names))
 
 
 def _wait_for_attrs(study: Any, keys: list[str], timeout_s: float = 60.0) -> Any:

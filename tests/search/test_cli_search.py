@@ -252,10 +252,10 @@ def test_worker_joins_and_tops_up(tiny_study, tmp_path):
 
 
 def test_report_is_written_when_available(tmp_path, search_args, monkeypatch):
-    import dse.cli.study_report
+    import dse.api._search
 
     calls = []
-    monkeypatch.setattr(dse.cli.study_report, "render_study_report",
+    monkeypatch.setattr(dse.api._search, "render_study_report",
                         lambda study, out, shift=None: calls.append((study.study_name, out, shift))
                         or SimpleNamespace(path=Path(out) / "report.pdf"))
     args = [a for a in search_args(tmp_path / "r", trials=2) if a != "--no-report"]
