@@ -19,8 +19,8 @@ def _log(msg: str) -> None:
 @click.command("finetune")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="A run configuration (reports/<study>/configs/<trial>.yaml or hand-written).")
-@click.option("--shift", required=True, type=click.Choice(SHIFTS.names()),
-              help="Deployment shift applied to the training data (fine-tuning) and test data.")
+@click.option("--shift", required=True, type=options.ChoiceOrCode(SHIFTS.names()),
+              help="Deployment shift applied to the training data (fine-tuning) and test data (a name, or module:fn for your own).")
 @click.option("--steps", "probe_steps", type=click.IntRange(min=1), default=None,
               help="Probe steps s per exit before the subset is chosen [default: one epoch].")
 @click.option("--full-steps", type=click.IntRange(min=1), default=None,

@@ -48,8 +48,8 @@ DEFAULT_TRIALS = 100
               help="Optuna storage URL (default: sqlite:///<out>/study.db; PostgreSQL for many machines).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Inference batch size the latency model assumes.")
-@click.option("--shift", type=click.Choice(SHIFTS.names()), default=None,
-              help="Deployment shift: the report picks the fine-tuning subset of every front configuration.")
+@click.option("--shift", type=options.ChoiceOrCode(SHIFTS.names()), default=None,
+              help="Deployment shift (a name, or module:fn): the report picks the fine-tuning subset of every front configuration.")
 @click.option("--no-report", is_flag=True, help="Write CSVs and configs only (no PDF).")
 @click.option("--heartbeat", type=click.IntRange(min=1), default=5, show_default=True,
               help="Seconds between trial heartbeats (a dead worker's trial is retried after 3).")
