@@ -18,6 +18,7 @@ import pandas as pd
 
 from dse.api._checks import at_least, one_of, positive
 from dse.api._report import render_study_report
+from dse.cost.profiles import load_profile
 from dse.design import RunConfig, config_from_section
 from dse.device import select_device, set_threads
 from dse.finetune.shifts import check_shift
@@ -30,8 +31,8 @@ from dse.search.runner import TrialRunner
 from dse.search.schema import TRIAL, trial_attrs
 from dse.search.space import load_space
 from dse.search.storage import open_storage, process_index, redact, sqlite_url
-from dse.search.study import (ENCODING, REFINE, attach_sampler, create_or_resume,
-                              default_study_name, parse_objectives, study_attrs)
+from dse.search.study import (ENCODING, REFINE, attach_sampler, check_resumable,
+                              create_or_resume, default_study_name, parse_objectives, study_attrs)
 from dse.search.worker import count_trials, run_worker, spawn_workers
 from dse.yamlio import Section
 
@@ -182,12 +183,17 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
         seed=seed, profile=profile, runtime=runtime, batch=batch, space_file=spec.file,
         objectives=parse_objectives(objectives), budget_ms=budget_ms, max_drop=max_drop,
         sampler=sampler, backbone_epochs=backbone_epochs, max_samples=max_samples)
+    name = study or default_study_name(dataset, backbone, load_profile(profile).name)
+    out_dir = Path(out or Path("reports") / name)
+    url = storage or sqlite_url(out_dir / "study.db")
+    opened = None
+    if storage is not None or (out_dir / "study.db").is_file():  # no new file before the checks
+        opened = open_storage(url, heartbeat_s=heartbeat)
+        check_resumable(opened, name, settings, spec)
     ctx = build_context(settings, max_exits=spec.max_exits, device=device, progress=progress,
                         log=log)
-    name = study or default_study_name(dataset, backbone, ctx.profile.name)
-    out_dir = check_writable_dir(Path(out or Path("reports") / name), "--out")
-    url = storage or sqlite_url(out_dir / "study.db")
-    st, resumed = create_or_resume(open_storage(url, heartbeat_s=heartbeat), name,
+    check_writable_dir(out_dir, "--out")
+    st, resumed = create_or_resume(opened or open_storage(url, heartbeat_s=heartbeat), name,
                                    study_attrs(ctx, spec, trials), None)
     # Seed ``seed`` itself only in the process that created the study (a fresh run is
     # reproducible); any process that joins an existing study, such as a second search started

@@ -168,6 +168,23 @@ def check_compatible(name: str, old: dict[str, Any], new: dict[str, Any]) -> Non
                               f"{key}={shown_new}; use --study NAME (or another --out) for a new study")
 
 
+def check_resumable(storage: Any, name: str, settings: StudySettings, space: Any) -> None:
+    """Refuse, before any long work (backbone, feature cache), to resume study ``name`` when a
+    setting known without loading anything differs; :func:`create_or_resume` checks the rest.
+    Nothing happens when the study does not exist yet."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return
+    s = settings
+    known = {"backbone": s.backbone, "dataset": s.dataset, "seed": s.seed, "batch": s.batch,
+             "objectives": list(s.objectives), "budget_ms": s.budget_ms,
+             "max_drop": s.max_drop, "space": space.to_plain()}
+    old = study.user_attrs
+    if old:
+        check_compatible(name, {k: v for k, v in old.items() if k in known}, known)
+
+
 def _norm(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
