@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import time
 
-from dse.search import worker
+from dse.search import runner
 
 _AFTER = int(os.environ["DSE_TEST_HOLD_AFTER"])
 _HELD = os.environ["DSE_TEST_HELD"]
-_run = worker.TrialRunner._run
+_run = runner.TrialRunner._run
 
 
 def _run_then_hold(self, trial):  # noqa: ANN001, ANN202 - wraps TrialRunner._run
@@ -30,4 +30,4 @@ def _run_then_hold(self, trial):  # noqa: ANN001, ANN202 - wraps TrialRunner._ru
     return values
 
 
-worker.TrialRunner._run = _run_then_hold
+runner.TrialRunner._run = _run_then_hold
