@@ -56,11 +56,11 @@ def evaluate(checkpoint: str | Path, *, profile: str | None = None, runtime: str
     check_dataset_fits(splits.info, inp, spec, str(checkpoint))
     exit_ms, predicted = predicted_latency(model, config, inp, profile, runtime)  # on the CPU
     model = model.to(torch_device)
-    isc = config.training.loss.isc
+    isc = dict(isc=config.training.loss.isc, isc_final=model.isc_final)
     x_val, y_val = split_tensors(splits.val)
     x_test, y_test = split_tensors(splits.test)
-    val = collect_outputs(model, x_val, y_val, isc=isc, device=torch_device)
-    test = collect_outputs(model, x_test, y_test, isc=isc, device=torch_device)
+    val = collect_outputs(model, x_val, y_val, device=torch_device, **isc)
+    test = collect_outputs(model, x_test, y_test, device=torch_device, **isc)
     title = f"{config.backbone} on {splits.info.name}: {model.num_exits - 1} early exits"
     result = evaluate_trained(model, config, loaded.exit_macs, val, test, x_test, exit_ms=exit_ms,
                               predicted=predicted, device=torch_device,

@@ -30,6 +30,7 @@ from dse.search.progress import Progress
 from dse.search.runner import TrialRunner
 from dse.search.schema import TRIAL, trial_attrs
 from dse.search.space import load_space
+from dse.search.space import unlabeled as pseudo_labelled
 from dse.search.storage import open_storage, process_index, redact, sqlite_url
 from dse.search.study import (ENCODING, REFINE, attach_sampler, check_resumable,
                               create_or_resume, default_study_name, parse_objectives, study_attrs)
@@ -108,8 +109,8 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
            study: str | None = None, out: str | Path | None = None, storage: str | None = None,
            batch: int = 1, shift: str | None = None, report: bool = True, heartbeat: int = 5,
            max_samples: int | None = None, backbone_epochs: int | None = None, seed: int = 0,
-           device: str = "auto", threads: int | None = 1, log: Log | None = None,
-           progress: bool | None = False) -> SearchResult:
+           device: str = "auto", threads: int | None = 1, unlabeled: bool = False,
+           log: Log | None = None, progress: bool | None = False) -> SearchResult:
     """Search early-exit designs: maximise val accuracy, minimise expected latency on a hardware
     profile (``dse search``). Resumable: the same call again tops the study up to ``trials``.
 
@@ -145,6 +146,9 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
         device: where torch runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         threads: torch CPU threads per worker process (tiny exit branches train fastest, and
             reproducibly, on one; None: the CPUs this process may use).
+        unlabeled: use the backbone's predictions as labels for training, validation and
+            threshold tuning in every trial (labels: pseudo); test labels, when present, are
+            only reported.
         log: receives one line per event (resumed study, failed trial, worker trouble,
             backbone training); None: quiet.
         progress: a tqdm bar on stderr (None: only on a terminal).
@@ -177,6 +181,8 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
         check_writable_dir(out, "--out")
     set_threads(threads or 1)
     spec = load_space(space)
+    if unlabeled:
+        spec = pseudo_labelled(spec)
     check_space(spec)
     settings = StudySettings(
         backbone=backbone, checkpoint=checkpoint, dataset=dataset, input_size=input_size,

@@ -2,8 +2,9 @@
 re-train under a deployment shift."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from dse.api._checks import at_least, one_of, positive
 from dse.api._config import ConfigLike, code_guard, resolve_config
@@ -14,6 +15,7 @@ from dse.finetune.shifts import check_shift
 from dse.paths import check_writable_dir
 from dse.train.full import TrainResult, train_config
 from dse.train.options import TrainOptions
+from dse.train.recipes import ImtaPhases, train_imta
 
 Log = Callable[[str], None]
 
@@ -34,7 +36,10 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
           schedule: str = "cosine", ge: bool | None = None, hdkd: bool = False,
           hdkd_lr: float = 0.1, augment: bool = True, from_scratch: bool = False,
           seed: int | None = None, allow_code: bool = False, device: str = "auto",
-          threads: int | None = None, log: Log | None = None,
+          threads: int | None = None, recipe: str = "plain", phase2_epochs: int | None = None,
+          phase2_lr: float | None = None, phase2_isc: str = "learned",
+          isc_transform: str = "add", max_samples: int | None = None,
+          normalize: Any = "dataset", feature_cache: bool = True, log: Log | None = None,
           progress: bool | None = False) -> TrainResult:
     """Train a run configuration, exits only or jointly with the backbone (``dse train``), and
     save the model.
@@ -66,6 +71,20 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
         allow_code: let the config file's backbone name Python code (``module:factory``).
         device: where torch runs: ``auto``, ``cpu`` or ``cuda``.
         threads: torch CPU threads (None: the CPUs this process may use).
+        recipe: ``plain``, or ``imta``: IMTA's two phases (Li et al. 2019), joint with GE and CE
+            for ``epochs`` at ``lr``, then the classifiers on the frozen backbone with ISC and
+            one-for-all KD for ``phase2_epochs`` at ``phase2_lr``; into ``out/phase1`` and
+            ``out/phase2``.
+        phase2_epochs: ``recipe="imta"``: phase-2 epochs (None: ``epochs``).
+        phase2_lr: ``recipe="imta"``: phase-2 peak learning rate (None: the joint default).
+        phase2_isc: ``recipe="imta"``: phase 2's ISC, ``learned`` (IMTA's transform) or ``add``.
+        isc_transform: ISC of a config trained with it: ``add`` (z_i + stopgrad(z_{i-1})) or
+            ``learned`` (IMTA's Linear-BN-ReLU transform of the previous logits).
+        max_samples: keep a seeded random subset of at most this many rows of each split.
+        normalize: input normalisation: ``dataset``, ``imagenet``, ``none`` or (mean, std) per
+            channel (:func:`dse.data.parse_normalize`).
+        feature_cache: frozen without augmentation: train the exits on the study's feature cache
+            instead of running the backbone every step.
         log: receives notes and one line per epoch (None: quiet).
         progress: show a progress bar on stderr (None: only on a terminal).
 
@@ -85,6 +104,12 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
     if not 0 <= momentum < 1:
         raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
     one_of("optimizer", optimizer, ("sgd", "adam"))
+    one_of("recipe", recipe, ("plain", "imta"))
+    one_of("phase2_isc", phase2_isc, ("learned", "add"))
+    one_of("isc_transform", isc_transform, ("add", "learned"))
+    at_least("phase2_epochs", phase2_epochs, 1)
+    at_least("max_samples", max_samples, 1)
+    positive("phase2_lr", phase2_lr)
     cfg, source = resolve_config(config, allow_code)
     if out is None and source is None:
         raise ConfigError("out is required when config is a RunConfig (there is no config file "
@@ -93,14 +118,23 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
     opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size,
                         optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
                         schedule=schedule, ge=ge, hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
-                        init="scratch" if from_scratch else "pretrained", seed=seed)
+                        init="scratch" if from_scratch else "pretrained", seed=seed,
+                        max_samples=max_samples, feature_cache=feature_cache,
+                        normalize=normalize, isc_transform=isc_transform)
     out_dir = check_writable_dir(Path(out) if out is not None else default_train_dir(source),
                                  "--out")
-    torch_device = select_device(device)
+    run = dict(dataset=dataset, checkpoint=checkpoint, resume=resume,
+               device=select_device(device), progress=progress, log=log)
     with code_guard(source, allow_code):
-        return train_config(cfg, out_dir, opts, dataset=dataset, checkpoint=checkpoint,
-                            resume=resume, device=torch_device, progress=progress,
-                            log=log)
+        if recipe == "imta":
+            if mode != "frozen":
+                raise ConfigError("--recipe imta sets each phase's mode itself: drop --mode")
+            phases = ImtaPhases(epochs1=epochs, epochs2=phase2_epochs or epochs, lr1=lr,
+                                lr2=phase2_lr, isc_transform=phase2_isc)
+            return train_imta(cfg, out_dir, replace(opts, lr=None, epochs=epochs), phases, **run)
+        if phase2_epochs is not None or phase2_lr is not None or phase2_isc != "learned":
+            raise ConfigError("--phase2-epochs, --phase2-lr and --phase2-isc need --recipe imta")
+        return train_config(cfg, out_dir, opts, **run)
 
 
 def finetune(config: ConfigLike, *, shift: str, steps: int | None = None,

@@ -42,7 +42,8 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
     """Choose which exits to re-train when the data drifts, and compare with re-training all.
 
     Selective fine-tuning of the exits' classifier ensemble (Hirose et al., IEEE Access 2020):
-    last-exit ensemble accuracy on the shifted test split and training operations.
+    last-exit ensemble accuracy on the shifted and on the original test split, and training
+    operations.
     """
     result = finetune(config_path, shift=shift, steps=probe_steps, full_steps=full_steps, lr=lr,
                       selection=selection, score_on=score_on, allow_code=allow_code,
@@ -58,7 +59,15 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
             ["entire", "F" * r.num_exits, f"{r.entire_accuracy:.2f}", "1.000"],
             ["selective", r.subset, f"{r.accuracy:.2f}", f"{r.ops_ratio:.3f}"],
             ["reference (all tried)", r.best_subset, f"{r.best_subset_accuracy:.2f}", ""]]
-    click.echo(table(["fine-tuning", "subset", "ensemble acc %", "train ops / entire"], rows))
+    if r.original_accuracy is not None:
+        for row, acc in zip(rows, (r.original_baseline_accuracy, r.original_entire_accuracy,
+                                   r.original_accuracy, None)):
+            row.insert(3, "" if acc is None else f"{acc:.2f}")
+        head = ["fine-tuning", "subset", f"{r.shift} test acc %", "original test acc %",
+                "train ops / entire"]
+    else:
+        head = ["fine-tuning", "subset", "ensemble acc %", "train ops / entire"]
+    click.echo(table(head, rows))
     click.echo(f"training MACs: selective {r.selective_ops:.3e}, entire {r.entire_ops:.3e} "
                f"(classifiers only; with a frozen-backbone forward every step the ratio is "
                f"{r.ops_ratio_with_backbone:.3f})")

@@ -41,7 +41,6 @@ def command(backbone, checkpoint, input_size, num_classes, num_exits, placement,
         "total_macs": a.macs.total_macs, "head_macs": a.macs.head_macs,
         "params": param_count(a.backbone), "blocks": blocks, "exits": exits,
         "final_cum_macs": a.exit_macs[-1], "uncounted_ops": a.macs.unsupported,
-        "dropped_exits": a.placement.dropped,
     }
     if as_json:
         echo_json(result)
@@ -55,8 +54,8 @@ def command(backbone, checkpoint, input_size, num_classes, num_exits, placement,
              f"exit {exit_at[b['index']] + 1}" if b["index"] in exit_at else ""] for b in blocks]
     click.echo(table(["block", "name", "M MACs", "cum M MACs", "cum %", "early exit"], rows))
     if exits:
-        click.echo(f"\n{len(exits)} {branch} exits placed by {placement}"
-                   + (f" ({a.placement.dropped} dropped as duplicates)" if a.placement.dropped else ""))
+        click.echo(f"\n{len(exits)} {branch} exits placed by {placement} (placed % = backbone "
+                   "up to the block plus the exit's own branch, over the backbone)")
         rows = [[e["index"] + 1, e["block"], f"{100 * e['target_fraction']:.1f}",
                  f"{100 * e['fraction']:.1f}", f"{e['branch_macs'] / 1e3:.1f}",
                  f"{e['cum_macs'] / 1e6:.3f}", e["params"]] for e in exits]

@@ -77,6 +77,26 @@ runtime = click.option(
     "--runtime", default=None, help="Runtime within the profile (default: the profile's own).",
 )
 seed = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+def _floats(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"comma-separated numbers, e.g. 0.5,0.5,0.5; got {value!r}")
+
+
+def normalize(f):
+    """``--normalize``, ``--mean``, ``--std``: the input normalisation (dse.data.normalization)."""
+    f = click.option("--std", callback=_floats, default=None,
+                     help="Per-channel std on the [0, 1] scale, comma-separated (with --mean).")(f)
+    f = click.option("--mean", callback=_floats, default=None,
+                     help="Per-channel mean on the [0, 1] scale, comma-separated (with --std).")(f)
+    return click.option("--normalize", type=click.Choice(["dataset", "imagenet", "none"]),
+                        default=None, help="Input normalisation: the train split's statistics "
+                        "(default), ImageNet's, or none (pixels on [0, 1]).")(f)
+
+
 json_flag = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.",
 )

@@ -13,11 +13,11 @@ import click
 from dse.cli import options
 from dse.cli.output import echo_json, table
 from dse.cost.calibrate import CalibrationSettings
-from dse.cost.calibrate import calibrate as run_calibration
+from dse.cost.calibrate import calibrate as calibrate_here
 from dse.cost.calibrate import write_profile
 from dse.cost.profiles import list_profiles, load_profile, profile_dirs, profile_to_dict
 from dse.cost.validate import ValidationSettings
-from dse.cost.validate import validate as run_validation
+from dse.cost.validate import validate as validate_here
 from dse.errors import ConfigError
 from dse.paths import check_writable_file
 
@@ -92,7 +92,7 @@ def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
     check_writable_file(path, "--out")  # before minutes of measuring, not after
     log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
     settings = CalibrationSettings(threads=threads, power_w=power_w, quick=quick, statistic=statistic)
-    profile = run_calibration(name, settings, log=log)
+    profile = calibrate_here(name, settings, log=log)
     written = write_profile(profile, path, header=f"Fitted by `dse profile calibrate --name {name}`; "
                             "see dse/cost/calibrate.py for what each value measures.")
     rt = profile.runtime()
@@ -126,7 +126,7 @@ def validate(profile, runtime, threads, quick, rounds, statistic, as_json):
     settings = ValidationSettings(threads=threads, quick=quick, statistic=statistic,
                                   **({"rounds": rounds} if rounds else {}))
     log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
-    result = run_validation(prof, runtime, settings, log=log)
+    result = validate_here(prof, runtime, settings, log=log)
     if as_json:
         echo_json(result)
         return

@@ -7,23 +7,16 @@ from dse.cli.output import table
 from dse.search.schema import study_attrs, trial_attrs
 
 
-def front_table(study: Any, front: list[Any]) -> str:
-    """The Pareto front as a text table, cheapest first, with the backbone alone for reference."""
+def front_table(study: Any, front: Any) -> str:
+    """The front (the rows of ``pareto.csv``, :func:`dse.search.export.pareto_frame`) as a text
+    table, cheapest first, with the backbone alone for reference."""
     a = study_attrs(study)
-    rows = []
-    for t in front:
-        u = trial_attrs(t)
-        cfg = u["config"] or {}
-        ex, po = cfg.get("exits", {}), cfg.get("exit_policy", {})
-        loss = (cfg.get("training", {}).get("loss") or {}).get("name", "")
-        params = " ".join(f"{k}{v}" for k, v in (ex.get("branch_params") or {}).items())
-        rows.append([t.number, f"{u['val_accuracy']:.2f}", f"{u['test_accuracy']:.2f}",
-                     f"{u['expected_latency_ms']:.4g}", f"{u['test_expected_latency_ms']:.4g}",
-                     f"{u['expected_macs'] / 1e6:.3f}",
-                     ",".join(str(b) for b in u["blocks"] or []),
-                     f"{ex.get('branch', '')}{(' ' + params) if params else ''}", loss,
-                     po.get("criterion", ""),
-                     " ".join(f"{x:.3g}" for x in po.get("thresholds", []))])
+    rows = [[int(r["trial"]), f"{r['val_accuracy']:.2f}", f"{r['test_accuracy']:.2f}",
+             f"{r['val_latency_ms']:.4g}", f"{r['test_latency_ms']:.4g}",
+             f"{r['val_macs'] / 1e6:.3f}", (r["blocks"] or "").replace(" ", ","),
+             f"{r['branch']} {r['branch_params']}".strip(), r["loss"], r["criterion"],
+             " ".join(f"{float(x):.3g}" for x in (r["thresholds"] or "").split())]
+            for _, r in front.iterrows()]
     text = table(["trial", "val acc %", "test acc %", "latency ms", "test ms", "M MACs",
                   "exit blocks", "branch", "loss", "criterion", "threshold"], rows)
     if a["backbone_val_accuracy"] is not None:

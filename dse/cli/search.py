@@ -51,6 +51,10 @@ DEFAULT_TRIALS = 100
 @click.option("--shift", type=options.ChoiceOrCode(SHIFTS.names()), default=None,
               help="Deployment shift (a name, or module:fn): the report picks the fine-tuning subset of every front configuration.")
 @click.option("--no-report", is_flag=True, help="Write CSVs and configs only (no PDF).")
+@click.option("--unlabeled", is_flag=True,
+              help="Use the backbone's predictions as labels for training, validation and "
+                   "threshold tuning in every trial (labels: pseudo); test labels, when present, "
+                   "are only reported.")
 @click.option("--heartbeat", type=click.IntRange(min=1), default=5, show_default=True,
               help="Seconds between trial heartbeats (a dead worker's trial is retried after 3).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
@@ -65,7 +69,8 @@ DEFAULT_TRIALS = 100
 @options.json_flag
 def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, trials, jobs,
             sampler, objectives, budget_ms, max_drop, study_name, out, storage, batch, shift,
-            no_report, heartbeat, max_samples, backbone_epochs, seed, device, threads, as_json):
+            no_report, unlabeled, heartbeat, max_samples, backbone_epochs, seed, device, threads,
+            as_json):
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     try:
         result = search(backbone=backbone, checkpoint=checkpoint, dataset=dataset,
@@ -75,7 +80,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
                         storage=storage, batch=batch, shift=shift, report=not no_report,
                         heartbeat=heartbeat, max_samples=max_samples,
                         backbone_epochs=backbone_epochs, seed=seed, device=device,
-                        threads=threads, log=_stderr, progress=None)
+                        threads=threads, unlabeled=unlabeled, log=_stderr, progress=None)
     except SearchInterrupted as stop:
         click.echo(f"interrupted: {stop.complete} of {stop.target} trials complete; run the same "
                    "command again to continue", err=True)
@@ -117,7 +122,7 @@ def _print(r: SearchResult, as_json: bool) -> None:
     click.echo(f"study {study.study_name}: {r.n_complete} trials complete, {len(front)} on the "
                f"Pareto front (storage {r.storage})")
     if front:
-        click.echo(front_table(study, front))
+        click.echo(front_table(study, r.front))
     else:
         click.echo("no trial satisfies the constraints; loosen --budget-ms / --max-drop")
     click.echo(f"wrote {r.trials_csv}, {r.pareto_csv} and "

@@ -12,6 +12,7 @@ import click
 from dse.api import train
 from dse.cli import options
 from dse.cli.output import echo_json, table
+from dse.data import parse_normalize
 from dse.train.engine import log_stderr
 
 
@@ -27,6 +28,22 @@ from dse.train.engine import log_stderr
                    "reports/<study>/configs/, else <config name>-train/ beside it).")
 @click.option("--mode", type=click.Choice(["frozen", "joint"]), default="frozen", show_default=True,
               help="frozen: train the exits on the fixed backbone; joint: train everything.")
+@click.option("--recipe", type=click.Choice(["plain", "imta"]), default="plain", show_default=True,
+              help="imta: IMTA's two phases (Li et al. 2019): joint with GE and CE for --epochs "
+                   "at --lr, then the classifiers (exits and head) on the frozen backbone with "
+                   "ISC and one-for-all KD from phase 1's head for --phase2-epochs at "
+                   "--phase2-lr; into --out/phase1 and --out/phase2.")
+@click.option("--phase2-epochs", type=click.IntRange(min=1), default=None,
+              help="--recipe imta: phase-2 epochs (default: --epochs).")
+@click.option("--phase2-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--recipe imta: phase-2 peak learning rate (default: the joint default).")
+@click.option("--phase2-isc", type=click.Choice(["learned", "add"]), default="learned",
+              show_default=True, help="--recipe imta: phase 2's ISC (IMTA's learned transform, "
+                                      "or dse's parameter-free sum).")
+@click.option("--isc-transform", type=click.Choice(["add", "learned"]), default="add",
+              show_default=True,
+              help="ISC of a config trained with it: add = z_i + stopgrad(z_{i-1}); learned = "
+                   "IMTA's Linear-BN-ReLU transform of the previous classifier's logits.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from its last epoch.")
 @click.option("--lr", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate (default: 0.05 joint with sgd, else the config's).")
@@ -50,12 +67,20 @@ from dse.train.engine import log_stderr
 @click.option("--from-scratch", is_flag=True, help="Joint mode: start from random backbone weights.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
 @options.allow_code
+@click.option("--max-samples", type=click.IntRange(min=1), default=None,
+              help="Keep a seeded random subset of at most N rows of each split (frozen "
+                   "--no-augment: default the study's).")
+@options.normalize
+@click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
+              help="Frozen --no-augment: train the exits on the study's feature cache (built "
+                   "once when missing) instead of running the backbone every step.")
 @options.device
 @options.threads
 @options.json_flag
-def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr, batch_size,
-            optimizer, momentum, weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch,
-            seed, allow_code, device, threads, as_json):
+def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, phase2_epochs,
+            phase2_lr, phase2_isc, isc_transform, resume, lr, batch_size, optimizer, momentum,
+            weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch, seed, allow_code,
+            max_samples, normalize, mean, std, feature_cache, device, threads, as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
@@ -65,13 +90,16 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, resume, lr,
                    optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
                    schedule=schedule, ge=ge, hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
                    from_scratch=from_scratch, seed=seed, allow_code=allow_code, device=device,
-                   threads=threads, log=log_stderr, progress=None)
+                   threads=threads, recipe=recipe, phase2_epochs=phase2_epochs,
+                   phase2_lr=phase2_lr, phase2_isc=phase2_isc, isc_transform=isc_transform,
+                   max_samples=max_samples, normalize=parse_normalize(normalize, mean, std),
+                   feature_cache=feature_cache, log=log_stderr, progress=None)
     m = result.metrics
     if as_json:
         echo_json({"out": str(result.out_dir), "model": str(result.model_path),
                    "metrics": str(result.out_dir / "metrics.json"), "options": m["options"],
                    "val": m["val"], "test": m["test"], "epochs_run": m["epochs_run"],
-                   "train_seconds": m["train_seconds"]})
+                   "train_seconds": m["train_seconds"], "recipe": m.get("recipe")})
         return
     t = m["test"]
     rows = [[n + 1, f"{macs / 1e6:.3f}", f"{acc:.2f}", f"{100 * frac:.1f}"]

@@ -13,7 +13,7 @@ from typing import Sequence
 from dse.cost.flops import BackboneMacs, backbone_macs, branch_macs, exit_cum_macs, param_count
 from dse.errors import ConfigError
 from dse.models.backbones import Backbone, build_backbone, default_input_size, is_user_backbone
-from dse.models.exits import check_branch_params
+from dse.models.exits import build_branch, check_branch_params
 from dse.models.multiexit import MultiExitNet, build_multiexit
 from dse.models.placement import Placement, place
 
@@ -71,6 +71,9 @@ def assemble(backbone: str | Backbone, inputs: InputSpec, num_exits: int = 0,
              branch_params: dict | None = None, macs: BackboneMacs | None = None) -> Assembled:
     """Build the backbone (or take a built one), place the exits and count MACs."""
     check_branch_params(branch, dict(branch_params or {}))  # fail on a bad name before building
+    if positions and num_exits and len(positions) != num_exits:
+        raise ConfigError(f"--exits {num_exits} but --positions gives {len(positions)} values; "
+                          "give one position per exit (or leave out --exits)")
     if isinstance(backbone, str):
         backbone = build_backbone(backbone, num_classes=inputs.num_classes,
                                   in_channels=inputs.in_channels, checkpoint=checkpoint)
@@ -78,7 +81,8 @@ def assemble(backbone: str | Backbone, inputs: InputSpec, num_exits: int = 0,
     if num_exits == 0 and placement != "explicit":
         where = Placement((), (), ())
     else:
-        where = place(placement, num_exits, macs.cum_fractions, positions)
+        where = place_exits(backbone, macs, placement, num_exits, branch, inputs.num_classes,
+                            positions, branch_params)
     model = build_multiexit(backbone, where.blocks, branch, inputs.num_classes, inputs.shape,
                             **(branch_params or {}))
     b_macs = [branch_macs(br, macs.block_out_shapes[b]) for br, b in zip(model.branches, where.blocks)]
@@ -87,3 +91,24 @@ def assemble(backbone: str | Backbone, inputs: InputSpec, num_exits: int = 0,
         exit_macs=exit_cum_macs(macs.block_macs, macs.head_macs, where.blocks, b_macs),
         branch_params=[param_count(br) for br in model.branches],
     )
+
+
+def place_exits(backbone: Backbone, macs: BackboneMacs, placement: str, num_exits: int,
+                branch: str, num_classes: int, positions: Sequence[float | int] | None = None,
+                branch_params: dict | None = None) -> Placement:
+    """Run the placement rule on ``backbone``: its stem is skipped and each exit's own branch
+    (built on the block's output shape) counts towards its target
+    (:func:`dse.models.placement.place`)."""
+    params = dict(branch_params or {})
+    total = macs.total_macs or 1
+    memo: dict[int, float] = {}
+
+    def cost(block: int) -> float:
+        if block not in memo:
+            shape = tuple(macs.block_out_shapes[block])
+            module = build_branch(branch, shape, num_classes, **params)
+            memo[block] = branch_macs(module, shape) / total
+        return memo[block]
+
+    return place(placement, num_exits, macs.cum_fractions, positions, branch_cost=cost,
+                 first_attach=backbone.first_attach)

@@ -19,10 +19,11 @@ from dse.data.registry import DATASETS, DEFAULT_DATASET, load_dataset, parse_spe
 from dse.data import builtin as _builtin  # noqa: F401  (registers the array datasets)
 from dse.data import imagefolder as _imagefolder  # noqa: F401  (registers imagefolder, last)
 from dse.data.imagefolder import ImageFolderDataset
+from dse.data.normalization import normalize_splits, parse_normalize
 from dse.data.splits import stratified_split
 
 __all__ = [
     "ArrayDataset", "DATASETS", "DEFAULT_DATASET", "DataSplits", "DatasetInfo",
     "ImageFolderDataset", "Normalizer", "load_dataset", "parse_spec", "split_batches",
-    "split_labels", "split_tensors", "stratified_split",
+    "split_labels", "split_tensors", "stratified_split", "normalize_splits", "parse_normalize",
 ]

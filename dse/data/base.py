@@ -126,6 +126,10 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def renormalized(self, normalize: Normalizer) -> ArrayDataset:
+        """The same rows of the same array under another normalisation."""
+        return ArrayDataset(self._images, self._all_labels, self._indices, normalize)
+
     @property
     def indices(self) -> torch.Tensor:
         """Rows of the source array this split holds (int64 [N], sorted), e.g. to check overlap."""

@@ -8,9 +8,10 @@ Layouts (class names are the sorted subfolder names, like torchvision's ``ImageF
   missing, 70/15/15 of train when both are).
 
 Every image is converted to one mode, chosen from the first training image (grayscale modes ->
-``L``, 1 channel; anything else -> ``RGB``), and resized to ``input_size`` x ``input_size``
-(bilinear, torch; aspect ratio not kept). Without ``input_size`` the first training image's
-shorter side is used. Normalisation statistics come from at most ``STATS_SAMPLE`` training
+``L``, 1 channel; anything else -> ``RGB``), its shorter side resized to ``input_size``
+(bilinear, torch, aspect ratio kept) and the centre ``input_size`` x ``input_size`` cropped
+(the usual ImageNet evaluation transform, without its 0.875 crop ratio). Without
+``input_size`` the first training image's shorter side is used. Normalisation statistics come from at most ``STATS_SAMPLE`` training
 images drawn with the seed, so loading a large folder does not decode all of it.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from dse.data.base import BATCH, DatasetInfo, DataSplits, Normalizer, stack_batches
@@ -50,6 +52,20 @@ def read_image(path: str, mode: str) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+def short_side_crop(img: torch.Tensor, size: int) -> torch.Tensor:
+    """float32 [C,size,size]: ``img`` (uint8 [C,H,W]) with its shorter side resized to ``size``
+    (bilinear, antialiased, aspect ratio kept), then the centre square cut out."""
+    _, h, w = img.shape
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = img[None].to(torch.float32)
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False,
+                          antialias=True)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return x[0, :, top:top + size, left:left + size]
+
+
 class ImageFolderDataset(Dataset):
     """A split of image files; decodes, resizes and normalises each item when asked."""
 
@@ -64,7 +80,12 @@ class ImageFolderDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.normalize(read_image(self.files[i], self.mode)[None])[0], int(self.labels[i])
+        img = short_side_crop(read_image(self.files[i], self.mode), self.normalize.size)
+        return self.normalize(img[None])[0], int(self.labels[i])
+
+    def renormalized(self, normalize: Normalizer) -> ImageFolderDataset:
+        """The same files under another normalisation."""
+        return ImageFolderDataset(self.files, self.labels.numpy(), self.mode, normalize)
 
     def batches(self, batch_size: int = BATCH, device: torch.device | str | None = None,
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -150,7 +171,8 @@ def _stats(files: list[str], mode: str, size: int, seed: int,
     total = torch.zeros(channels, dtype=torch.float64)
     total_sq = torch.zeros(channels, dtype=torch.float64)
     for i in np.sort(pick):
-        x = to_unit(read_image(files[i], mode)[None])[0].to(torch.float64).reshape(channels, -1)
+        img = short_side_crop(read_image(files[i], mode), size)
+        x = to_unit(img[None])[0].to(torch.float64).reshape(channels, -1)
         total += x.mean(dim=1)
         total_sq += (x * x).mean(dim=1)
     mean = total / len(pick)

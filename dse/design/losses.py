@@ -40,7 +40,8 @@ LOSS_KINDS: Registry[LossKind] = Registry("loss", "dse.losses", _plugin)
 LOSS_KINDS.add("ce", LossKind((("weights", "uniform"),)))
 LOSS_KINDS.add("eenet", LossKind((("version", "v1"), ("lam", 1.0))))
 LOSS_KINDS.add("kd", LossKind((("alpha", 0.5), ("temperature", 3.0))))
-LOSS_KINDS.add("dense_kd", LossKind((("alpha", 0.5), ("temperature", 3.0))))
+LOSS_KINDS.add("dense_kd", LossKind((("lam", 1.0), ("temperature", 3.0))))
+LOSS_KINDS.add("dense_kd_mean", LossKind((("alpha", 0.5), ("temperature", 3.0))))
 
 
 def _number(where: str, value: Any) -> float:

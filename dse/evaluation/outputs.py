@@ -62,6 +62,12 @@ class ExitOutputs:
                    np.stack([_numpy(c).reshape(-1) for c in conf]),
                    _numpy(labels, np.int64))
 
+    def pseudo_labelled(self) -> ExitOutputs:
+        """The same outputs labelled by the final exit's argmax (a frozen backbone's own
+        predictions): accuracy then measures agreement with the backbone, and no ground-truth
+        label is read (PTEEnet's pseudo labels, Lahiany et al. 2022)."""
+        return ExitOutputs(self.logits, self.conf, self.logits[-1].argmax(axis=-1))
+
     def correct(self) -> np.ndarray:
         """bool [E, N]: exit e's argmax equals the label."""
         if "correct" not in self._cache:

@@ -3,7 +3,7 @@ original multi-exit model rebuilt on it (:class:`OriginalModel`) and its shifted
 
 A run configuration holds the structure and the training recipe but no branch weights, so the
 original model is rebuilt as the search built it: the frozen backbone (checkpoint, or the cached
-built-in one), and branches trained by proxy training (:func:`dse.train.proxy.train_branches`)
+built-in one), and branches trained by proxy training (:func:`dse.train.proxy.train_design`)
 from the configuration's training spec on the clean (unshifted) training split.
 
 Fine-tuning then works on the frozen backbone's features of *shifted* images: every split is
@@ -20,19 +20,19 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from dse.design import RunConfig
+from dse.cost.assemble import place_exits
 from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs, param_count
 from dse.data import load_dataset, split_batches
+from dse.design import RunConfig
 from dse.errors import ConfigError
 from dse.finetune.ops import ExitTrainCost
 from dse.finetune.shifts import apply_shift
 from dse.models.backbones import Backbone
 from dse.models.exits import build_branch
 from dse.models.multiexit import feature_shapes
-from dse.models.placement import place
 from dse.train.backbone import ensure_backbone
 from dse.train.features import FeatureCache, build_feature_cache
-from dse.train.proxy import train_branches
+from dse.train.proxy import train_design
 
 Log = Callable[[str], None]
 SPLITS = ("train", "val", "test")
@@ -102,8 +102,9 @@ def resolve_blocks(config: RunConfig, ctx: Context) -> tuple[int, ...]:
         blocks = tuple(config.exits.blocks)
     else:
         macs = backbone_macs(ctx.backbone, ctx.input_shape)
-        blocks = place(config.exits.placement, config.exits.count, macs.cum_fractions,
-                       config.exits.positions).blocks
+        blocks = place_exits(ctx.backbone, macs, config.exits.placement, config.exits.count,
+                             config.exits.branch, ctx.data.info.num_classes, config.exits.positions,
+                             config.exits.branch_kwargs).blocks
     if not blocks:
         raise ConfigError("selective fine-tuning needs at least one early exit; "
                           "the configuration has none")
@@ -140,15 +141,12 @@ def train_original(config: RunConfig, ctx: Context, blocks: Sequence[int] | None
     blocks = tuple(blocks) if blocks is not None else resolve_blocks(config, ctx)
     source = clean_cache(ctx, blocks)
     macs = backbone_macs(ctx.backbone, ctx.input_shape)
-    t = config.training
     b_macs = [branch_macs(br, macs.block_out_shapes[b])
               for br, b in zip(_fresh_branches(config, ctx, blocks), blocks)]
     cum = exit_cum_macs(macs.block_macs, macs.head_macs, blocks, b_macs)
-    result = train_branches(
-        source, blocks, config.exits.branch, config.exits.branch_kwargs, ctx.data.info.num_classes,
-        loss=t.loss, labels=t.labels, steps=t.steps, lr=t.lr, optimizer=t.optimizer,
-        batch_size=t.batch_size, seed=branch_seed(config) if seed is None else seed, exit_costs=[c / cum[-1] for c in cum],
-        device=ctx.device)
+    result = train_design(source, config, blocks, ctx.data.info.num_classes,
+                          seed=branch_seed(config) if seed is None else seed,
+                          exit_costs=[c / cum[-1] for c in cum], device=ctx.device)
     head = copy.deepcopy(ctx.backbone.head).requires_grad_(True)
     classifiers = nn.ModuleList([*result.branches, head]).cpu()
     reach = macs.cum_macs
@@ -171,11 +169,12 @@ class ShiftedSplit:
 
 
 @torch.inference_mode()
-def shifted_features(ctx: Context, shift: str, blocks: Sequence[int], *,
+def shifted_features(ctx: Context, shift: str | None, blocks: Sequence[int], *,
                      splits: Sequence[str] = SPLITS, seed: int | None = None) -> dict[str, ShiftedSplit]:
     """Shift every image of ``splits`` (seeded per split and batch) and keep ``blocks``' outputs.
 
-    Results are memoised on the context per (shift, seed, split), for all cached blocks.
+    ``shift=None``: the original images, unshifted. Results are memoised on the context per
+    (shift, seed, split), for all cached blocks.
     """
     seed = ctx.seed if seed is None else seed
     info = ctx.data.info
@@ -191,7 +190,8 @@ def shifted_features(ctx: Context, shift: str, blocks: Sequence[int], *,
         labels = []
         ctx.backbone.to(ctx.device)
         for k, (x, y) in enumerate(split_batches(ctx.data.split(name), SHIFT_BATCH)):
-            xs = apply_shift(shift, x, seed=_batch_seed(seed, s_index, k), mean=info.mean, std=info.std)
+            xs = x if shift is None else apply_shift(shift, x, seed=_batch_seed(seed, s_index, k),
+                                                     mean=info.mean, std=info.std)
             outs = ctx.backbone.features(xs.to(ctx.device))
             for b in want:
                 feats[b].append(outs[b].float().cpu())

@@ -116,6 +116,11 @@ class FinetuneResult:
     selection: str = "one-se"       #: the subset rule (:data:`SELECTIONS`)
     score_on: str = "train+val"     #: the shifted splits the probed subsets were scored on
     score_samples: int = 0          #: how many images that is
+    #: the same three models on the original, unshifted test split (%; Hirose et al. Table 3
+    #: reports both): the chosen subset, every exit fine-tuned, no fine-tuning
+    original_accuracy: float | None = None
+    original_entire_accuracy: float | None = None
+    original_baseline_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -212,10 +217,11 @@ def choose_subset(base_logits: np.ndarray, probe_logits: np.ndarray, labels: np.
 
 
 def run_selective(base: OriginalModel, shifted: dict[str, ShiftedSplit], schedule: Schedule,
-                  shift: str, *, selection: str = "one-se",
-                  score_on: str = "train+val") -> FinetuneResult:
+                  shift: str, *, selection: str = "one-se", score_on: str = "train+val",
+                  original: ShiftedSplit | None = None) -> FinetuneResult:
     """The procedure of the module docstring on an :class:`~dse.finetune.context.OriginalModel`
-    and shifted features from :func:`~dse.finetune.context.shifted_features` (train, val, test)."""
+    and shifted features from :func:`~dse.finetune.context.shifted_features` (train, val, test).
+    ``original``: the unshifted test split's features, measured too when given."""
     check_selection(selection, score_on)
 
     def inputs(split: str) -> list[torch.Tensor]:
@@ -256,6 +262,14 @@ def run_selective(base: OriginalModel, shifted: dict[str, ShiftedSplit], schedul
     def per_exit(logits: np.ndarray) -> tuple[float, ...]:
         return tuple(pct(a) for a in ensemble_accuracy(logits, test_y))
 
+    clean: dict[str, float] = {}
+    if original is not None:
+        x = [original.features[b] for b in base.input_blocks]
+        scores = score_subsets(classifier_logits(base.classifiers, x), classifier_logits(tuned, x),
+                               original.labels.numpy(),
+                               np.stack([chosen, np.ones_like(chosen), np.zeros_like(chosen)]))
+        clean = {"original_accuracy": pct(scores[0]), "original_entire_accuracy": pct(scores[1]),
+                 "original_baseline_accuracy": pct(scores[2])}
     return FinetuneResult(
         shift=shift, subset=pattern(chosen), accuracy=pct(test_scores[0]),
         entire_accuracy=pct(test_scores[2]), baseline_accuracy=pct(test_scores[3]),
@@ -268,7 +282,7 @@ def run_selective(base: OriginalModel, shifted: dict[str, ShiftedSplit], schedul
         num_exits=base.num_exits, exit_ensemble_baseline=per_exit(base_test),
         exit_ensemble_selective=per_exit(mixed_logits(base_test, tuned_test, chosen)),
         exit_ensemble_entire=per_exit(tuned_test), selection=selection, score_on=score_on,
-        score_samples=int(score_y.shape[0]),
+        score_samples=int(score_y.shape[0]), **clean,
     )
 
 
@@ -296,4 +310,6 @@ def finetune_config(config: RunConfig, shift: str, *, probe_steps: int | None = 
         optimizer=t.optimizer, batch_size=t.batch_size, seed=config.seed)
     base = train_original(config, ctx, seed=proxy_seed)
     shifted = shifted_features(ctx, shift, base.input_blocks)
-    return run_selective(base, shifted, schedule, shift, selection=selection, score_on=score_on)
+    original = shifted_features(ctx, None, base.input_blocks, splits=("test",))["test"]
+    return run_selective(base, shifted, schedule, shift, selection=selection, score_on=score_on,
+                         original=original)

@@ -27,6 +27,12 @@ class Backbone(nn.Module):
             x = block(x)
         return self.head(x)
 
+    @property
+    def first_attach(self) -> int:
+        """The first block an exit may follow: 1 when block 0 is a stem (a lone conv layer,
+        which the EENets reference never gives an exit), else 0."""
+        return 1 if self.block_names and self.block_names[0] == "stem" else 0
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every block, in order."""
         outs = []

@@ -18,11 +18,36 @@ from dse.models.criteria import get_criterion, per_exit_thresholds
 from dse.models.exits import build_branch
 
 
+class IscTransform(nn.Module):
+    """IMTA's learned inline subnetwork collaboration for one classifier (``isc_modules`` in
+    ``kalviny/IMTA``'s ``msdnet_imta.py``): the previous classifier's logits go through
+    Linear(K, d)-BN-ReLU and are concatenated to the classifier's d features before its linear
+    layer. A linear layer of a concatenation is a sum, so this adds
+    ``Linear(d, K, no bias)(ReLU(BN(Linear(K, d)(z_prev))))`` to the classifier's own logits."""
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(num_classes, dim), nn.BatchNorm1d(dim),
+                                   nn.ReLU(inplace=True))
+        self.out = nn.Linear(dim, num_classes, bias=False)
+
+    def forward(self, previous: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(previous))
+
+
+def classifier_dims(model: "MultiExitNet") -> list[int]:
+    """The feature width each classifier's linear layer reads (branches, then the head)."""
+    head = getattr(model.backbone.head, "fc", None)
+    dims = [br.classifier.in_features for br in model.branches]
+    return dims + [head.in_features if isinstance(head, nn.Linear) else model.num_classes]
+
+
 class MultiExitNet(nn.Module):
     def __init__(self, backbone: Backbone, exit_blocks: Sequence[int],
-                 branches: Sequence[nn.Module], isc: bool = False) -> None:
+                 branches: Sequence[nn.Module], isc: bool = False, isc_final: bool = False) -> None:
         """``isc``: inline subnetwork collaboration at inference, z'_i = z_i + z'_{i-1} for the
-        early exits (as ``dse.train.losses.isc_combine`` does in training)."""
+        early exits (as ``dse.train.losses.isc_combine`` does in training), and for the final
+        head too with ``isc_final`` (a jointly trained model)."""
         super().__init__()
         exit_blocks = list(exit_blocks)
         if len(exit_blocks) != len(branches):
@@ -35,7 +60,46 @@ class MultiExitNet(nn.Module):
         self.backbone = backbone
         self.exit_blocks = exit_blocks
         self.branches = nn.ModuleList(branches)
-        self.isc = isc
+        self.isc, self.isc_final = isc, isc_final
+        #: learned ISC (IMTA): one transform per classifier after the first (None: dse's
+        #: parameter-free z'_i = z_i + stopgrad(z'_{i-1}))
+        self.isc_transforms: nn.ModuleList | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.branches[0].classifier.out_features) if len(self.branches) else 0
+
+    def add_isc_transforms(self, num_classes: int) -> None:
+        """Switch ISC to IMTA's learned transform (:class:`IscTransform`), for every classifier
+        after the first: the early exits', and the head's too with ``isc_final``."""
+        dims = classifier_dims(self)[1:]
+        if not self.isc_final:
+            dims = dims[:-1]
+        self.isc = True
+        self.isc_transforms = nn.ModuleList(IscTransform(num_classes, d) for d in dims)
+
+    def _collaborate(self, index: int, logits: torch.Tensor,
+                     previous: torch.Tensor) -> torch.Tensor:
+        """Classifier ``index``'s logits after ISC, given the previous classifier's."""
+        if self.isc_transforms is not None:
+            return logits + self.isc_transforms[index - 1](previous)
+        return logits + previous
+
+    def collaborate(self, logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Every classifier's logits after ISC as this model was trained with it (none when
+        ``isc`` is off; the final head only with ``isc_final``). The parameter-free form
+        detaches the previous logits, the learned one lets the gradient through, as IMTA's."""
+        if not self.isc:
+            return list(logits)
+        out: list[torch.Tensor] = []
+        last = len(logits) - 1
+        for i, z in enumerate(logits):
+            if i == 0 or (i == last and not self.isc_final):
+                out.append(z)
+            else:
+                prev = out[-1] if self.isc_transforms is not None else out[-1].detach()
+                out.append(self._collaborate(i, z, prev))
+        return out
 
     @property
     def num_exits(self) -> int:
@@ -76,7 +140,7 @@ class MultiExitNet(nn.Module):
                 logits, conf = self.branches[e](x)
                 if self.isc:
                     if previous is not None:
-                        logits = logits + previous
+                        logits = self._collaborate(e, logits, previous)
                     previous = logits
                 if out is None:
                     out = logits.new_empty((n, logits.shape[1]))
@@ -97,6 +161,8 @@ class MultiExitNet(nn.Module):
                         return out, exit_index
                 e += 1
         logits = self.backbone.head(x)
+        if self.isc and self.isc_final and previous is not None:
+            logits = self._collaborate(len(self.exit_blocks), logits, previous)
         if out is None:
             out = logits.new_empty((n, logits.shape[1]))
         out[alive] = logits
@@ -114,8 +180,9 @@ def feature_shapes(backbone: Backbone, input_shape: Sequence[int]) -> list[tuple
 
 
 def build_multiexit(backbone: Backbone, exit_blocks: Sequence[int], branch: str, num_classes: int,
-                    input_shape: Sequence[int], isc: bool = False, **branch_params) -> MultiExitNet:
+                    input_shape: Sequence[int], isc: bool = False, isc_final: bool = False,
+                    **branch_params) -> MultiExitNet:
     """Attach a ``branch`` exit after each block in ``exit_blocks``."""
     shapes = feature_shapes(backbone, input_shape)
     branches = [build_branch(branch, shapes[b], num_classes, **branch_params) for b in exit_blocks]
-    return MultiExitNet(backbone, exit_blocks, branches, isc=isc)
+    return MultiExitNet(backbone, exit_blocks, branches, isc=isc, isc_final=isc_final)

@@ -98,7 +98,7 @@ class SearchContext:
 
     @property
     def num_attach_points(self) -> int:
-        return len(self.macs.block_macs) - 1
+        return len(self.macs.block_macs) - 1 - self.backbone.first_attach
 
     @property
     def backbone_macs(self) -> int:
@@ -174,7 +174,7 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
     info = splits.info
     shape = (info.channels, info.input_size, info.input_size)
     macs = backbone_macs(backbone, shape)
-    attach = len(macs.block_macs) - 1
+    attach = len(macs.block_macs) - 1 - backbone.first_attach
     if max_exits is not None and max_exits > attach:
         raise ConfigError(f"the search space allows {max_exits} exits but backbone {s.backbone} "
                           f"has only {attach} attach points; lower exits.count")

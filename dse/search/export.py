@@ -116,7 +116,8 @@ def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
     configs.mkdir(parents=True, exist_ok=True)
     _write_csv(trials_frame(study), out / "trials.csv")
     front = front_trials(study)
-    _write_csv(pareto_frame(study), out / "pareto.csv")
+    pareto = pareto_frame(study)
+    _write_csv(pareto, out / "pareto.csv")
     wanted = set()
     for t in front:
         name = CONFIG_PATTERN.format(number=t.number)
@@ -130,7 +131,8 @@ def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
         save_config(config, str(configs / name), header=header)
     replace_written(configs, wanted)  # removes only configs an earlier run wrote
     return {"trials_csv": str(out / "trials.csv"), "pareto_csv": str(out / "pareto.csv"),
-            "configs": sorted(str(configs / n) for n in wanted), "front": front}
+            "configs": sorted(str(configs / n) for n in wanted), "front": front,
+            "pareto": pareto}
 
 
 def _write_csv(frame: Any, path: Path) -> None:

@@ -3,11 +3,16 @@
 1. The space decodes the trial's parameters into a :class:`~dse.design.Design`; the
    placement rule lands its exits on backbone blocks.
 2. The branches are trained for the design's step budget on cached features with the
-   backbone frozen (:func:`dse.train.proxy.train_branches`); every exit's outputs on val and test
+   backbone frozen (:func:`dse.train.proxy.train_design`); every exit's outputs on val and test
    are computed once (:class:`~dse.evaluation.ExitOutputs`). Training depends only on the
    *structure* (blocks, branch, loss, labels, steps, lr, ...), not on the criterion or thresholds,
    so its outputs are memoised per structure and its seed is ``hash(study seed, structure)``:
    the same structure gives the same exits in any trial, worker or re-run.
+   With ``training.labels: pseudo`` the val outputs are labelled by the frozen backbone's own
+   predictions (:meth:`~dse.evaluation.ExitOutputs.pseudo_labelled`), so training, the val
+   objectives, the accuracy-drop constraint (against the backbone's 100 % agreement with itself)
+   and threshold tuning never read a val label; test accuracy stays on the ground truth and is
+   only reported (PTEEnet, Lahiany et al. 2022: pseudo labels for training and validation).
 3. The design's criterion and thresholds are applied to the cached outputs
    (:func:`dse.evaluation.evaluate`): accuracy, exit fractions p_n, anytime accuracy, and
    expected cost sum_n p_n cost_n for MACs, latency and energy; plus a compact threshold sweep.
@@ -32,7 +37,7 @@ from dse.design import Design, RunConfig
 from dse.evaluation import evaluate, sweep
 from dse.models.criteria import CRITERIA
 from dse.models.placement import place as place_rule
-from dse.train.proxy import result_outputs, train_branches
+from dse.train.proxy import result_outputs, train_design
 
 #: threshold values in a trial's stored sweep
 SWEEP_POINTS = 25
@@ -113,7 +118,13 @@ class OutputsMemo:
 def place(ctx: Any, d: Design) -> tuple[int, ...]:
     e = d.exits
     try:
-        where = place_rule(e.placement, e.count, ctx.macs.cum_fractions, e.positions)
+        total = ctx.backbone_macs or 1
+
+        def branch(block: int) -> float:
+            return ctx.branch_cost(e.branch, e.branch_params, block)[1] / total
+
+        where = place_rule(e.placement, e.count, ctx.macs.cum_fractions, e.positions,
+                           branch_cost=branch, first_attach=ctx.backbone.first_attach)
     except ConfigError as err:
         raise InvalidDesign(str(err)) from None
     if not where.blocks:
@@ -129,12 +140,11 @@ def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo
         return hit
     seed = proxy_seed(ctx.settings.seed, key)
     final = costs.macs[-1] or 1
-    t = d.training
-    result = train_branches(
-        ctx.features, blocks, d.exits.branch, d.exits.branch_kwargs, ctx.info.num_classes,
-        loss=t.loss, labels=t.labels, steps=t.steps, lr=t.lr, optimizer=t.optimizer,
-        batch_size=t.batch_size, weight_decay=t.weight_decay, seed=seed, exit_costs=[m / final for m in costs.macs], device=ctx.device)
+    result = train_design(ctx.features, d, blocks, ctx.info.num_classes, seed=seed,
+                          exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
+    if d.training.labels == "pseudo":
+        val = val.pseudo_labelled()
     test = result_outputs(ctx.features, result, "test", device=ctx.device)
     info = {"proxy_seed": seed, "train_seconds": round(result.seconds, 3),
             "train_loss": float(np.mean(result.losses[-10:]))}
@@ -176,13 +186,15 @@ def evaluate_design(ctx: Any, d: Design, memo: OutputsMemo | None = None) -> Out
     if not math.isfinite(val.accuracy) or not math.isfinite(val.expected_latency_ms):
         raise TrialFailed("the evaluation produced no finite accuracy or latency")
     metric = _metrics(val)
-    constraints = _constraints(ctx, metric["accuracy"], metric["latency_ms"])
+    reference = 100.0 if d.training.labels == "pseudo" else ctx.backbone_val_accuracy
+    constraints = _constraints(ctx, metric["accuracy"], metric["latency_ms"], reference)
     objectives = ctx.settings.objectives
 
     def variants(ts: list[float]) -> tuple[list[list[float]], list[bool]]:
         m = _metrics(sweep(val_out, criterion, ts, **kw))
         vals = [[float(m[o][i]) for o in objectives] for i in range(len(ts))]
-        feas = [all(v <= 0 for v in _constraints(ctx, m["accuracy"][i], m["latency_ms"][i]).values())
+        feas = [all(v <= 0 for v in _constraints(ctx, m["accuracy"][i], m["latency_ms"][i],
+                                                 reference).values())
                 for i in range(len(ts))]
         return vals, feas
 
@@ -235,13 +247,15 @@ def _sweep_attr(val_out: Any, criterion: str, kw: dict[str, Any]) -> dict[str, A
             "macs": [float(x) for x in sw.expected_macs]}
 
 
-def _constraints(ctx: Any, accuracy: float, latency_ms: float) -> dict[str, float]:
-    """Constraint values (<= 0 feasible): latency over budget, accuracy drop over max_drop."""
+def _constraints(ctx: Any, accuracy: float, latency_ms: float,
+                 reference: float) -> dict[str, float]:
+    """Constraint values (<= 0 feasible): latency over budget, accuracy drop below
+    ``reference`` (the backbone's val accuracy, in %) over max_drop."""
     s, out = ctx.settings, {}
     if s.budget_ms is not None:
         out["budget_ms"] = float(latency_ms) - s.budget_ms
     if s.max_drop is not None:
-        out["max_drop"] = (ctx.backbone_val_accuracy - float(accuracy)) - s.max_drop
+        out["max_drop"] = (reference - float(accuracy)) - s.max_drop
     return out
 
 

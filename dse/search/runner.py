@@ -63,7 +63,10 @@ class TrialRunner:
             "test_accuracy": round(attrs["test_accuracy"], 4),
             "expected_latency_ms": round(attrs["expected_latency_ms"], 6),
             # the seed the branches were trained with: `dse finetune` rebuilds the same model
-            "proxy_seed": attrs["proxy_seed"]})
+            "proxy_seed": attrs["proxy_seed"],
+            # the feature cache's key parts: `dse train --mode frozen` finds the study's cache
+            "feature_dtype": self.ctx.settings.feature_dtype,
+            "max_samples": self.ctx.settings.max_samples})
         TRIAL["config"].set(trial, config.to_dict())
         for key, value in attrs.items():
             TRIAL[key].set(trial, value)

@@ -24,6 +24,7 @@ models per group of co-occurring parameters. ``benchmarks/search_quality.py`` co
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
@@ -185,6 +186,16 @@ def load_space(name_or_path: str | os.PathLike) -> SearchSpace:
     """Read and validate a search-space file (a shipped name or a path)."""
     path = resolve_space_path(name_or_path)
     return parse_space(read_yaml(path), str(path))
+
+
+def unlabeled(space: SearchSpace) -> SearchSpace:
+    """The same space with ``training.labels: pseudo`` (``dse search --unlabeled``): every trial
+    trains on, validates against and tunes its thresholds on the frozen backbone's own
+    predictions (:mod:`dse.search.objective`), so no ground-truth train or val label is read.
+    The study stores this space, so workers follow it."""
+    raw = copy.deepcopy(dict(space.raw))
+    raw["training"] = {**dict(raw.get("training") or {}), "labels": "pseudo"}
+    return parse_space(raw, space.file)
 
 
 def parse_space(raw: Any, file: str) -> SearchSpace:

@@ -168,7 +168,9 @@ def checkpoint_payload(model: Backbone, name: str, dataset: str, info, metrics: 
     :func:`dse.models.checkpoint.load_state_dict`."""
     return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "backbone": name, "dataset": dataset, "num_classes": info.num_classes,
-            "in_channels": info.channels, "input_size": info.input_size, "metrics": dict(metrics)}
+            "in_channels": info.channels, "input_size": info.input_size,
+            "mean": list(info.mean), "std": list(info.std),  # the input normalisation used
+            "metrics": dict(metrics)}
 
 
 def save_backbone(path: str | Path, model: Backbone, name: str, dataset: str, info,

@@ -12,29 +12,34 @@ ResNet's first stage is 16 x 32 x 32 = 16,384 values per sample per block, 1.6 G
 for 50,000 images), so the cache stores float16 by default, takes the blocks a study can use,
 and ``max_samples`` keeps a seeded random subset of each split. :meth:`FeatureCache.describe`
 states the size. On disk, each split is one file keyed by sha256 of (backbone weights, dataset,
-split, seed, input size, dtype, max_samples, blocks), written atomically, read back memory-mapped.
+split, seed, input size, dtype, max_samples, blocks) (:mod:`dse.train.feature_file`): written
+batch by batch as the backbone runs, so building holds one batch in memory, not the cache;
+renamed into place when complete; read back memory-mapped. Before a build, its size is checked
+against the free disk (:mod:`dse.train.budget`).
 """
 from __future__ import annotations
 
 import contextlib
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Hashable, Sequence
+from typing import Callable, Hashable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import Dataset, Subset
 
-from dse.cache import atomic_torch_save, digest, file_lock, state_digest
 from dse.cache import cache_dir as default_cache_dir
-from dse.data import split_batches, split_labels
+from dse.cache import digest, file_lock, state_digest
+from dse.data import DataSplits, split_batches, split_labels
 from dse.errors import ConfigError
 from dse.models.backbones import Backbone
-from dse.train.engine import progress_bar
+from dse.train.budget import available_memory, check_fits, free_disk, total_bytes
+from dse.train.cache_files import touch
+from dse.train.feature_file import ALIGN, SUFFIX, FeatureWriter, file_bytes, read_feature_file
+from dse.train.ticker import progress as ticker
 
 SPLITS = ("train", "val", "test")
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: streamed .feat files (feature_file.py)
 
 
 @dataclass
@@ -146,51 +151,139 @@ def subset_indices(n: int, max_samples: int | None, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)[:max_samples].sort().values
 
 
-@torch.inference_mode()
+def _batches(backbone: Backbone, ds, blocks: Sequence[int], rows: torch.Tensor, *,
+             dtype: torch.dtype, batch_size: int, device: torch.device | str
+             ) -> Iterator[tuple[int, dict[int, torch.Tensor], torch.Tensor, torch.Tensor]]:
+    """``(first row, {block: features in dtype}, float32 logits, labels)`` per batch, on CPU,
+    in the order of ``rows``; checks that order against the split's labels as it goes."""
+    backbone.eval().to(device)
+    n = int(rows.numel())
+    source = ds if n == len(ds) else Subset(ds, rows.tolist())
+    expected = split_labels(ds)[rows]
+    start = 0
+    for x, y in split_batches(source, batch_size, device):
+        feats, z = _forward(backbone, x, blocks, dtype)
+        y = y.cpu()
+        stop = start + x.shape[0]
+        if not torch.equal(y, expected[start:stop]):  # split_batches must keep the order
+            raise RuntimeError("feature cache: batch order does not match the split's labels")
+        yield start, feats, z, y
+        start = stop
+    if start == 0:
+        raise ConfigError("cannot cache features of an empty split")
+
+
+def cap_splits(splits: DataSplits, max_samples: int | None, seed: int) -> DataSplits:
+    """Each split cut to the seeded ``max_samples`` rows :func:`subset_indices` picks (the rows
+    the feature cache keeps); unchanged when ``None`` or at least the split's size."""
+    if max_samples is None:
+        return splits
+
+    def cap(ds: Dataset) -> Dataset:
+        rows = subset_indices(len(ds), max_samples, seed)
+        return ds if len(rows) == len(ds) else Subset(ds, rows.tolist())
+
+    return DataSplits(splits.info, cap(splits.train), cap(splits.val), cap(splits.test))
+
+
+@torch.inference_mode()  # not a ``with`` around the generator's yield: it would leak out
+def _forward(backbone: Backbone, x: torch.Tensor, blocks: Sequence[int], dtype: torch.dtype
+             ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    outs = backbone.features(x)
+    return {b: outs[b].to("cpu", dtype) for b in blocks}, backbone.head(outs[-1]).float().cpu()
+
+
 def compute_split_features(backbone: Backbone, ds, blocks: Sequence[int], rows: torch.Tensor, *,
                            dtype: torch.dtype, batch_size: int = 256,
                            device: torch.device | str = "cpu",
                            progress: Callable[[int], None] | None = None) -> SplitFeatures:
-    """Run the frozen backbone over ``ds[rows]`` in batches and keep features at ``blocks``."""
-    backbone.eval().to(device)
+    """Run the frozen backbone over ``ds[rows]`` in batches and keep features at ``blocks`` in
+    memory (``cache_dir=False``; a cache on disk is streamed by :func:`stream_split_features`)."""
     n = int(rows.numel())
-    source = ds if n == len(ds) else Subset(ds, rows.tolist())
     feats: dict[int, torch.Tensor] = {}
     logits: torch.Tensor | None = None
     labels = torch.empty(n, dtype=torch.int64)
-    start = 0
-    for x, y in split_batches(source, batch_size, device):
-        outs = backbone.features(x)
-        z = backbone.head(outs[-1]).float()
-        stop = start + x.shape[0]
-        with torch.inference_mode(False):  # storage that autograd may read later
-            if logits is None:
-                logits = torch.empty((n, z.shape[1]), dtype=torch.float32)
-                for b in blocks:
-                    feats[b] = torch.empty((n, *outs[b].shape[1:]), dtype=dtype)
+    for start, outs, z, y in _batches(backbone, ds, blocks, rows, dtype=dtype,
+                                      batch_size=batch_size, device=device):
+        stop = start + y.shape[0]
+        if logits is None:
+            logits = torch.empty((n, z.shape[1]), dtype=torch.float32)
+            feats = {b: torch.empty((n, *outs[b].shape[1:]), dtype=dtype) for b in blocks}
         for b in blocks:
-            feats[b][start:stop] = outs[b].to("cpu", dtype)
-        logits[start:stop] = z.cpu()
-        labels[start:stop] = y.cpu()
-        start = stop
+            feats[b][start:stop] = outs[b]
+        logits[start:stop] = z
+        labels[start:stop] = y
         if progress is not None:
-            progress(x.shape[0])
-    if logits is None:
-        raise ConfigError("cannot cache features of an empty split")
-    expected = split_labels(ds)[rows]
-    if not torch.equal(labels, expected):  # the order of split_batches must match the rows
-        raise RuntimeError("feature cache: batch order does not match the split's labels")
+            progress(y.shape[0])
     return SplitFeatures(feats, logits, labels, rows.clone())
+
+
+def file_specs(shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype
+               ) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
+    """The tensors of one split's file: (name, dtype, per-row shape)."""
+    return [*((f"block{b}", dtype, tuple(s)) for b, s in sorted(shapes.items())),
+            ("logits", torch.float32, (num_classes,)), ("labels", torch.int64, ()),
+            ("indices", torch.int64, ())]
+
+
+def stream_split_features(backbone: Backbone, ds, blocks: Sequence[int], rows: torch.Tensor,
+                          path: Path, *, shapes: dict[int, tuple[int, ...]], num_classes: int,
+                          dtype: torch.dtype, batch_size: int = 256,
+                          device: torch.device | str = "cpu",
+                          progress: Callable[[int], None] | None = None) -> SplitFeatures:
+    """Like :func:`compute_split_features`, but each batch goes straight into the split's file
+    at ``path`` (peak memory: one batch); returns the file read back memory-mapped."""
+    specs = file_specs({b: shapes[b] for b in blocks}, num_classes, dtype)
+    with FeatureWriter(path, specs, int(rows.numel())) as out:
+        out.write("indices", 0, rows.to(torch.int64))
+        for start, outs, z, y in _batches(backbone, ds, blocks, rows, dtype=dtype,
+                                          batch_size=batch_size, device=device):
+            for b in blocks:
+                out.write(f"block{b}", start, outs[b])
+            out.write("logits", start, z)
+            out.write("labels", start, y)
+            if progress is not None:
+                progress(y.shape[0])
+        out.commit()
+    loaded = _load_split(path, blocks)
+    if loaded is None:
+        raise RuntimeError(f"feature cache: {path} unreadable right after writing it")
+    return loaded
+
+
+@torch.inference_mode()
+def probe_shapes(backbone: Backbone, ds, blocks: Sequence[int], device: torch.device | str
+                 ) -> tuple[dict[int, tuple[int, ...]], int]:
+    """Per-sample feature shapes at ``blocks`` and the class count, from one image."""
+    backbone.eval().to(device)
+    x = ds[0][0].unsqueeze(0).to(device)
+    outs = backbone.features(x)
+    return {b: tuple(outs[b].shape[1:]) for b in blocks}, int(backbone.head(outs[-1]).shape[1])
 
 
 def split_key(backbone_digest: str, data, split: str, *, seed: int, dtype: torch.dtype,
               max_samples: int | None, blocks: Sequence[int], dataset_key: str | None) -> str:
-    """The on-disk key of one split's features (sha256, hex)."""
+    """The on-disk key of one split's features (sha256, hex).
+
+    ``max_samples`` at or above the split's size keeps every row, so it keys like ``None`` (and
+    the seed, which then picks nothing, drops out): the same content is one file.
+    """
     info = data.info
     labels = split_labels(data.split(split))
+    if max_samples is None or max_samples >= len(labels):
+        max_samples = seed = None
     return digest(FORMAT_VERSION, backbone_digest, dataset_key, info.name, info.path,
                   info.input_size, info.channels, info.mean, info.std, split, len(labels),
                   digest(labels.tolist()), seed, str(dtype), max_samples, tuple(blocks), length=64)
+
+
+def cache_folder(cache_dir: str | Path | None | bool) -> Path | None:
+    """``None``/``True``: the dse cache's ``features/``; a path: that folder; ``False``: none."""
+    if cache_dir is False:
+        return None
+    folder = default_cache_dir("features") if cache_dir in (None, True) else Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None = None, *,
@@ -204,8 +297,13 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
 
     ``blocks=None`` caches every attach point. ``cache_dir``: ``None`` uses the dse cache folder
     (``features/``), a path uses that folder, ``False`` keeps everything in memory only.
+    On disk, each split streams into its file batch by batch and is read back memory-mapped.
+    Before any split is computed, its size is checked against the free disk (or, in memory,
+    the available RAM): a ConfigError names both and the ``max_samples`` that fits.
     ``max_samples`` bounds each split (a random subset drawn with ``seed``); ``dataset_key``
-    (e.g. the dataset spec) adds to the key. ``log`` receives one line with the cache size.
+    (e.g. the dataset spec) adds to the key. ``progress``: a bar (True, or None on a terminal),
+    plain periodic lines on stderr (None elsewhere), nothing (False). ``log`` receives one
+    line with the cache size.
     """
     dtype = parse_dtype(dtype)
     points = attach_points(backbone)
@@ -217,56 +315,76 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
     for s in splits:
         if s not in SPLITS:
             raise ConfigError(f"feature cache split must be one of {', '.join(SPLITS)}, got {s!r}")
-    folder = None if cache_dir is False else (
-        default_cache_dir("features") if cache_dir in (None, True) else Path(cache_dir))
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+    if max_samples is not None and max_samples < 1:
+        raise ConfigError(f"feature cache max_samples must be >= 1, got {max_samples}")
+    folder = cache_folder(cache_dir)
     weights = state_digest(backbone) if folder is not None else ""
     was_training = backbone.training
     first = next(backbone.parameters(), None)
     home = first.device if first is not None else torch.device("cpu")
-    result: dict[str, SplitFeatures] = {}
-    keys: dict[str, str] = {}
-    for name in splits:
-        ds = data.split(name)
-        rows = subset_indices(len(ds), max_samples, seed)
-        key = None
-        if folder is not None:
+    paths: dict[str, Path] = {}
+    if folder is not None:
+        for name in splits:
             key = split_key(weights, data, name, seed=seed, dtype=dtype, max_samples=max_samples,
                             blocks=blocks, dataset_key=dataset_key)
-            keys[name] = key
-        path = folder / f"{key}.pt" if folder is not None else None
+            paths[name] = folder / f"{key}{SUFFIX}"
+    result: dict[str, SplitFeatures] = {}
+    for name, path in paths.items():  # what is on disk already
+        loaded = _load_split(path, blocks) if path.is_file() else None
+        if loaded is not None:
+            result[name] = loaded
+    todo = [name for name in splits if name not in result]
+    shapes, num_classes = probe_shapes(backbone, data.split(splits[0]), blocks, device)
+    if todo:
+        _check_room(data, todo, splits, shapes, num_classes, dtype, max_samples, folder)
+    for name in todo:
+        ds = data.split(name)
+        rows = subset_indices(len(ds), max_samples, seed)
+        path = paths.get(name)
         with file_lock(path) if path is not None else contextlib.nullcontext():
             loaded = _load_split(path, blocks) if path is not None and path.is_file() else None
-            if loaded is not None:
+            if loaded is not None:  # another process built it while this one waited
                 result[name] = loaded
                 continue
-            with progress_bar(int(rows.numel()), f"features {name}", enabled=progress,
-                              leave=False, unit="img") as bar:
-                result[name] = compute_split_features(backbone, ds, blocks, rows, dtype=dtype,
-                                                      batch_size=batch_size, device=device,
-                                                      progress=bar.update)
-            if path is not None:
-                _save_split(path, result[name])
+            with ticker(int(rows.numel()), f"features {name}", enabled=progress) as bar:
+                if path is None:
+                    result[name] = compute_split_features(
+                        backbone, ds, blocks, rows, dtype=dtype, batch_size=batch_size,
+                        device=device, progress=bar.update)
+                else:
+                    result[name] = stream_split_features(
+                        backbone, ds, blocks, rows, path, shapes=shapes, num_classes=num_classes,
+                        dtype=dtype, batch_size=batch_size, device=device, progress=bar.update)
     backbone.train(was_training).to(home)
-    any_split = next(iter(result.values()))
-    shapes = {b: tuple(any_split.features[b].shape[1:]) for b in blocks}
-    cache = FeatureCache(blocks, shapes, int(any_split.logits.shape[1]), dtype, result, keys)
+    keys = {name: path.stem for name, path in paths.items()}
+    cache = FeatureCache(blocks, shapes, num_classes, dtype, {n: result[n] for n in splits}, keys)
     if log is not None:
         log(cache.describe())
     return cache
 
 
-def _save_split(path: Path, s: SplitFeatures) -> None:
-    atomic_torch_save({"features": {str(b): f for b, f in s.features.items()}, "logits": s.logits,
-                       "labels": s.labels, "indices": s.indices, "version": FORMAT_VERSION}, path)
+def _check_room(data, todo: Sequence[str], splits: Sequence[str],
+                shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype,
+                max_samples: int | None, folder: Path | None) -> None:
+    """Raise before any work when the splits still to build do not fit (disk, or RAM)."""
+    specs = file_specs(shapes, num_classes, dtype)
+    per_sample = sum(int(torch.Size(s).numel()) * torch.empty((), dtype=d).element_size()
+                     for _, d, s in specs)
+    overhead = file_bytes(specs, 0) + ALIGN * len(specs)  # header + alignment, at most
+    need = total_bytes(per_sample, overhead, [len(data.split(n)) for n in todo], max_samples)
+    free, where = ((free_disk(folder), f"disk in {folder}") if folder is not None
+                   else (available_memory(), "memory"))
+    check_fits(need, free, where, per_sample=per_sample, overhead=overhead,
+               sizes=[len(data.split(n)) for n in splits])
 
 
 def _load_split(path: Path, blocks: Sequence[int]) -> SplitFeatures | None:
     """A cached split, or None when the file is unreadable (it is then recomputed)."""
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        feats = {b: raw["features"][str(b)] for b in blocks}
-        return SplitFeatures(feats, raw["logits"], raw["labels"], raw["indices"])
-    except (RuntimeError, KeyError, TypeError, EOFError, OSError, pickle.UnpicklingError):
+        raw = read_feature_file(path)
+        feats = {b: raw[f"block{b}"] for b in blocks}
+        split = SplitFeatures(feats, raw["logits"], raw["labels"], raw["indices"])
+    except (ValueError, KeyError, OSError):
         return None
+    touch(path)  # its time is its last use: `dse cache prune --keep` keeps the recently used
+    return split

@@ -19,13 +19,24 @@ Exits are numbered n = 1..E below; E is the final exit, CE is the batch-mean cro
   L = CE(z_E, t) + sum_{i<E} [alpha CE(z_i, t) + (1 - alpha) T^2 KL(p_teacher || p_i)],
   p = softmax(z / T), teacher = ``teacher_logits`` or the final head, detached. KL is averaged
   over the batch ("batchmean"; IMTA's KLDivLoss also divides by K).
-- ``dense_kd``: every early exit learns from every later exit and the final head:
+- ``dense_kd``: dense distillation in the form of HDKD's eq. 4 (Wang and Li, "Harmonized Dense
+  Knowledge Distillation Training for Multi-Exit Architectures", AAAI 2021): every exit learns
+  from every deeper one, the final head included,
+  L = sum_{n=1..E} CE(z_n, t) + lam sum_{i<j} T^2 KL(p_j || p_i), teachers detached. The T^2
+  factor (Hinton et al.'s, so gradients keep their size across T) is our choice.
+- ``dense_kd_mean``: dse's earlier dense form, kept under its own name (our choice: each early
+  exit's distillation is the *mean* over its teachers, so exits with many teachers are not
+  weighted up, and alpha trades CE against distillation as in ``kd``):
   L = CE(z_E, t) + sum_{i<E} [alpha CE(z_i, t)
       + (1 - alpha) T^2 mean_{j>i} KL(p_j || p_i)], teachers detached.
 - ISC (``isc=True`` in :func:`compute_loss`, or :func:`isc_combine`): inline subnetwork
   collaboration. IMTA feeds exit i-1's prediction through Linear-BN-ReLU into exit i's
   classifier; the parameter-free proxy used here adds it: z'_1 = z_1,
   z'_i = z_i + stopgrad(z'_{i-1}), so no gradient reaches an earlier exit through that path.
+  IMTA applies it to every later classifier, the final one included (``isc_final=True``, what
+  joint training uses); with a frozen backbone the final head is the backbone's own and keeps
+  its logits. IMTA's learned transform is :class:`dse.models.multiexit.IscTransform`
+  (``dse train --isc-transform learned``), applied by the model itself.
 
 :func:`compute_loss` checks the value and turns NaN / inf into :class:`TrialFailed`, so a
 diverging trial stops with a reason instead of crashing the search.
@@ -127,14 +138,36 @@ def kd_loss(outputs: Sequence[ExitOutput], targets: Tensor, *, teacher_logits: T
     return loss
 
 
+def _teachers(outputs: Sequence[ExitOutput], teacher_logits: Tensor | None) -> list[Tensor]:
+    """Every exit's detached logits, the final one replaced by ``teacher_logits`` if given."""
+    logits = [z.detach() for z, _ in outputs[:-1]]
+    logits.append((outputs[-1][0] if teacher_logits is None else teacher_logits).detach())
+    return logits
+
+
 @LOSSES.register("dense_kd")
 def dense_kd_loss(outputs: Sequence[ExitOutput], targets: Tensor, *,
                   teacher_logits: Tensor | None = None, exit_costs: Sequence[float] | None = None,
-                  alpha: float = 0.5, temperature: float = 3.0) -> Tensor:
-    """Dense distillation: exit i learns from exits i+1..E-1 and the final head (mean of KLs)."""
+                  lam: float = 1.0, temperature: float = 3.0) -> Tensor:
+    """HDKD eq. 4: sum of every exit's CE plus lam times the KD of every (student, deeper
+    teacher) pair."""
+    teachers = _teachers(outputs, teacher_logits)
+    t2 = temperature ** 2
+    loss = _sum(F.cross_entropy(z, targets) for z, _ in outputs)
+    for i, (z, _) in enumerate(outputs[:-1]):
+        loss = loss + lam * t2 * _sum(distill_kl(teacher, z, temperature)
+                                      for teacher in teachers[i + 1:])
+    return loss
+
+
+@LOSSES.register("dense_kd_mean")
+def dense_kd_mean_loss(outputs: Sequence[ExitOutput], targets: Tensor, *,
+                       teacher_logits: Tensor | None = None,
+                       exit_costs: Sequence[float] | None = None, alpha: float = 0.5,
+                       temperature: float = 3.0) -> Tensor:
+    """Dense distillation, our mean form: exit i learns from exits i+1..E (mean of KLs)."""
     final = outputs[-1][0]
-    logits = [z.detach() for z, _ in outputs[:-1]]
-    logits.append((final if teacher_logits is None else teacher_logits).detach())
+    logits = _teachers(outputs, teacher_logits)
     t2 = temperature ** 2
     loss = F.cross_entropy(final, targets)
     for i, (z, _) in enumerate(outputs[:-1]):
@@ -162,10 +195,12 @@ def isc_combine(logits: Sequence[Tensor], *, include_final: bool = False) -> lis
 
 def compute_loss(name: str, outputs: Sequence[ExitOutput], targets: Tensor, *,
                  teacher_logits: Tensor | None = None, exit_costs: Sequence[float] | None = None,
-                 isc: bool = False, step: int | None = None, **params: Any) -> Tensor:
+                 isc: bool = False, isc_final: bool = False, step: int | None = None,
+                 **params: Any) -> Tensor:
     """Look up loss ``name``, apply ISC if asked, evaluate it, and stop the trial on NaN / inf.
 
-    Raises :class:`TrialFailed` (``"loss became nan at step 12 ..."``) instead of returning a
+    ``isc_final``: ISC reaches the final head too (joint training). Raises
+    :class:`TrialFailed` (``"loss became nan at step 12 ..."``) instead of returning a
     non-finite value.
     """
     fn = LOSSES.get(name)
@@ -173,7 +208,7 @@ def compute_loss(name: str, outputs: Sequence[ExitOutput], targets: Tensor, *,
     if not outputs:
         raise ValueError("compute_loss needs at least one exit output (the final exit)")
     if isc:
-        combined = isc_combine([z for z, _ in outputs])
+        combined = isc_combine([z for z, _ in outputs], include_final=isc_final)
         outputs = [(z, h) for z, (_, h) in zip(combined, outputs)]
     loss = fn(outputs, targets, teacher_logits=teacher_logits, exit_costs=exit_costs, **params)
     if not bool(torch.isfinite(loss).all()):
@@ -187,10 +222,11 @@ def compute_loss(name: str, outputs: Sequence[ExitOutput], targets: Tensor, *,
 
 def apply_loss(spec: LossSpec, outputs: Sequence[ExitOutput], targets: Tensor, *,
                teacher_logits: Tensor | None = None, exit_costs: Sequence[float] | None = None,
-               step: int | None = None) -> Tensor:
+               step: int | None = None, isc_final: bool = False) -> Tensor:
     """Evaluate the loss a :class:`~dse.design.losses.LossSpec` names (see :func:`compute_loss`)."""
     return compute_loss(spec.name, outputs, targets, teacher_logits=teacher_logits,
-                        exit_costs=exit_costs, isc=spec.isc, step=step, **spec.kwargs)
+                        exit_costs=exit_costs, isc=spec.isc, isc_final=isc_final, step=step,
+                        **spec.kwargs)
 
 
 def _sum(terms: Any) -> Tensor:

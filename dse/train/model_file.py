@@ -27,7 +27,7 @@ from dse.models.backbones import build_backbone
 from dse.models.checkpoint import read_checkpoint
 from dse.models.multiexit import build_multiexit
 from dse.train.losses import isc_combine
-from dse.yamlio import Section
+from dse.yamlio import Section, to_plain
 
 RUN_FORMAT, RUN_VERSION = "dse-multiexit", 1
 EVAL_BATCH = 512
@@ -53,9 +53,11 @@ def exit_costs(a: Assembled) -> list[float]:
 
 @torch.inference_mode()
 def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: bool = False,
-                    device: torch.device | str = "cpu", batch_size: int = EVAL_BATCH) -> ExitOutputs:
+                    isc_final: bool = False, device: torch.device | str = "cpu",
+                    batch_size: int = EVAL_BATCH) -> ExitOutputs:
     """Per-exit logits and confidences of a whole split as :class:`~dse.evaluation.ExitOutputs`
-    (ISC applied as in training, so each exit's logits are what it predicts with)."""
+    (ISC applied as in training, the final head included with ``isc_final``, so each exit's
+    logits are what it predicts with)."""
     was = model.training
     model.eval()
     logits: list[list[torch.Tensor]] = []
@@ -63,7 +65,10 @@ def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: 
     for i in range(0, int(y.shape[0]), batch_size):
         outs = model(x[i:i + batch_size].to(device))
         zs = [z for z, _ in outs]
-        zs = isc_combine(zs) if isc else zs
+        if getattr(model, "isc_transforms", None) is not None:
+            zs = model.collaborate(zs)  # learned ISC lives in the model
+        else:
+            zs = isc_combine(zs, include_final=isc_final) if isc else zs
         logits.append([z.float().cpu() for z in zs])
         conf.append([h.float().cpu() for _, h in outs])
     model.train(was)
@@ -73,23 +78,19 @@ def collect_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, isc: 
                                   y.cpu().numpy())
 
 
-def plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item() if getattr(value, "ndim", 0) == 0 else plain(value.tolist())
-    return value
+def isc_final(training: dict[str, Any]) -> bool:
+    """Whether ISC reaches the final head: joint training trains it (IMTA applies ISC to every
+    later classifier); a frozen backbone's head keeps its own logits."""
+    return training.get("mode") in ("joint", "classifiers")
 
 
 def save_model(path: str | Path, model: nn.Module, config: RunConfig, inputs: dict[str, Any],
                metrics: dict[str, Any], training: dict[str, Any], exit_macs: list[int]) -> Path:
     """Write the trained model: plain types and tensors only, so ``torch.load(path,
     weights_only=True)`` opens it; ``state_dict`` is the :class:`MultiExitNet`'s."""
-    payload = {"format": RUN_FORMAT, "version": RUN_VERSION, "config": plain(config.to_dict()),
+    payload = {"format": RUN_FORMAT, "version": RUN_VERSION, "config": to_plain(config.to_dict()),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "metrics": plain(metrics), "input": plain(inputs), "training": plain(training),
+               "metrics": to_plain(metrics), "input": to_plain(inputs), "training": to_plain(training),
                "exit_macs": [int(m) for m in exit_macs]}
     return atomic_torch_save(payload, path)
 
@@ -128,7 +129,10 @@ def load_model(path: str | Path) -> LoadedModel:
     shape = (inp["in_channels"], inp["input_size"], inp["input_size"])
     model = build_multiexit(backbone, list(config.exits.blocks or ()), config.exits.branch,
                             inp["num_classes"], shape, isc=config.training.loss.isc,
+                            isc_final=isc_final(raw.get("training", {})),
                             **config.exits.branch_kwargs)
+    if raw.get("training", {}).get("isc_transform") == "learned":
+        model.add_isc_transforms(inp["num_classes"])
     try:
         model.load_state_dict(raw["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:  # shapes, or not tensors

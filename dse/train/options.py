@@ -13,7 +13,14 @@ weight decay   0                                       5e-4
 GE             off (no backbone gradient)              on
 =============  ======================================  ======================================
 
-Both: 30 epochs, the config's batch size, cosine schedule, random-shift augmentation.
+``classifiers`` (IMTA's phase 2, Li et al. 2019): the backbone's blocks stay frozen, the early
+exits *and the final head* train, starting from ``init_model`` (a ``dse train`` model file),
+whose frozen copy is the distillation teacher; it takes the joint defaults without GE.
+
+Both: 30 epochs, the config's batch size, cosine schedule, random-shift augmentation, every
+row of each split (``max_samples`` keeps a seeded subset, the rows the feature cache keeps).
+Frozen with ``augment=False`` (and no HDKD) trains on the study's feature cache
+(:mod:`dse.train.frozen_features`).
 Schedules (:func:`dse.train.engine.make_schedule`) are stepped once per optimizer step:
 ``cosine`` decays the lr to 0 over the run, ``step`` divides it by 10 at 50% and 75% of the
 run, ``constant`` keeps it.
@@ -27,8 +34,10 @@ from dse.errors import ConfigError
 from dse.train.engine import (EXIT_WEIGHT_DECAY, NETWORK_SGD_LR, NETWORK_WEIGHT_DECAY,
                               SCHEDULES, SGD_MOMENTUM, check_optimizer)
 
-MODES = ("frozen", "joint")
+MODES = ("frozen", "joint", "classifiers")
 INITS = ("pretrained", "scratch")
+#: ISC forms: dse's parameter-free sum, or IMTA's learned Linear-BN-ReLU transform
+ISC_TRANSFORMS = ("add", "learned")
 #: epochs of ``dse train`` when --epochs is not given
 DEFAULT_EPOCHS = 30
 #: joint mode trains the whole network: the engine's whole-network SGD recipe
@@ -55,7 +64,12 @@ class TrainOptions:
     hdkd_momentum: float = 0.9          # m of the EMA in the balanced validation loss
     augment: bool = True                # random shifts (and flips for natural images)
     init: str = "pretrained"            # joint: start from the trained backbone or from scratch
+    init_model: str | None = None       # a dse train model file whose weights start the run
+    isc_transform: str = "add"          # ISC: "add" (parameter-free) or "learned" (IMTA's)
     seed: int | None = None             # None: the config's seed
+    max_samples: int | None = None      # seeded cap on each split's rows (None: all)
+    feature_cache: bool = True          # frozen, no augmentation: train on the feature cache
+    normalize: Any = "dataset"          # dataset | imagenet | none | (mean, std) per channel
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,10 +84,22 @@ def resolve(options: TrainOptions, config) -> TrainOptions:
         raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}")
     if o.init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {o.init!r}")
-    joint = o.mode == "joint"
-    if o.init == "scratch" and not joint:
+    joint = o.mode in ("joint", "classifiers")  # the whole-network SGD recipe
+    if o.mode == "classifiers" and not o.init_model:
+        raise ConfigError("mode classifiers (IMTA phase 2) starts from a trained model: give its "
+                          "model file (init_model)")
+    if o.init == "scratch" and o.mode != "joint":
         raise ConfigError("--from-scratch needs --mode joint (frozen mode keeps the trained backbone)")
-    if o.ge and not joint:
+    if o.isc_transform not in ISC_TRANSFORMS:
+        raise ConfigError(f"--isc-transform must be one of {', '.join(ISC_TRANSFORMS)}, "
+                          f"got {o.isc_transform!r}")
+    if o.isc_transform == "learned" and not config.training.loss.isc:
+        raise ConfigError("--isc-transform learned needs a configuration trained with ISC "
+                          "(training.loss.isc: true)")
+    if o.isc_transform == "learned" and o.hdkd:
+        raise ConfigError("--isc-transform learned is not available with --hdkd (HDKD's terms use "
+                          "the parameter-free ISC)")
+    if o.ge and o.mode != "joint":
         raise ConfigError("--ge needs --mode joint: with a frozen backbone no gradient reaches it")
     t = config.training
     o = replace(
@@ -82,12 +108,14 @@ def resolve(options: TrainOptions, config) -> TrainOptions:
         batch_size=o.batch_size or t.batch_size,
         weight_decay=o.weight_decay if o.weight_decay is not None else (
             JOINT_WEIGHT_DECAY if joint else EXIT_WEIGHT_DECAY),
-        ge=joint if o.ge is None else o.ge,
+        ge=o.mode == "joint" if o.ge is None else o.ge,
         seed=config.seed if o.seed is None else o.seed,
     )
     if o.lr is None:
         o = replace(o, lr=JOINT_LR if joint and o.optimizer == "sgd" else t.lr)
     check_optimizer(o.optimizer, "--optimizer")
+    if o.max_samples is not None and (not isinstance(o.max_samples, int) or o.max_samples < 1):
+        raise ConfigError(f"--max-samples must be an integer >= 1, got {o.max_samples!r}")
     for name, value, low in (("epochs", o.epochs, 1), ("batch-size", o.batch_size, 1)):
         if not isinstance(value, int) or value < low:
             raise ConfigError(f"--{name} must be an integer >= {low}, got {value!r}")

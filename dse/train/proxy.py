@@ -26,7 +26,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import torch
 from torch import nn
 
-from dse.design import LABEL_SOURCES, TrainingSpec
+from dse.design import LABEL_SOURCES, Design, TrainingSpec
 from dse.data import split_tensors
 from dse.errors import ConfigError, TrialFailed
 from dse.evaluation.outputs import ExitOutputs
@@ -219,6 +219,20 @@ def train_branches(source: FeatureSource, exit_blocks: Sequence[int], branch: st
                 "loss_params": spec.kwargs, "labels": labels, "steps": steps, "lr": lr,
                 "optimizer": optimizer, "batch_size": batch_size, "seed": seed, "split": split}
     return ProxyResult(branches, exit_blocks, losses, steps, seconds, spec.isc, settings)
+
+
+def train_design(source: FeatureSource, design: Design, exit_blocks: Sequence[int],
+                 num_classes: int | None, *, seed: int, exit_costs: Sequence[float] | None = None,
+                 device: torch.device | str = "cpu") -> ProxyResult:
+    """Proxy-train a design's branches on ``exit_blocks``: the one mapping from a
+    :class:`~dse.design.Design` (or a RunConfig, which has the same ``exits`` and ``training``)
+    to :func:`train_branches`, shared by the search and by everything that rebuilds the
+    search's exits (fine-tuning, ``dse train --init proxy``)."""
+    e, t = design.exits, design.training
+    return train_branches(
+        source, exit_blocks, e.branch, e.branch_kwargs, num_classes, loss=t.loss, labels=t.labels,
+        steps=t.steps, lr=t.lr, optimizer=t.optimizer, batch_size=t.batch_size,
+        weight_decay=t.weight_decay, seed=seed, exit_costs=exit_costs, device=device)
 
 
 @torch.inference_mode()

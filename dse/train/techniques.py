@@ -26,7 +26,8 @@ gamma starting at the config loss's own weights. Every step, with theta the trai
     gamma <- gamma - eps * grad_gamma L_val(theta')                   (on a validation batch)
 
 then gamma is clipped at 0 and rescaled to its initial sum (so the overall step size does not
-drift), and theta takes its ordinary optimizer step with the new gamma. ``L_val`` is the
+drift; this projection is our addition, the paper states the plain gradient step), and theta
+takes its ordinary optimizer step with the new gamma. ``L_val`` is the
 *balanced validation loss*: alpha sum_k CE_k + (1 - alpha) sum_k softplus(CE_k / E[CE_k] - 1),
 E[CE_k] an exponential moving average (momentum m = 0.9) that discounts exits whose loss is
 simply large. :class:`HdkdTraining` carries gamma, the EMA and the validation batches through a
@@ -124,41 +125,50 @@ class HdkdTerms:
     """The loss terms HDKD weighs, and their initial weights (the config loss's own).
 
     Terms, in order: CE_1..CE_E (every exit), then T^2 KL(p_j || p_i) for each distilled pair
-    (i, j), teacher j detached: every later exit for ``dense_kd``, the final head for ``kd``,
-    none for ``ce``. With the initial weights the weighted sum equals the named loss.
+    (i, j), teacher j detached: every later exit for ``dense_kd`` / ``dense_kd_mean``, the final
+    head for ``kd``, none for ``ce``. With the initial weights the weighted sum equals the named
+    loss (for ``dense_kd`` that is HDKD's own starting point, eq. 4).
     """
 
-    def __init__(self, loss: str, num_exits: int, params: Mapping[str, object], isc: bool = False) -> None:
-        if loss not in ("ce", "kd", "dense_kd"):
+    def __init__(self, loss: str, num_exits: int, params: Mapping[str, object], isc: bool = False,
+                 isc_final: bool = False) -> None:
+        if loss not in ("ce", "kd", "dense_kd", "dense_kd_mean"):
             raise ConfigError(f"--hdkd weighs CE and distillation terms: training.loss must be ce, "
-                              f"kd or dense_kd, got {loss!r}")
+                              f"kd, dense_kd or dense_kd_mean, got {loss!r}")
         e = num_exits
-        self.isc, self.temperature = isc, float(params.get("temperature", 3.0))  # type: ignore[arg-type]
+        self.isc, self.isc_final = isc, isc_final
+        self.temperature = float(params.get("temperature", 3.0))  # type: ignore[arg-type]
         alpha = float(params.get("alpha", 0.5))  # type: ignore[arg-type]
         if loss == "ce":
             self.pairs: list[tuple[int, int]] = []
             ce_w = ce_weights(params.get("weights", "uniform"), e)  # type: ignore[arg-type]
             kd_w: list[float] = []
+        elif loss == "dense_kd":  # HDKD eq. 4: CE weights 1, every pair lam
+            self.pairs = [(i, j) for i in range(e - 1) for j in range(i + 1, e)]
+            ce_w = [1.0] * e
+            kd_w = [float(params.get("lam", 1.0))] * len(self.pairs)  # type: ignore[arg-type]
         else:
+            dense = loss == "dense_kd_mean"
             self.pairs = [(i, j) for i in range(e - 1)
-                          for j in (range(i + 1, e) if loss == "dense_kd" else [e - 1])]
+                          for j in (range(i + 1, e) if dense else [e - 1])]
             ce_w = [alpha] * (e - 1) + [1.0]
-            kd_w = [(1 - alpha) / ((e - 1 - i) if loss == "dense_kd" else 1) for i, _ in self.pairs]
+            kd_w = [(1 - alpha) / ((e - 1 - i) if dense else 1) for i, _ in self.pairs]
         self.names = [f"ce{n + 1}" for n in range(e)] + [f"kd{i + 1}<-{j + 1}" for i, j in self.pairs]
         self.initial = torch.tensor(ce_w + kd_w, dtype=torch.float32)
 
     def __call__(self, logits: Sequence[Tensor], targets: Tensor) -> Tensor:
         """[T] vector of terms for per-exit ``logits`` (final last)."""
-        z = isc_combine(list(logits)) if self.isc else list(logits)
+        z = isc_combine(list(logits), include_final=self.isc_final) if self.isc else list(logits)
         t2 = self.temperature ** 2
         terms = [F.cross_entropy(zn, targets) for zn in z]
         terms += [t2 * distill_kl(z[j].detach(), z[i], self.temperature) for i, j in self.pairs]
         return torch.stack(terms)
 
 
-def per_exit_ce(logits: Sequence[Tensor], targets: Tensor, isc: bool = False) -> Tensor:
+def per_exit_ce(logits: Sequence[Tensor], targets: Tensor, isc: bool = False,
+                isc_final: bool = False) -> Tensor:
     """[E] cross-entropy of every exit (after ISC when the model was trained with it)."""
-    z = isc_combine(list(logits)) if isc else list(logits)
+    z = isc_combine(list(logits), include_final=isc_final) if isc else list(logits)
     return torch.stack([F.cross_entropy(zn, targets) for zn in z])
 
 
@@ -203,8 +213,9 @@ class HdkdTraining:
 
     def __init__(self, loss_spec: LossSpec, num_exits: int, x_val: Tensor, y_val: Tensor, *,
                  eps: float, alpha: float, momentum: float, batch_size: int, seed: int,
-                 device: torch.device) -> None:
-        self.terms = HdkdTerms(loss_spec.name, num_exits, loss_spec.kwargs, loss_spec.isc)
+                 device: torch.device, isc_final: bool = False) -> None:
+        self.terms = HdkdTerms(loss_spec.name, num_exits, loss_spec.kwargs, loss_spec.isc,
+                               isc_final)
         self.gamma = self.terms.initial.clone().to(device)
         self.total = float(self.gamma.sum())
         self.balanced = BalancedValLoss(alpha, momentum)
@@ -227,7 +238,8 @@ class HdkdTraining:
 
         def val_loss(p):
             outs = functional_call(model, {**p, **buffers}, (xv,))
-            return self.balanced(per_exit_ce([z for z, _ in outs], yv, self.terms.isc))
+            return self.balanced(per_exit_ce([z for z, _ in outs], yv, self.terms.isc,
+                                             self.terms.isc_final))
 
         self.gamma, terms = hdkd_gamma_step(params, self.gamma, train_terms, val_loss, lr,
                                             self.eps, self.total)

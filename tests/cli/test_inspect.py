@@ -40,7 +40,7 @@ def test_inspect_table_and_input_size():
     (["--backbone", "resnet7"], "unknown backbone 'resnet7'"),
     (["--backbone", "resnet20", "--branch", "dense"], "unknown branch 'dense'"),
     (["--backbone", "resnet20", "--exits", "2", "--placement", "cubic"], "unknown placement 'cubic'"),
-    (["--backbone", "resnet20", "--exits", "12"], "12 exits requested but the backbone has only 9"),
+    (["--backbone", "resnet20", "--exits", "12"], "12 exits requested but the backbone has only 8"),
     (["--backbone", "resnet20", "--placement", "explicit", "--positions", "0.2,z"], "'z' is not a number"),
     (["--backbone", "resnet20", "--checkpoint", "/nonexistent.pt"], "no such file"),
 ])

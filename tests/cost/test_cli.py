@@ -111,3 +111,13 @@ def test_calibrate_then_validate_quick(tmp_path):
     result = json.loads(res.output)
     assert {"n", "mape", "within_10pct", "spearman", "rows"} <= set(result)
     assert result["n"] == len(result["rows"]) == 5
+
+
+def test_an_exit_count_that_disagrees_with_the_positions_is_refused():
+    res = run("latency", "--profile", "jetson", "--backbone", "resnet20", "--exits", "2",
+              "--placement", "explicit", "--positions", "0.2,0.5,0.8")
+    assert res.exit_code == 2
+    assert "--exits 2 but --positions gives 3 values" in res.output
+    res = run("latency", "--profile", "jetson", "--backbone", "resnet20", "--placement",
+              "explicit", "--positions", "0.2,0.5,0.8", "--json")
+    assert res.exit_code == 0, res.output

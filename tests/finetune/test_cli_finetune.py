@@ -18,8 +18,11 @@ def test_json_output(make_config):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     for key in ("shift", "subset", "accuracy", "entire_accuracy", "baseline_accuracy",
-                "ops_ratio", "best_subset_accuracy"):
+                "ops_ratio", "best_subset_accuracy", "original_accuracy",
+                "original_entire_accuracy", "original_baseline_accuracy"):
         assert key in out
+    assert all(0 <= out[k] <= 100 for k in ("original_accuracy", "original_entire_accuracy",
+                                            "original_baseline_accuracy"))
     assert out["shift"] == "rotate" and len(out["subset"]) == 4 and set(out["subset"]) <= set("FB")
 
 
@@ -28,6 +31,7 @@ def test_table_output(make_config):
               "--steps", "2")
     assert res.exit_code == 0, res.output
     assert "selective" in res.stdout and "entire" in res.stdout and "train ops" in res.stdout
+    assert "cutout test acc %" in res.stdout and "original test acc %" in res.stdout
 
 
 def test_subset_rule_options(make_config):

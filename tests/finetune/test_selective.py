@@ -76,6 +76,29 @@ def test_run_selective_bookkeeping():
     assert r.exit_ensemble_entire[-1] == pytest.approx(r.entire_accuracy, abs=1e-3)
     assert set(r.to_dict()) >= {"shift", "subset", "accuracy", "entire_accuracy",
                                 "baseline_accuracy", "ops_ratio", "best_subset_accuracy"}
+    assert r.original_accuracy is None  # no original split given
+
+
+def test_run_selective_measures_the_original_test_split_too():
+    base, data = toy(num_exits=4)
+    sched = Schedule(probe_steps=2, steps=20, lr=0.05, batch_size=16)
+    # the shifted test split given as the "original": the same three accuracies
+    same = run_selective(base, data, sched, "jitter", original=data["test"])
+    assert [same.original_accuracy, same.original_entire_accuracy,
+            same.original_baseline_accuracy] == [same.accuracy, same.entire_accuracy,
+                                                 same.baseline_accuracy]
+    # another split: its accuracies, by hand, with the same chosen subset and tuned classifiers
+    other = toy(num_exits=4, seed=5)[1]["test"]
+    r = run_selective(base, data, sched, "jitter", original=other)
+    tuned = finetune(base.classifiers, [data["train"].features[b] for b in range(4)],
+                     data["train"].labels, sched)[20]
+    x = [other.features[b] for b in range(4)]
+    masks = np.stack([parse_pattern(r.subset), np.ones(4, bool), np.zeros(4, bool)])
+    expected = 100 * score_subsets(classifier_logits(base.classifiers, x),
+                                   classifier_logits(tuned, x), other.labels.numpy(), masks)
+    assert [r.original_accuracy, r.original_entire_accuracy,
+            r.original_baseline_accuracy] == pytest.approx(expected, abs=1e-3)
+    assert r.accuracy == same.accuracy  # the shifted results do not depend on it
 
 
 def test_schedule_checks():

@@ -94,15 +94,16 @@ def test_early_exit_equals_all_exits_then_select(case, criterion):
         assert int(e1) == int(ref_index[i]) and torch.allclose(l1[0], ref_logits[i], atol=1e-5)
 
 
-def test_early_exit_with_isc_equals_combined_outputs_then_select():
+@pytest.mark.parametrize("isc_final", [False, True])
+def test_early_exit_with_isc_equals_combined_outputs_then_select(isc_final):
     from dse.train.losses import isc_combine
 
     net = _net("pool", {})
-    net.isc = True
+    net.isc, net.isc_final = True, isc_final
     x = torch.randn(64, 3, 16, 16)
     with torch.no_grad():
         raw = net(x)
-    combined = isc_combine([lg for lg, _ in raw])
+    combined = isc_combine([lg for lg, _ in raw], include_final=isc_final)
     outputs = [(lg, cf) for lg, (_, cf) in zip(combined, raw)]
     crit = CRITERIA.get("maxprob")
     ts = [float(crit.score_torch(lg, cf).median()) for lg, cf in outputs[:-1]]
@@ -142,3 +143,63 @@ def test_multiexit_validation():
     net = _net("pool", {})
     with pytest.raises(ConfigError, match="3 early exits need 1 or 3 thresholds .one per early exit., got 2"):
         net.early_exit(torch.randn(1, 3, 16, 16), "maxprob", [0.5, 0.5])
+
+
+def test_learned_isc_transform_is_imtas_concat_then_linear_and_the_early_exit_path_agrees():
+    from dse.models.multiexit import IscTransform
+
+    torch.manual_seed(0)
+    net = _net("pool", {})
+    net.isc_final = True
+    net.add_isc_transforms(5)
+    assert net.isc and len(net.isc_transforms) == net.num_exits - 1
+    # IMTA: classifier(cat(features, LinBNReLU(prev))) == own logits + out(LinBNReLU(prev))
+    t = IscTransform(10, 6).eval()
+    feats, prev = torch.randn(4, 5), torch.randn(4, 10)
+    cls = torch.nn.Linear(11, 10)
+    with torch.no_grad():
+        cls.weight[:, 5:] = t.out.weight  # the concatenated part's weights are t.out's
+        own = torch.nn.functional.linear(feats, cls.weight[:, :5], cls.bias)
+        joint = cls(torch.cat([feats, t.embed(prev)], 1))
+    assert torch.allclose(joint, own + t(prev), atol=1e-6)
+    # the early-exit path applies the same transforms
+    net.eval()
+    x = torch.randn(64, 3, 16, 16)
+    with torch.no_grad():
+        raw = net(x)
+        combined = net.collaborate([lg for lg, _ in raw])
+    outputs = [(lg, cf) for lg, (_, cf) in zip(combined, raw)]
+    crit = CRITERIA.get("maxprob")
+    ts = [float(crit.score_torch(lg, cf).median()) for lg, cf in outputs[:-1]]
+    logits, index = net.early_exit(x, "maxprob", ts)
+    ref_logits, ref_index = _select_after_all(outputs, "maxprob", ts)
+    assert torch.equal(index, ref_index) and torch.allclose(logits, ref_logits, atol=1e-5)
+    # unlike the parameter-free form, the gradient reaches the previous classifier (as IMTA's)
+    net.train()
+    z = [lg.detach().requires_grad_(True) for lg, _ in net(x[:8])]
+    net.collaborate(z)[-1].sum().backward()
+    assert z[0].grad is not None and torch.count_nonzero(z[0].grad) > 0
+
+
+@pytest.mark.parametrize("name, params, layers", [
+    # EENets (Demir 2019) exit blocks: plain = FC heads on the flattened map; pool = global
+    # average pool then the FC heads; bnpool = BN, ReLU, global average pool, FC heads
+    ("plain", {}, ["Flatten"]),
+    ("pool", {}, ["AdaptiveAvgPool2d", "Flatten"]),
+    ("bnpool", {}, ["BatchNorm2d", "ReLU", "AdaptiveAvgPool2d", "Flatten"]),
+    # PTEEnet (Lahiany et al. 2022) ConvX: X x (conv3x3, BN, ReLU), then pool and the FC heads
+    ("convx", {"depth": 2, "width": 8},
+     ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "AdaptiveAvgPool2d",
+      "Flatten"]),
+])
+def test_branch_layer_structure_matches_the_papers(name, params, layers):
+    br = build_branch(name, (6, 5, 5), 4, **params)
+    got = [type(m).__name__ for m in br.features.modules()
+           if not isinstance(m, torch.nn.Sequential)]
+    assert got == layers
+    convs = [m for m in br.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    # two FC heads: K class logits and one sigmoid confidence in [0, 1]
+    assert br.classifier.out_features == 4 and br.confidence.out_features == 1
+    logits, conf = br(torch.randn(3, 6, 5, 5))
+    assert logits.shape == (3, 4) and conf.shape == (3,) and bool(((conf >= 0) & (conf <= 1)).all())

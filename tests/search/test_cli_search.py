@@ -233,7 +233,7 @@ def test_bad_space_file_exits_2_naming_file_and_key(tmp_path, checkpoint):
     many = tmp_path / "many.yaml"
     many.write_text("exits: {count: {low: 1, high: 9}}\n")
     result = run("search", "--space", str(many), "--checkpoint", checkpoint, "--out", str(tmp_path))
-    assert result.exit_code == 2 and "has only 6 attach points" in result.output
+    assert result.exit_code == 2 and "has only 5 attach points" in result.output
 
 
 def test_worker_joins_and_tops_up(tiny_study, tmp_path):

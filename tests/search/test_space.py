@@ -33,7 +33,7 @@ def test_default_space_has_every_dimension():
     names = {p.name for p in load_space("default").searched}
     for expected in ("exits", "placement", "position_1", "branch", "convx_depth", "convx_width",
                      "loss", "ce_weights", "eenet_lam", "eenet_version", "kd_alpha",
-                     "kd_temperature", "dense_kd_alpha", "isc", "criterion", "threshold_maxprob",
+                     "kd_temperature", "dense_kd_lam", "isc", "criterion", "threshold_maxprob",
                      "threshold_entropy", "threshold_learned", "steps", "lr", "labels"):
         assert expected in names
     assert "explicit" in load_space("default").param("placement").dim.values()
@@ -113,7 +113,7 @@ def test_decode_ignores_parameters_that_do_not_apply():
     params = {"exits": 2, "placement": "explicit", "position_1": 0.7, "position_2": 0.2,
               "position_3": 0.9, "position_4": 0.1, "branch": "convx", "convx_depth": 2,
               "convx_width": 8, "loss": "kd", "ce_weights": "increasing", "eenet_version": "v2",
-              "eenet_lam": 0.1, "kd_alpha": 0.3, "kd_temperature": 2.0, "dense_kd_alpha": 0.5,
+              "eenet_lam": 0.1, "kd_alpha": 0.3, "kd_temperature": 2.0, "dense_kd_lam": 0.5,
               "dense_kd_temperature": 3.0, "isc": True, "criterion": "entropy",
               "threshold_maxprob": 0.9, "threshold_entropy": 0.2, "threshold_learned": 0.5,
               "steps": 100, "lr": 0.01, "labels": "pseudo"}
@@ -151,8 +151,11 @@ def test_conditional_encoding_asks_only_what_applies():
         assert {n for n in asked if n.startswith("threshold_")} == {f"threshold_{c.policy.criterion}"}
 
 
-def test_per_exit_thresholds():
-    space = load_space("ptee")
+def test_per_exit_thresholds(tmp_path):
+    path = tmp_path / "per_exit.yaml"
+    path.write_text("exits: {count: {low: 1, high: 4}}\nexit_policy:\n  criterion: maxprob\n"
+                    "  thresholds: per_exit\n  threshold: {maxprob: {low: 0.6, high: 0.999}}\n")
+    space = load_space(path)
     params = {p.name: p.dim.values()[0] if not hasattr(p.dim, "low") else p.dim.low
               for p in space.searched}
     params.update({"exits": 3, "threshold_maxprob_1": 0.7, "threshold_maxprob_2": 0.8,

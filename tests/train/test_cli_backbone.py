@@ -72,3 +72,13 @@ def test_unwritable_out_exits_2(tmp_path):
     result = run("--epochs", "1", "--out", str(blocker / "b.pt"))
     assert result.exit_code == 2
     assert f"cannot write checkpoint {blocker / 'b.pt'}" in result.output
+
+
+def test_max_samples_trains_on_a_subset_and_needs_out(tmp_path):
+    result = run("--epochs", "1", "--max-samples", "50", "--json", "--out", str(tmp_path / "s.pt"))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    # 50 test rows: accuracy is a multiple of 1/50
+    assert abs(data["test_accuracy"] * 50 - round(data["test_accuracy"] * 50)) < 1e-9
+    result = run("--epochs", "1", "--max-samples", "50")
+    assert result.exit_code == 2 and "need --out" in result.output

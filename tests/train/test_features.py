@@ -7,6 +7,7 @@ import torch
 from dse.data import split_tensors
 from dse.errors import ConfigError
 from dse.train import features as tf
+from dse.train.feature_file import read_feature_file
 
 
 def test_cache_holds_backbone_features_logits_and_labels(backbone, digits, cache32):
@@ -72,20 +73,20 @@ def test_subset_indices():
 
 def test_disk_cache_is_reused_and_keyed(backbone, digits, tmp_path, monkeypatch):
     first = tf.build_feature_cache(backbone, digits, [1], splits=("val",), cache_dir=tmp_path)
-    files = sorted(tmp_path.glob("*.pt"))
+    files = sorted(tmp_path.glob("*.feat"))
     assert len(files) == 1 and files[0].stem == first.keys["val"]
 
     def no_compute(*args, **kwargs):
         raise AssertionError("features should come from disk")
 
-    monkeypatch.setattr(tf, "compute_split_features", no_compute)
+    monkeypatch.setattr(tf, "stream_split_features", no_compute)
     again = tf.build_feature_cache(backbone, digits, [1], splits=("val",), cache_dir=tmp_path)
     assert torch.equal(again.split("val").features[1], first.split("val").features[1])
     assert torch.equal(again.split("val").logits, first.split("val").logits)
     monkeypatch.undo()
 
-    # other weights, dtype, sample limit or seed -> another key
-    changed = [dict(dtype=torch.float32), dict(max_samples=10), dict(seed=1)]
+    # other weights, dtype, sample limit or seed of a subset -> another key
+    changed = [dict(dtype=torch.float32), dict(max_samples=10), dict(max_samples=10, seed=1)]
     keys = {first.keys["val"]}
     for kwargs in changed:
         c = tf.build_feature_cache(backbone, digits, [1], splits=("val",), cache_dir=tmp_path, **kwargs)
@@ -103,17 +104,19 @@ def test_disk_cache_is_reused_and_keyed(backbone, digits, tmp_path, monkeypatch)
 
 def test_damaged_disk_cache_is_recomputed(backbone, digits, tmp_path):
     first = tf.build_feature_cache(backbone, digits, [4], splits=("test",), cache_dir=tmp_path)
-    path = tmp_path / f"{first.keys['test']}.pt"
+    path = tmp_path / f"{first.keys['test']}.feat"
+    expected = first.split("test").features[4].clone()
+    del first
     path.write_bytes(b"garbage")
     again = tf.build_feature_cache(backbone, digits, [4], splits=("test",), cache_dir=tmp_path)
-    assert torch.equal(again.split("test").features[4], first.split("test").features[4])
-    torch.load(path, weights_only=True)  # rewritten
+    assert torch.equal(again.split("test").features[4], expected)
+    assert read_feature_file(path)["block4"].shape == expected.shape  # rewritten
 
 
 def test_default_disk_location_is_the_dse_cache(backbone, digits, tmp_path, monkeypatch):
     monkeypatch.setenv("DSE_CACHE", str(tmp_path))
     c = tf.build_feature_cache(backbone, digits, [5], splits=("val",))
-    assert (tmp_path / "features" / f"{c.keys['val']}.pt").is_file()
+    assert (tmp_path / "features" / f"{c.keys['val']}.feat").is_file()
 
 
 def test_log_receives_the_size(backbone, digits):

@@ -113,7 +113,7 @@ def test_joint_training_moves_the_backbone_and_uses_ge_by_default(tmp_path, spli
 
 @pytest.mark.parametrize("config", [
     make_config("eenet", version="v2", lam=0.5),
-    make_config("dense_kd", isc=True, alpha=0.5, temperature=3.0),
+    make_config("dense_kd", isc=True, lam=0.5, temperature=3.0),
     make_config("ce", count=3, blocks=None),  # placed by the rule at train time
 ], ids=["eenet", "dense_kd+isc", "placed"])
 def test_every_loss_trains(tmp_path, splits, backbone_ckpt, config):
@@ -124,7 +124,7 @@ def test_every_loss_trains(tmp_path, splits, backbone_ckpt, config):
 
 def test_resume_continues_from_the_last_epoch_exactly(tmp_path, splits, backbone_ckpt):
     # joint + GE + HDKD: model, optimizer, schedule, RNG, loss weights and EMA all resume
-    config = make_config("dense_kd", alpha=0.5, temperature=3.0)
+    config = make_config("dense_kd", lam=0.5, temperature=3.0)
     opts = dict(mode="joint", epochs=3, hdkd=True)
     whole = train(config, tmp_path / "whole", splits, backbone_ckpt, **opts)
 

@@ -123,13 +123,27 @@ def test_kd_uses_given_teacher_and_never_trains_it():
     assert logits[2].grad[0].tolist() == pytest.approx([1 / 17, -1 / 17])
 
 
-def test_dense_kd_learns_from_every_later_exit():
+def test_dense_kd_is_hdkd_eq4_sum_of_ce_plus_lam_times_every_pair():
+    lam, t = 1.5, 2.0
+    logits, outputs = three_exits(requires_grad=True)
+    expected = CE1 + CE2 + CE3 + lam * t * t * (kl(P2, P1) + kl(P3, P1) + kl(P3, P2))
+    loss = compute_loss("dense_kd", outputs, TARGET, lam=lam, temperature=t)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    loss.backward()
+    # exit 2: its CE, softmax(z2) - onehot = [.5, -.5], plus lam T^2 (p2 - p3) / T as the
+    # student of exit 3; as exit 1's teacher it is detached
+    assert logits[1].grad[0].tolist() == pytest.approx([0.5 + lam * t * 0.3, -0.5 - lam * t * 0.3])
+    # the final head: its CE only, [1/17, -1/17]
+    assert logits[2].grad[0].tolist() == pytest.approx([1 / 17, -1 / 17])
+
+
+def test_dense_kd_mean_learns_from_every_later_exit():
     alpha, t = 0.4, 2.0
     logits, outputs = three_exits(requires_grad=True)
     expected = (CE3
                 + alpha * CE1 + (1 - alpha) * t * t * (kl(P2, P1) + kl(P3, P1)) / 2
                 + alpha * CE2 + (1 - alpha) * t * t * kl(P3, P2))
-    loss = compute_loss("dense_kd", outputs, TARGET, alpha=alpha, temperature=t)
+    loss = compute_loss("dense_kd_mean", outputs, TARGET, alpha=alpha, temperature=t)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     loss.backward()
     # exit 2 is a (detached) teacher of exit 1: its gradient is its own CE and KL terms only,
@@ -148,6 +162,19 @@ def test_isc_adds_previous_exit_logits_detached():
     combined[1].sum().backward()
     assert z1.grad is None
     assert torch.equal(z2.grad, torch.ones(2, 3))
+
+
+def test_isc_with_the_final_classifier():
+    logits, outputs = three_exits(requires_grad=True)
+    # the final exit sees z1 + z2 + z3 = [0, 2 ln 3 + 2 ln 4]: softmax [1/145, 144/145]
+    loss = compute_loss("ce", outputs, TARGET, weights=[0.0, 0.0, 1.0], isc=True, isc_final=True)
+    assert loss.item() == pytest.approx(-math.log(144 / 145))
+    loss.backward()
+    assert torch.count_nonzero(logits[0].grad) == 0 and torch.count_nonzero(logits[1].grad) == 0
+    assert logits[2].grad[0].tolist() == pytest.approx([1 / 145, -1 / 145])
+    # without isc_final the final head keeps its own logits: -ln(16/17)
+    plain = compute_loss("ce", three_exits()[1], TARGET, weights=[0.0, 0.0, 1.0], isc=True)
+    assert plain.item() == pytest.approx(CE3)
 
 
 def test_isc_loss_gradient_never_reaches_the_earlier_exit():

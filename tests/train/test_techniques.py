@@ -175,25 +175,26 @@ def test_hdkd_projection_clips_and_keeps_the_total():
 
 
 @pytest.mark.parametrize("loss, params", [
-    ("dense_kd", {"alpha": 0.3, "temperature": 2.0}),
+    ("dense_kd", {"lam": 0.7, "temperature": 2.0}),
+    ("dense_kd_mean", {"alpha": 0.3, "temperature": 2.0}),
     ("kd", {"alpha": 0.6, "temperature": 4.0}),
     ("ce", {"weights": [0.2, 0.5, 0.7, 1.0]}),
 ])
-@pytest.mark.parametrize("isc", [False, True])
-def test_hdkd_terms_with_initial_weights_equal_the_config_loss(loss, params, isc):
+@pytest.mark.parametrize("isc, isc_final", [(False, False), (True, False), (True, True)])
+def test_hdkd_terms_with_initial_weights_equal_the_config_loss(loss, params, isc, isc_final):
     torch.manual_seed(1)
     outs = [(torch.randn(5, 3), torch.rand(5)) for _ in range(4)]
     y = torch.tensor([0, 1, 2, 0, 1])
-    terms = HdkdTerms(loss, 4, params, isc)
-    expected = compute_loss(loss, outs, y, isc=isc, **params)
+    terms = HdkdTerms(loss, 4, params, isc, isc_final)
+    expected = compute_loss(loss, outs, y, isc=isc, isc_final=isc_final, **params)
     got = (terms.initial * terms([z for z, _ in outs], y)).sum()
     assert float(got) == pytest.approx(float(expected), rel=1e-6)
-    n_kd = {"dense_kd": 6, "kd": 3, "ce": 0}[loss]
+    n_kd = {"dense_kd": 6, "dense_kd_mean": 6, "kd": 3, "ce": 0}[loss]
     assert len(terms.names) == 4 + n_kd
 
 
 def test_hdkd_rejects_losses_without_ce_terms():
-    with pytest.raises(ConfigError, match="training.loss must be ce, kd or dense_kd, got 'eenet'"):
+    with pytest.raises(ConfigError, match="training.loss must be ce, kd, dense_kd or dense_kd_mean, got 'eenet'"):
         HdkdTerms("eenet", 3, {}, False)
 
 

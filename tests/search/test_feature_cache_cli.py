@@ -1,0 +1,59 @@
+"""`dse search` refuses a feature cache that cannot fit (fast, one line, a fix); `dse train
+--mode frozen --no-augment` reuses the study's cache."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from dse.cli import cli
+from dse.train import budget
+from dse.train import features as tf
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_over_budget_search_fails_in_one_line_naming_max_samples(checkpoint, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv("DSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tf, "free_disk", lambda folder: budget.MARGIN_MIN_BYTES + 3_000_000)
+    start = time.monotonic()
+    res = CliRunner().invoke(cli, ["search", "--checkpoint", checkpoint, "--space",
+                                   str(DATA / "tiny.yaml"), "--trials", "1", "--no-report",
+                                   "--out", str(tmp_path / "study"), "--profile", "jetson"])
+    seconds = time.monotonic() - start
+    assert res.exit_code == 2, res.output
+    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "the feature cache needs" in err[0]
+    assert "--max-samples" in err[0] and "GiB of disk" in err[0]
+    assert seconds < 5
+    assert not list((tmp_path / "cache" / "features").glob("*.feat"))
+    # the suggested value is accepted and fits
+    fit = err[0].split("--max-samples ")[1].split()[0]
+    res = CliRunner().invoke(cli, ["search", "--checkpoint", checkpoint, "--space",
+                                   str(DATA / "tiny.yaml"), "--trials", "1", "--no-report",
+                                   "--out", str(tmp_path / "study"), "--profile", "jetson",
+                                   "--max-samples", fit])
+    assert res.exit_code == 0, res.output
+
+
+def test_frozen_train_reuses_the_study_feature_cache(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DSE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "study"
+    res = CliRunner().invoke(cli, ["search", "--checkpoint", checkpoint, "--space",
+                                   str(DATA / "tiny.yaml"), "--trials", "2", "--no-report",
+                                   "--out", str(out), "--profile", "jetson", "--max-drop", "none",
+                                   "--max-samples", "300", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    files = sorted((tmp_path / "cache" / "features").glob("*.feat"))
+    inodes = [f.stat().st_ino for f in files]
+    assert len(files) == 3
+    config = sorted((out / "configs").glob("trial_*.yaml"))[0]
+    res = CliRunner().invoke(cli, ["train", "--config", str(config), "--mode", "frozen",
+                                   "--no-augment", "--epochs", "1", "--out",
+                                   str(tmp_path / "train"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "frozen training on the feature cache" in res.stderr
+    assert sorted((tmp_path / "cache" / "features").glob("*.feat")) == files
+    assert [f.stat().st_ino for f in files] == inodes  # the study's files, not rebuilt
