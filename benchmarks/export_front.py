@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> dict:
     from click.testing import CliRunner
 
     from dse.cli import cli
-    from dse.cli.evaluate import evaluate_model
+    from dse.api import evaluate
     from dse.data import load_dataset, split_tensors
     from dse.design import load_config
     from dse.device import set_threads
@@ -72,15 +72,15 @@ def run(args: argparse.Namespace) -> dict:
                     got_k.append(gk)
             ref_z, got_z = np.stack(ref_z), np.stack(got_z)
             run_acc = 100 * float(np.mean(got_z.argmax(1) == y.numpy()))
-            ev = evaluate_model(str(res.model_path), latency_samples=5, warmup=0, n_budgets=2,
-                                out_dir=study / "eval" / path.stem)
+            ev = evaluate(str(res.model_path), latency_samples=5, warmup=0, budgets=2,
+                          out=study / "eval" / path.stem, device="cpu")
             rows.append({
                 "config": path.name, "exits": model.num_exits - 1, "branch": config.exits.branch,
                 "criterion": policy.criterion, "isc": bool(model.isc), "images": int(x.shape[0]),
                 "same_exits": ref_k == got_k,
                 "same_predictions": bool((ref_z.argmax(1) == got_z.argmax(1)).all()),
                 "max_logit_abs_diff": float(np.abs(ref_z - got_z).max()),
-                "run_accuracy": run_acc, "evaluate_accuracy": 100 * ev["test_accuracy"],
+                "run_accuracy": run_acc, "evaluate_accuracy": ev["test_accuracy"],
                 "exit_fractions": (np.bincount(got_k, minlength=model.num_exits)
                                    / len(got_k)).tolist(),
             })

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from filelock import FileLock
+
 from dse.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -107,20 +109,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` + ``.lock`` (POSIX); a no-op where unsupported.
+    """An exclusive lock on ``path`` + ``.lock`` between processes (the filelock package: flock
+    on POSIX, msvcrt on Windows).
 
     Two workers that both miss the cache then train once: the second waits and finds the file.
     """
     lock_path = Path(f"{path}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: accept duplicate work
+    with FileLock(str(lock_path)):
         yield
-        return
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -25,8 +25,18 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on: its CPU affinity (a container's or ``taskset``'s limit),
+    not every core of the machine (``os.cpu_count``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def set_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads (default: all cores) and return the number used."""
-    n = threads or os.cpu_count() or 1
+    """Set torch's intra-op threads (default: the CPUs this process may use) and return the
+    number used."""
+    n = threads or available_cpus()
     torch.set_num_threads(n)
     return n

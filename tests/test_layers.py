@@ -34,7 +34,7 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
     # 0: foundation: errors, the registry class, YAML helpers, the cache folder, the torch
     #    device choice, package data (search spaces, profiles).
     {"foundation": ("dse", "dse.errors", "dse.registry", "dse.yamlio", "dse.cache",
-                    "dse.device", "dse.resources", "dse.paths", "dse.written")},
+                    "dse.device", "dse.resources", "dse.paths", "dse.written", "dse.plugins")},
     # 1: what a design is made of: datasets, and the networks (backbones, exits, criteria).
     {"data": ("dse.data",), "models": ("dse.models",)},
     # 2: costs of a network: MAC accounting, hardware profiles, latency and energy.

@@ -18,7 +18,7 @@ from dse import __version__
 from dse.errors import DseError
 
 #: modules of this package that hold no command
-_NOT_COMMANDS = {"options", "output", "progress", "study_report"}
+_NOT_COMMANDS = {"options", "output", "progress"}
 
 
 class _OneLineUsageError(click.UsageError):

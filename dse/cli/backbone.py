@@ -10,6 +10,7 @@ import click
 from dse.cli import options
 from dse.cli.output import echo_json
 from dse.data import load_dataset, normalize_splits, parse_normalize
+from dse.evaluation.metrics import percent
 from dse.device import select_device, set_threads
 from dse.errors import ConfigError
 from dse.train.backbone import cached_backbone_path, save_backbone, train_backbone
@@ -59,9 +60,11 @@ def train(backbone, dataset, input_size, epochs, lr, batch_size, optimizer, out,
                                    epochs=metrics["epochs"])
     path = save_backbone(out, model, backbone, dataset, splits.info, metrics)
     if as_json:
-        echo_json({"backbone": backbone, "dataset": dataset, "checkpoint": str(path), **metrics})
+        echo_json({"backbone": backbone, "dataset": dataset, "checkpoint": str(path), **metrics,
+                   "val_accuracy": percent(metrics["val_accuracy"]),
+                   "test_accuracy": percent(metrics["test_accuracy"])})
         return
-    click.echo(f"{backbone} on {dataset}: val accuracy {100 * metrics['val_accuracy']:.2f}%, "
-               f"test accuracy {100 * metrics['test_accuracy']:.2f}% "
+    click.echo(f"{backbone} on {dataset}: val accuracy {percent(metrics['val_accuracy']):.2f}%, "
+               f"test accuracy {percent(metrics['test_accuracy']):.2f}% "
                f"({metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s)")
     click.echo(f"saved {path}")

@@ -5,13 +5,11 @@ import sys
 
 import click
 
+from dse.api import finetune
 from dse.cli import options
 from dse.cli.output import echo_json, table
-from dse.design import load_config
-from dse.device import select_device, set_threads
-from dse.finetune.selective import SCORE_SPLITS, SELECTIONS, finetune_config
+from dse.finetune.selective import SCORE_SPLITS, SELECTIONS
 from dse.finetune.shifts import SHIFTS
-from dse.models.backbones import check_code_allowed, code_from_files
 
 
 def _log(msg: str) -> None:
@@ -21,8 +19,8 @@ def _log(msg: str) -> None:
 @click.command("finetune")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="A run configuration (reports/<study>/configs/<trial>.yaml or hand-written).")
-@click.option("--shift", required=True, type=click.Choice(SHIFTS.names()),
-              help="Deployment shift applied to the training data (fine-tuning) and test data.")
+@click.option("--shift", required=True, type=options.ChoiceOrCode(SHIFTS.names()),
+              help="Deployment shift applied to the training data (fine-tuning) and test data (a name, or module:fn for your own).")
 @click.option("--steps", "probe_steps", type=click.IntRange(min=1), default=None,
               help="Probe steps s per exit before the subset is chosen [default: one epoch].")
 @click.option("--full-steps", type=click.IntRange(min=1), default=None,
@@ -47,13 +45,9 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
     last-exit ensemble accuracy on the shifted and on the original test split, and training
     operations.
     """
-    config = load_config(config_path)
-    check_code_allowed(config.backbone, None if allow_code else config_path)
-    set_threads(threads)
-    with code_from_files(config_path, allow_code):
-        result = finetune_config(config, shift, probe_steps=probe_steps, steps=full_steps, lr=lr,
-                                 selection=selection, score_on=score_on,
-                                 device=select_device(device), log=_log)
+    result = finetune(config_path, shift=shift, steps=probe_steps, full_steps=full_steps, lr=lr,
+                      selection=selection, score_on=score_on, allow_code=allow_code,
+                      device=device, threads=threads, log=_log)
     if as_json:
         echo_json(result.to_dict())
         return

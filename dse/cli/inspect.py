@@ -52,7 +52,7 @@ def command(backbone, checkpoint, input_size, num_classes, num_exits, placement,
     rows = [[b["index"], b["name"], f"{b['macs'] / 1e6:.3f}", f"{b['cum_macs'] / 1e6:.3f}",
              f"{100 * b['cum_macs'] / a.macs.total_macs:.1f}",
              f"exit {exit_at[b['index']] + 1}" if b["index"] in exit_at else ""] for b in blocks]
-    click.echo(table(["block", "name", "M MACs", "cum M MACs", "cum %", ""], rows))
+    click.echo(table(["block", "name", "M MACs", "cum M MACs", "cum %", "early exit"], rows))
     if exits:
         click.echo(f"\n{len(exits)} {branch} exits placed by {placement} (placed % = backbone "
                    "up to the block plus the exit's own branch, over the backbone)")

@@ -10,11 +10,10 @@ Usage::
 from __future__ import annotations
 
 import math
-import os
 
 import click
 
-from dse.device import DEVICE_CHOICES
+from dse.device import DEVICE_CHOICES, available_cpus
 
 
 class FloatRange(click.FloatRange):
@@ -26,6 +25,16 @@ class FloatRange(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return rv
+
+
+class ChoiceOrCode(click.Choice):
+    """A registered name, or ``module:fn`` naming user code (imported from the current folder
+    or the Python path when it is used, :mod:`dse.plugins`)."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        if isinstance(value, str) and ":" in value:
+            return value
+        return super().convert(value, param, ctx)
 
 
 backbone = click.option(
@@ -97,7 +106,8 @@ device = click.option(
 )
 threads = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
-    help=f"CPU threads for torch (default: all cores, {os.cpu_count()} here).",
+    help=f"CPU threads for torch (default: the CPUs this process may use, {available_cpus()} "
+         "here).",
 )
 allow_code = click.option(
     "--allow-code", is_flag=True,

@@ -20,7 +20,9 @@ def _default(obj: Any) -> Any:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A right-aligned text table (first column left-aligned)."""
+    """A right-aligned text table (first column left-aligned); every column has a name."""
+    if any(not str(h).strip() for h in headers):
+        raise ValueError(f"every table column needs a name, got {list(headers)}")
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 

@@ -21,6 +21,9 @@ from dse.cost.validate import validate as validate_here
 from dse.errors import ConfigError
 from dse.paths import check_writable_file
 
+#: text tables fit this many columns
+WIDTH = 100
+
 
 @click.group("profile")
 def command() -> None:
@@ -38,9 +41,16 @@ def list_(as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    click.echo(table(["profile", "aliases", "default runtime", "runtimes", "description"],
-                     [[r["name"], ", ".join(r["aliases"]) or "-", r["default_runtime"],
-                       ", ".join(r["runtimes"]), r["description"]] for r in rows]))
+    rows = [[r["name"], ", ".join(r["aliases"]) or "-",
+             r["default_runtime"] + (f" (+{len(r['runtimes']) - 1})" if len(r["runtimes"]) > 1
+                                     else ""), r["description"]] for r in rows]
+    used = sum(max(len(r[i]) for r in rows + [["profile", "aliases", "runtime", ""]]) + 2
+               for i in range(3))
+    room = max(WIDTH - used, 20)
+    rows = [r[:3] + [r[3] if len(r[3]) <= room else r[3][:room - 3].rstrip() + "..."]
+            for r in rows]
+    click.echo(table(["profile", "aliases", "runtime", "description"], rows))
+    click.echo("(+N: more runtimes; 'dse profile show NAME' lists them, --json prints everything)")
 
 
 @command.command("show")

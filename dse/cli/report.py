@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dse.cli import options
 from dse.cli.output import echo_json
-from dse.cli.study_report import render_study_report
+from dse.api import render_study_report
 from dse.device import select_device, set_threads
 from dse.errors import ConfigError
 from dse.finetune.shifts import SHIFTS
@@ -30,8 +30,8 @@ def _log(msg: str) -> None:
               help="Optuna storage URL [default: sqlite:///<out>/study.db, as dse search writes].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: reports/<study>/].")
-@click.option("--shift", type=click.Choice(SHIFTS.names()), default=None,
-              help="Deployment shift: choose the fine-tuning subset of every front configuration.")
+@click.option("--shift", type=options.ChoiceOrCode(SHIFTS.names()), default=None,
+              help="Deployment shift (a name, or module:fn): choose the fine-tuning subset of every front configuration.")
 @click.option("--steps", "probe_steps", type=click.IntRange(min=1), default=None,
               help="With --shift: probe steps per exit [default: one epoch].")
 @options.device

@@ -6,31 +6,14 @@ Re-running the same command tops the study up to ``--trials`` COMPLETE trials.
 """
 from __future__ import annotations
 
-import importlib.util
-import signal
-import subprocess
-import warnings
-from pathlib import Path
-
 import click
-import optuna
 
-from dse.cli import options, study_report
+from dse.api import SearchInterrupted, SearchResult, search
+from dse.cli import options
 from dse.cli.output import echo_json
-from dse.cli.progress import Progress, front_table
-from dse.device import set_threads
+from dse.cli.progress import front_table
 from dse.finetune.shifts import SHIFTS
-from dse.paths import check_study_name, check_writable_dir
-from dse.search.context import StudySettings, build_context
-from dse.search.export import write_outputs
-from dse.search.objective import check_space
-from dse.search.runner import TrialRunner
-from dse.search.space import load_space
-from dse.search.space import unlabeled as pseudo_labelled
-from dse.search.storage import open_storage, process_index, redact, sqlite_url
-from dse.search.study import (ENCODING, REFINE, attach_sampler, create_or_resume,
-                              default_study_name, parse_objectives, study_attrs)
-from dse.search.worker import count_trials, run_worker, spawn_workers
+from dse.search.schema import trial_sections
 
 DEFAULT_TRIALS = 100
 
@@ -65,8 +48,8 @@ DEFAULT_TRIALS = 100
               help="Optuna storage URL (default: sqlite:///<out>/study.db; PostgreSQL for many machines).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Inference batch size the latency model assumes.")
-@click.option("--shift", type=click.Choice(SHIFTS.names()), default=None,
-              help="Deployment shift: the report picks the fine-tuning subset of every front configuration.")
+@click.option("--shift", type=options.ChoiceOrCode(SHIFTS.names()), default=None,
+              help="Deployment shift (a name, or module:fn): the report picks the fine-tuning subset of every front configuration.")
 @click.option("--no-report", is_flag=True, help="Write CSVs and configs only (no PDF).")
 @click.option("--unlabeled", is_flag=True,
               help="Use the backbone's predictions as labels for training, validation and "
@@ -89,33 +72,24 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, 
             no_report, unlabeled, heartbeat, max_samples, backbone_epochs, seed, device, threads,
             as_json):
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
-    _quiet_optuna()
-    if study_name is not None:
-        check_study_name(study_name)
-    if out is not None:
-        check_writable_dir(out, "--out")
-    set_threads(threads or 1)
-    spec = load_space(space)
-    if unlabeled:
-        spec = pseudo_labelled(spec)
-    check_space(spec)
-    settings = StudySettings(
-        backbone=backbone, checkpoint=checkpoint, dataset=dataset, input_size=input_size,
-        seed=seed, profile=profile, runtime=runtime, batch=batch, space_file=spec.file,
-        objectives=parse_objectives(objectives), budget_ms=budget_ms, max_drop=max_drop,
-        sampler=sampler, backbone_epochs=backbone_epochs, max_samples=max_samples)
-    ctx = build_context(settings, max_exits=spec.max_exits, device=device, progress=None)
-    name = study_name or default_study_name(dataset, backbone, ctx.profile.name)
-    out_dir = check_writable_dir(Path(out or Path("reports") / name), "--out")
-    url = storage or sqlite_url(out_dir / "study.db")
-    study, resumed = create_or_resume(open_storage(url, heartbeat_s=heartbeat), name,
-                                      study_attrs(ctx, spec, trials), None)
-    # Seed ``--seed`` itself only in the process that created the study (a fresh run is
-    # reproducible); any process that joins an existing study, such as a second ``dse search``
-    # started beside this one, gets its own seed, so the two never suggest the same trials.
-    attach_sampler(study, settings, process_index() if resumed else 0)
-    complete = _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resumed)
-    _finish(study, out_dir, url, complete, shift, no_report, as_json)
+    try:
+        result = search(backbone=backbone, checkpoint=checkpoint, dataset=dataset,
+                        input_size=input_size, profile=profile, runtime=runtime, space=space,
+                        trials=trials, jobs=jobs, sampler=sampler, objectives=objectives,
+                        budget_ms=budget_ms, max_drop=max_drop, study=study_name, out=out,
+                        storage=storage, batch=batch, shift=shift, report=not no_report,
+                        heartbeat=heartbeat, max_samples=max_samples,
+                        backbone_epochs=backbone_epochs, seed=seed, device=device,
+                        threads=threads, unlabeled=unlabeled, log=_stderr, progress=None)
+    except SearchInterrupted as stop:
+        click.echo(f"interrupted: {stop.complete} of {stop.target} trials complete; run the same "
+                   "command again to continue", err=True)
+        raise SystemExit(130) from None
+    _print(result, as_json)
+
+
+def _stderr(msg: str) -> None:
+    click.echo(msg, err=True)
 
 
 def _max_drop(value: str) -> float | None:
@@ -130,82 +104,27 @@ def _max_drop(value: str) -> float | None:
     return drop
 
 
-def _run(study, ctx, spec, trials, jobs, url, heartbeat, out_dir, as_json, resumed) -> int:
-    before = count_trials(study)
-    if resumed and not as_json:
-        click.echo(f"resuming study {study.study_name}: {before.complete} of {trials} trials "
-                    "complete", err=True)
-    progress = Progress(study, trials, before.complete)
-    procs = spawn_workers(jobs - 1, study.study_name, url, trials, heartbeat_s=heartbeat,
-                          log_dir=out_dir / "logs") if jobs > 1 and before.complete < trials else []
-
-    sampler = ctx.settings.sampler
-    runner = TrialRunner(ctx, spec, study.study_name, target=trials,
-                         conditional=ENCODING[sampler] == "conditional", refine=REFINE[sampler])
-    try:
-        run_worker(study, runner, trials, on_trial=progress.on_trial, on_idle=progress.refresh)
-        for p in procs:
-            p.wait()
-        progress.refresh()
-    except KeyboardInterrupt:
-        _stop(procs)
-        progress.close()
-        n = count_trials(study).complete
-        click.echo(f"interrupted: {n} of {trials} trials complete; run the same command again "
-                    "to continue", err=True)
-
-        write_outputs(study, out_dir)
-        raise SystemExit(130)
-    finally:
-        progress.close()
-    failed = [p.args for p in procs if p.returncode not in (0, None)]
-    if failed:
-        click.echo(f"warning: {len(failed)} worker process(es) failed; see {out_dir / 'logs'}",
-                    err=True)
-    return count_trials(study).complete
-
-
-def _stop(procs) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def _finish(study, out_dir, url, complete, shift, no_report, as_json) -> None:
-    written = write_outputs(study, out_dir)
-    front = written["front"]
-    report = None
-    if not no_report and importlib.util.find_spec("dse.report") is not None:
-        report = study_report.render_study_report(study, out_dir, shift).path
+def _print(r: SearchResult, as_json: bool) -> None:
+    front, study = r.front_trials, r.study
     if as_json:
         echo_json({
-            "study": study.study_name, "storage": redact(url), "n_complete": complete,
+            "study": study.study_name, "storage": r.storage, "n_complete": r.n_complete,
             "pareto": [{"trial": t.number, "accuracy": t.values[0], "latency_ms": t.values[1],
                         "test_accuracy": t.user_attrs.get("test_accuracy"),
-                        "test_latency_ms": t.user_attrs.get("test_expected_latency_ms")}
+                        "test_latency_ms": t.user_attrs.get("test_expected_latency_ms"),
+                        **trial_sections(t)}
                        for t in front],
-            "out": str(out_dir), "trials_csv": written["trials_csv"],
-            "pareto_csv": written["pareto_csv"], "configs": written["configs"],
-            "report": str(report) if report else None,
+            "out": str(r.out_dir), "trials_csv": str(r.trials_csv),
+            "pareto_csv": str(r.pareto_csv), "configs": [str(c) for c in r.config_files],
+            "report": str(r.report_path) if r.report_path else None,
         })
         return
-    click.echo(f"study {study.study_name}: {complete} trials complete, {len(front)} on the "
-               f"Pareto front (storage {redact(url)})")
+    click.echo(f"study {study.study_name}: {r.n_complete} trials complete, {len(front)} on the "
+               f"Pareto front (storage {r.storage})")
     if front:
-        click.echo(front_table(study, written["pareto"]))
+        click.echo(front_table(study, r.front))
     else:
         click.echo("no trial satisfies the constraints; loosen --budget-ms / --max-drop")
-    click.echo(f"wrote {written['trials_csv']}, {written['pareto_csv']} and "
-               f"{len(written['configs'])} configs in {out_dir / 'configs'}"
-               + (f"; report {report}" if report else ""))
-
-
-def _quiet_optuna() -> None:
-    """Optuna logs every trial (and a traceback per failed one); dse prints its own lines."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    click.echo(f"wrote {r.trials_csv}, {r.pareto_csv} and "
+               f"{len(r.config_files)} configs in {r.out_dir / 'configs'}"
+               + (f"; report {r.report_path}" if r.report_path else ""))

@@ -7,29 +7,13 @@ Writes into ``--out`` (default: ``reports/<study>/train/<trial>/`` for a config 
 """
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
-
 import click
 
+from dse.api import train
 from dse.cli import options
 from dse.cli.output import echo_json, table
 from dse.data import parse_normalize
-from dse.design import load_config
-from dse.device import select_device, set_threads
-from dse.errors import ConfigError
-from dse.models.backbones import check_code_allowed, code_from_files
-from dse.paths import check_writable_dir
-from dse.train.full import train_config
-from dse.train.options import TrainOptions
-from dse.train.recipes import ImtaPhases, train_imta
-
-
-def default_out_dir(config_path: str) -> Path:
-    p = Path(config_path)
-    if p.parent.name == "configs":
-        return p.parent.parent / "train" / p.stem
-    return p.parent / f"{p.stem}-train"
+from dse.train.engine import log_stderr
 
 
 @click.command("train")
@@ -101,30 +85,15 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, pha
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
     """
-    set_threads(threads)
-    config = load_config(config_path)
-    check_code_allowed(config.backbone, None if allow_code else config_path)
-    opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
-                        momentum=momentum, weight_decay=weight_decay, schedule=schedule, ge=ge,
-                        hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
-                        init="scratch" if from_scratch else "pretrained", seed=seed,
-                        max_samples=max_samples, feature_cache=feature_cache,
-                        normalize=parse_normalize(normalize, mean, std),
-                        isc_transform=isc_transform)
-    out = check_writable_dir(Path(out_dir) if out_dir else default_out_dir(config_path), "--out")
-    run = dict(dataset=dataset, checkpoint=checkpoint, resume=resume,
-               device=select_device(device), progress=None)
-    with code_from_files(config_path, allow_code):
-        if recipe == "imta":
-            if mode != "frozen":
-                raise ConfigError("--recipe imta sets each phase's mode itself: drop --mode")
-            phases = ImtaPhases(epochs1=epochs, epochs2=phase2_epochs or epochs, lr1=lr,
-                                lr2=phase2_lr, isc_transform=phase2_isc)
-            result = train_imta(config, out, replace(opts, lr=None, epochs=epochs), phases, **run)
-        else:
-            if phase2_epochs is not None or phase2_lr is not None or phase2_isc != "learned":
-                raise ConfigError("--phase2-epochs, --phase2-lr and --phase2-isc need --recipe imta")
-            result = train_config(config, out, opts, **run)
+    result = train(config_path, epochs=epochs, dataset=dataset, checkpoint=checkpoint,
+                   out=out_dir, mode=mode, resume=resume, lr=lr, batch_size=batch_size,
+                   optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+                   schedule=schedule, ge=ge, hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
+                   from_scratch=from_scratch, seed=seed, allow_code=allow_code, device=device,
+                   threads=threads, recipe=recipe, phase2_epochs=phase2_epochs,
+                   phase2_lr=phase2_lr, phase2_isc=phase2_isc, isc_transform=isc_transform,
+                   max_samples=max_samples, normalize=parse_normalize(normalize, mean, std),
+                   feature_cache=feature_cache, log=log_stderr, progress=None)
     m = result.metrics
     if as_json:
         echo_json({"out": str(result.out_dir), "model": str(result.model_path),
@@ -133,14 +102,14 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, pha
                    "train_seconds": m["train_seconds"], "recipe": m.get("recipe")})
         return
     t = m["test"]
-    rows = [[n + 1, f"{macs / 1e6:.3f}", f"{100 * acc:.2f}", f"{100 * frac:.1f}"]
+    rows = [[n + 1, f"{macs / 1e6:.3f}", f"{acc:.2f}", f"{100 * frac:.1f}"]
             for n, (macs, acc, frac) in enumerate(zip(m["exit_macs"], t["per_exit_accuracy"],
                                                        t["exit_fractions"]))]
     o = m["options"]
     click.echo(f"trained {o['mode']} for {o['epochs']} epochs ({m['train_seconds']:.1f} s): "
                f"loss {m['config']['training']['loss']['name']}, ge {o['ge']}, hdkd {o['hdkd']}")
     click.echo(table(["exit", "M MACs", "test acc %", "exits here %"], rows))
-    click.echo(f"early-exit test accuracy {100 * t['accuracy']:.2f}% at "
+    click.echo(f"early-exit test accuracy {t['accuracy']:.2f}% at "
                f"{t['expected_macs'] / 1e6:.3f} M MACs on average "
-               f"(mean anytime accuracy {100 * t['mean_anytime_accuracy']:.2f}%)")
+               f"(mean anytime accuracy {t['mean_anytime_accuracy']:.2f}%)")
     click.echo(f"saved {result.model_path}")

@@ -10,7 +10,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json
-from dse.cli.search import _quiet_optuna
+from dse.api import quiet_optuna
 from dse.device import set_threads
 from dse.search.context import build_context
 from dse.search.objective import check_space
@@ -37,7 +37,7 @@ from dse.search.worker import count_trials, run_worker
 @options.json_flag
 def command(study_name, storage, trials, heartbeat, worker_index, quiet, device, threads, as_json):
     """Run trials of STUDY until it holds its target number of COMPLETE trials."""
-    _quiet_optuna()
+    quiet_optuna()
     set_threads(threads)
     study = load_study(open_storage(storage, heartbeat_s=heartbeat), study_name)
     attrs = study.user_attrs

@@ -11,10 +11,12 @@ way (branches 1..n); the final exit pays the whole backbone, its head and all ea
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -52,7 +54,8 @@ class BackboneMacs:
 
 
 def _analysis(module: nn.Module, inputs: tuple):
-    from fvcore.nn import FlopCountAnalysis
+    with _quiet_jit():  # fvcore scripts its helpers on import
+        from fvcore.nn import FlopCountAnalysis
 
     analysis = FlopCountAnalysis(module, inputs)
     # Batch norm folds into the preceding conv at inference time (and the commonly cited MAC
@@ -62,6 +65,17 @@ def _analysis(module: nn.Module, inputs: tuple):
     analysis.uncalled_modules_warnings(False)
     analysis.tracer_warnings("none")
     return analysis
+
+
+@contextlib.contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """fvcore traces with ``torch.jit``, which current torch marks deprecated with one warning
+    per scripted helper (seven per count); the count is unaffected, so those warnings are
+    silenced here, where they arise, and nowhere else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*is deprecated",
+                                category=DeprecationWarning)
+        yield
 
 
 def _no_macs(inputs, outputs) -> Counter:
@@ -82,7 +96,8 @@ def backbone_macs(backbone: nn.Module, input_shape: Sequence[int]) -> BackboneMa
         x = torch.zeros(1, *input_shape)
         shapes = [tuple(f.shape[1:]) for f in backbone.features(x)]
         analysis = _analysis(backbone, (x,))
-        by_module = analysis.by_module()
+        with _quiet_jit():
+            by_module = analysis.by_module()
         blocks = [int(by_module.get(f"blocks.{i}", 0)) for i in range(len(backbone.blocks))]
         head = int(by_module.get("head", 0))
         return BackboneMacs(blocks, head, shapes, _unsupported(analysis))
@@ -96,7 +111,8 @@ def branch_macs(branch: nn.Module, in_shape: Sequence[int]) -> int:
     was_training = branch.training
     branch.eval()
     try:
-        return int(_analysis(branch, (torch.zeros(1, *in_shape),)).total())
+        with _quiet_jit():
+            return int(_analysis(branch, (torch.zeros(1, *in_shape),)).total())
     finally:
         branch.train(was_training)
 

@@ -29,7 +29,14 @@ class LossKind:
         return [k for k, _ in self.defaults]
 
 
-LOSS_KINDS: Registry[LossKind] = Registry("loss")
+def _plugin(name: str, loss: Any) -> LossKind:
+    """An installed loss (entry point group ``dse.losses``, also read by
+    :data:`dse.train.losses.LOSSES`): its optional ``PARAMS`` attribute holds ``((name,
+    default), ...)``."""
+    return LossKind(tuple((str(k), v) for k, v in getattr(loss, "PARAMS", ())))
+
+
+LOSS_KINDS: Registry[LossKind] = Registry("loss", "dse.losses", _plugin)
 LOSS_KINDS.add("ce", LossKind((("weights", "uniform"),)))
 LOSS_KINDS.add("eenet", LossKind((("version", "v1"), ("lam", 1.0))))
 LOSS_KINDS.add("kd", LossKind((("alpha", 0.5), ("temperature", 3.0))))

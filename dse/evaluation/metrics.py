@@ -59,6 +59,33 @@ class EvalResult:
             return v if v is None else float(v)
         return {k: clean(getattr(self, k)) for k in self.__dataclass_fields__}
 
+    def section(self) -> dict[str, Any]:
+        """The ``val`` / ``test`` section of every command's JSON and ``metrics.json``
+        (:data:`SECTION_KEYS`): accuracy in percent, exit fractions as fractions (0-1), MACs as
+        counts, latency in ms, energy in mJ (None where not computed)."""
+        d = self.to_dict()
+        for key in ("accuracy", "per_exit_accuracy", "exit_accuracy"):
+            d[key] = percent(d[key])
+        d["mean_anytime_accuracy"] = percent(float(np.nanmean(self.per_exit_accuracy))
+                                             if self.per_exit_accuracy.size else None)
+        return {k: d[k] for k in SECTION_KEYS}
+
+
+#: keys of a ``val`` / ``test`` section, the same in every command's JSON
+SECTION_KEYS = ("accuracy", "per_exit_accuracy", "mean_anytime_accuracy", "exit_accuracy",
+                "exit_fractions", "expected_macs", "expected_latency_ms", "expected_energy_mj")
+
+
+def percent(value: Any) -> Any:
+    """A fraction (0-1), a list of them, or None -> percent (0-100); dse reports accuracy in
+    percent everywhere (JSON, CSV, YAML, report)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [percent(v) for v in value]
+    v = float(value)
+    return None if np.isnan(v) else 100.0 * v
+
 
 def evaluate(outputs: ExitOutputs, criterion: str, thresholds: Any,
              exit_macs: Sequence[float] | None = None, exit_latency_ms: Sequence[float] | None = None,

@@ -148,26 +148,36 @@ def evaluate_trained(model, config, exit_macs: Sequence[float], val: ExitOutputs
     agreement = float(np.mean(taken == exit_assignment(test, criterion, thresholds)[:taken.size]))
 
     curve = budget_curve_table(val, test, criterion, exit_macs, n_budgets)
+    test_section = res_test.section()
     files = write_budget_curve(curve, out, res_test.per_exit_accuracy, exit_macs,
                                (res_test.expected_macs, res_test.accuracy), title)
     return {
         "backbone": config.backbone,
         "exit_blocks": list(model.exit_blocks), "exit_macs": exit_macs,
         "criterion": criterion, "thresholds": thresholds,
-        "test_accuracy": res_test.accuracy,
-        "per_exit_accuracy": res_test.per_exit_accuracy.tolist(),
-        "mean_anytime_accuracy": float(res_test.per_exit_accuracy.mean()),
-        "exit_fractions": res_test.exit_fractions.tolist(),
-        "exit_accuracy": res_test.to_dict()["exit_accuracy"],
+        "test_accuracy": test_section["accuracy"],
+        "per_exit_accuracy": test_section["per_exit_accuracy"],
+        "mean_anytime_accuracy": test_section["mean_anytime_accuracy"],
+        "exit_fractions": test_section["exit_fractions"],
+        "exit_accuracy": test_section["exit_accuracy"],
         "expected_macs": res_test.expected_macs,
         "predicted_latency_ms": res_test.expected_latency_ms, **predicted,
         "measured_latency_ms": measured["median_ms"], "measured": measured,
         "measured_exit_agreement": agreement,
-        "val": res_val.to_dict(),
-        "budget_curve": {**files, "rows": curve.drop(
+        "val": res_val.section(), "test": test_section,
+        "budget_curve": {**files, "rows": _percent_columns(curve).drop(
             columns=["thresholds", "test_exit_fractions"]).to_dict("records")},
         "isc": config.training.loss.isc,
     }
+
+
+def _percent_columns(curve):
+    """The budget curve with its accuracy columns in percent (as written and reported)."""
+    out = curve.copy()
+    for col in out.columns:
+        if col.endswith("accuracy"):
+            out[col] = 100.0 * out[col]
+    return out
 
 
 def predicted_latency(model, config, inp: dict, profile: str | None,
@@ -207,7 +217,7 @@ def write_budget_curve(curve, out: Path, per_exit_accuracy, exit_macs, point,
     """``budget_curve.csv`` and ``budget_curve.png`` in ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / "budget_curve.csv", out / "budget_curve.png"
-    curve.to_csv(csv_path, index=False)
+    _percent_columns(curve).to_csv(csv_path, index=False)
     fig = plot_budget_curve(curve, per_exit_accuracy, exit_macs, point, title)
     fig.savefig(png_path, dpi=120)
     import matplotlib.pyplot as plt  # after plot_budget_curve chose the Agg backend

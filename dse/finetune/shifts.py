@@ -31,11 +31,14 @@ import torch
 import torch.nn.functional as F
 
 from dse.errors import ConfigError
+from dse.plugins import import_object, is_code_name
 from dse.registry import Registry
 
 Shift = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
-SHIFTS: Registry[Shift] = Registry("shift")
+#: name -> shift; installed plugins join from the entry point group ``dse.shifts``, and
+#: ``module:fn`` names one from the current folder or the Python path (:mod:`dse.plugins`)
+SHIFTS: Registry[Shift] = Registry("shift", "dse.shifts")
 
 CUTOUT_FRACTION = 0.5            #: side of the cut square / image side
 JITTER_STRENGTH = 0.5            #: factors uniform in [1 - s, 1 + s]
@@ -136,8 +139,17 @@ def random_shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def check_shift(name: str) -> str:
-    """The canonical shift name, or UnknownNameError listing the valid ones."""
+    """The canonical shift name (``module:fn`` stays as it is, once it imports), or
+    UnknownNameError listing the valid ones."""
+    if is_code_name(name):
+        import_object(name, "shift")
+        return name
     return SHIFTS.resolve(name)
+
+
+def shift_function(name: str) -> Shift:
+    """The shift called ``name``: registered, or ``module:fn``."""
+    return import_object(name, "shift") if is_code_name(name) else SHIFTS.get(name)
 
 
 def apply_shift(name: str, x: torch.Tensor, *, seed: int = 0,
@@ -148,7 +160,7 @@ def apply_shift(name: str, x: torch.Tensor, *, seed: int = 0,
     Without ``mean``/``std`` the values must lie in [0, 1]. With them, ``x`` is a normalised
     batch ``(x01 - mean) / std`` (per channel) and the result is normalised the same way.
     """
-    fn = SHIFTS.get(name)
+    fn = shift_function(name)
     if x.dim() != 4:
         raise ValueError(f"shift {name}: expected a batch [N, C, H, W], got shape {tuple(x.shape)}")
     gen = torch.Generator().manual_seed(int(seed))

@@ -11,9 +11,19 @@ from typing import Callable
 
 from dse.registry import Registry
 
-#: name -> factory ``f(num_classes, in_channels) -> Backbone``
-BACKBONES: Registry[Callable] = Registry("backbone")
-_DEFAULT_INPUT_SIZE: dict[str, int] = {}
+_DEFAULT_INPUT_SIZE: dict[str, int | None] = {}
+
+
+def _plugin(name: str, factory: Callable) -> Callable:
+    """An installed plugin's factory (entry point group ``dse.backbones``); its optional
+    ``input_size`` attribute is its usual input resolution."""
+    _DEFAULT_INPUT_SIZE[name] = getattr(factory, "input_size", None)
+    return factory
+
+
+#: name -> factory ``f(num_classes, in_channels) -> Backbone``; installed plugins join from
+#: the entry point group ``dse.backbones`` (:mod:`dse.plugins`)
+BACKBONES: Registry[Callable] = Registry("backbone", "dse.backbones", _plugin)
 
 
 def register_backbone(name: str, input_size: int) -> Callable[[Callable], Callable]:
@@ -36,4 +46,4 @@ def default_input_size(name: str) -> int | None:
     """The input resolution a built-in backbone is usually run at (None for user backbones)."""
     if is_user_backbone(name):
         return None
-    return _DEFAULT_INPUT_SIZE[BACKBONES.resolve(name)]
+    return _DEFAULT_INPUT_SIZE.get(BACKBONES.resolve(name))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import importlib
 import inspect
 from typing import Iterator
 
@@ -39,6 +38,7 @@ from dse.models import _resnets, _vggs, _mobilenet  # noqa: F401,I001
 from dse.models._base import Backbone, ClassifierHead, conv_bn_relu
 from dse.models._registry import BACKBONES, default_input_size, is_user_backbone, register_backbone
 from dse.models.checkpoint import load_state_dict
+from dse.plugins import import_object
 
 __all__ = ["BACKBONES", "Backbone", "ClassifierHead", "build_backbone", "conv_bn_relu",
            "default_input_size", "is_user_backbone", "register_backbone"]
@@ -76,28 +76,28 @@ def build_backbone(name: str, *, num_classes: int, in_channels: int = 3,
     """Build a registered or user backbone, optionally loading weights from ``checkpoint``."""
     if is_user_backbone(name):
         check_code_allowed(name)
-        model = _build_user_backbone(name, num_classes, in_channels)
+        model = _as_backbone(_call(import_object(name, "backbone"), num_classes, in_channels),
+                             name)
     else:
-        model = BACKBONES.get(name)(num_classes=num_classes, in_channels=in_channels)
-        model.name = BACKBONES.resolve(name)
+        canonical = BACKBONES.resolve(name)
+        model = _as_backbone(_call(BACKBONES.get(name), num_classes, in_channels), canonical)
+        model.name = canonical
     if checkpoint is not None:
         load_state_dict(model, checkpoint)
     return model
 
 
-def _build_user_backbone(spec: str, num_classes: int, in_channels: int) -> Backbone:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"backbone {spec}: cannot import module {module_name!r} ({exc})") from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ConfigError(f"backbone {spec}: {module_name!r} has no callable {attr!r}")
+def _call(factory, num_classes: int, in_channels: int):  # noqa: ANN001, ANN202
+    """Call a backbone factory with the arguments it accepts (num_classes, in_channels)."""
     params = inspect.signature(factory).parameters
     kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
-              if k in params}
-    model = factory(**kwargs)
+              if k in params or any(p.kind is p.VAR_KEYWORD for p in params.values())}
+    return factory(**kwargs)
+
+
+def _as_backbone(model, spec: str) -> Backbone:  # noqa: ANN001
+    """A factory's result as a :class:`Backbone`: itself, or built from ``blocks`` and
+    ``head``, or from an ``nn.Sequential`` (each child a block)."""
     if isinstance(model, Backbone):
         return model
     if hasattr(model, "blocks") and hasattr(model, "head"):

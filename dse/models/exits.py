@@ -19,7 +19,15 @@ from torch import nn
 from dse.errors import ConfigError
 from dse.registry import Registry
 
-BRANCHES: Registry[Callable[..., "ExitBranch"]] = Registry("branch")
+def _plugin(name: str, builder: Callable[..., "ExitBranch"]) -> Callable[..., "ExitBranch"]:
+    """An installed branch (entry point group ``dse.branches``): ``builder(in_shape,
+    num_classes, **params)``; its optional ``PARAMS`` attribute declares the parameters like
+    :data:`BRANCH_PARAMS`."""
+    BRANCH_PARAMS[name] = dict(getattr(builder, "PARAMS", {}))
+    return builder
+
+
+BRANCHES: Registry[Callable[..., "ExitBranch"]] = Registry("branch", "dse.branches", _plugin)
 
 #: Parameters each branch accepts, with (type, minimum); the search space and configs check these.
 BRANCH_PARAMS: dict[str, dict[str, tuple[type, int]]] = {

@@ -7,7 +7,7 @@ selected fine-tuning subsets, as one PDF (``reports/<study>/report.pdf``).
 :mod:`~dse.report.data` turns the study into DataFrames, :mod:`~dse.report.plots` and
 :mod:`~dse.report.pages` turn those into Figures, :mod:`~dse.report.pdf` writes them. A report
 runs nothing: the fine-tuning subsets of a deployment shift are computed by the caller
-(:mod:`dse.cli.study_report`) and passed in as a DataFrame.
+(:mod:`dse.api._report`) and passed in as a DataFrame.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def render_frames(data: ReportData, out_dir: str | Path, shift: str | None = Non
 
     ``subsets``: the fine-tuning subset chosen for every front configuration under the
     deployment ``shift`` (one row per configuration, columns of
-    :data:`dse.cli.study_report.COLUMNS`); also written to ``finetune_<shift>.csv`` and as
+    :data:`dse.api._report.COLUMNS`); also written to ``finetune_<shift>.csv`` and as
     columns of ``pareto.csv``. An empty frame says that no configuration could be fine-tuned.
     """
     note = ""

@@ -12,4 +12,8 @@
   threshold refinement; :mod:`~dse.search.export`: CSVs and configs.
 
 This package imports nothing at import time, so ``import dse.search.pareto`` stays light.
+
+To run a search from Python, call ``dse.api.search`` (also ``dse.run_search``; see
+``help(dse.api.search)`` for every argument): the function cannot be ``dse.search`` itself,
+which is this package.
 """

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dse.evaluation.metrics import SECTION_KEYS
 from dse.yamlio import to_plain
 
 #: objective name -> Optuna direction
@@ -164,3 +165,22 @@ def same_values(trial: Any, trials: list) -> list[int]:
     """Other COMPLETE feasible trials with exactly ``trial``'s objective values."""
     return [t.number for t in trials if t.number != trial.number and t.state.name == "COMPLETE"
             and t.values == trial.values and is_feasible(t)]
+
+
+def trial_sections(trial: Any) -> dict[str, dict[str, Any]]:
+    """A trial's ``val`` and ``test`` sections with the keys every command's JSON uses
+    (:data:`dse.evaluation.metrics.SECTION_KEYS`; accuracy in percent, latency in ms, energy in
+    mJ, MACs as counts). The study stores no per-exit accuracy of the inputs that left at each
+    exit, so ``exit_accuracy`` is None here."""
+    a = trial_attrs(trial)
+    out = {}
+    for split, pre in (("val", ""), ("test", "test_")):
+        per_exit = a[f"{pre}per_exit_accuracy"]
+        values = {"accuracy": a[f"{split}_accuracy"], "per_exit_accuracy": per_exit,
+                  "mean_anytime_accuracy": (sum(per_exit) / len(per_exit)) if per_exit else None,
+                  "exit_accuracy": None, "exit_fractions": a[f"{pre}exit_fractions"],
+                  "expected_macs": a[f"{pre}expected_macs"],
+                  "expected_latency_ms": a[f"{pre}expected_latency_ms"],
+                  "expected_energy_mj": a[f"{pre}expected_energy_mj"]}
+        out[split] = {k: values[k] for k in SECTION_KEYS}
+    return out

@@ -119,6 +119,7 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
         else:
             for key, value in attrs.items():
                 STUDY[key].set(study, value)
+            name_metrics(study, attrs["objectives"])
             return study, False
     else:
         if not study.get_trials(deepcopy=False):  # maybe just created by a concurrent process
@@ -130,7 +131,18 @@ def create_or_resume(storage: Any, name: str, attrs: dict[str, Any], sampler: An
     for key in ("target_trials", "sampler", "encoding", "refine"):
         if study.user_attrs.get(key) != attrs[key]:
             STUDY[key].set(study, attrs[key])
+    if study.metric_names is None:  # a study made before dse named its metrics
+        name_metrics(study, attrs["objectives"])
     return study, True
+
+
+def name_metrics(study: Any, names: Sequence[str]) -> None:
+    """Name the study's objective values (``accuracy``, ``latency``, ...) so optuna-dashboard
+    and ``study.trials_dataframe()`` show them instead of "Objective 0/1"
+    (:meth:`optuna.Study.set_metric_names`, experimental in Optuna 3.x)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(names))
 
 
 def _wait_for_attrs(study: Any, keys: list[str], timeout_s: float = 60.0) -> Any:
@@ -154,6 +166,23 @@ def check_compatible(name: str, old: dict[str, Any], new: dict[str, Any]) -> Non
             shown_old, shown_new = _short(old[key]), _short(new.get(key))
             raise ConfigError(f"study {name!r} exists with {key}={shown_old}, but this run asks for "
                               f"{key}={shown_new}; use --study NAME (or another --out) for a new study")
+
+
+def check_resumable(storage: Any, name: str, settings: StudySettings, space: Any) -> None:
+    """Refuse, before any long work (backbone, feature cache), to resume study ``name`` when a
+    setting known without loading anything differs; :func:`create_or_resume` checks the rest.
+    Nothing happens when the study does not exist yet."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return
+    s = settings
+    known = {"backbone": s.backbone, "dataset": s.dataset, "seed": s.seed, "batch": s.batch,
+             "objectives": list(s.objectives), "budget_ms": s.budget_ms,
+             "max_drop": s.max_drop, "space": space.to_plain()}
+    old = study.user_attrs
+    if old:
+        check_compatible(name, {k: v for k, v in old.items() if k in known}, known)
 
 
 def _norm(value: Any) -> Any:

@@ -184,9 +184,9 @@ def progress_bar(total: int, desc: str, *, enabled: bool | None, leave: bool, in
 
 def epoch_line(epoch: int, epochs: int, loss: float, val_accuracy: float, lr: float,
                seconds: float) -> str:
-    """``epoch 3/30  loss 0.412  val acc 97.2%  lr 0.00103  12.3 s`` (``val_accuracy`` a
-    fraction; ``seconds`` this epoch's wall time)."""
-    return (f"epoch {epoch}/{epochs}  loss {loss:.3f}  val acc {100 * val_accuracy:.1f}%  "
+    """``epoch 3/30  loss 0.412  val acc 97.2%  lr 0.00103  12.3 s`` (``val_accuracy`` in
+    percent; ``seconds`` this epoch's wall time)."""
+    return (f"epoch {epoch}/{epochs}  loss {loss:.3f}  val acc {val_accuracy:.1f}%  "
             f"lr {lr:.3g}  {seconds:.1f} s")
 
 

@@ -95,9 +95,7 @@ def _backbone(config: RunConfig, dataset: str, checkpoint: str | None, splits, o
 def _early_exit_summary(outputs, config: RunConfig, exit_macs: list[int]) -> dict[str, Any]:
     t = config.policy.per_exit(outputs.num_exits - 1)
     r = evaluate(outputs, config.policy.criterion, t, exit_macs=exit_macs)
-    return {"accuracy": r.accuracy, "per_exit_accuracy": r.per_exit_accuracy.tolist(),
-            "mean_anytime_accuracy": float(r.per_exit_accuracy.mean()),
-            "exit_fractions": r.exit_fractions.tolist(), "expected_macs": r.expected_macs}
+    return r.section()
 
 
 def _check_same(saved: dict, now: dict, what: str, path: Path) -> None:

@@ -58,7 +58,7 @@ LossFn = Callable[..., Tensor]
 
 #: the implementations, one per name declared in :data:`dse.design.losses.LOSS_KINDS` (which
 #: holds each loss's parameters and defaults; a test checks the signatures match)
-LOSSES: Registry[LossFn] = Registry("loss")
+LOSSES: Registry[LossFn] = Registry("loss", "dse.losses")  # plugins: dse.design.losses
 #: clamp for log(Y) of EENet's mixed probabilities (the reference takes log() unclamped)
 _TINY_PROB = 1e-30
 

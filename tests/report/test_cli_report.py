@@ -34,6 +34,15 @@ def test_report_from_storage(study_factory, tmp_path, pdf):
     assert info["subsets"] is None
 
 
+def test_report_says_where_it_wrote_once(study_factory, tmp_path):
+    out = tmp_path / "fake"
+    stored_study(study_factory, out, n_trials=6)
+    res = run("report", "--study", "fake", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("report.pdf") == 1 and res.stdout.startswith("study fake: ")
+    assert "report.pdf" not in res.stderr
+
+
 def test_report_with_shift_chooses_subsets(study_factory, tmp_path, pdf, digits_checkpoint):
     out = tmp_path / "fake"
     stored_study(study_factory, out, checkpoint=digits_checkpoint, n_trials=8, seed=1)

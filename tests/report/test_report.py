@@ -109,7 +109,7 @@ def test_report_says_when_no_subset_could_be_chosen(fake_study, tmp_path, pdf):
 
 
 def test_unknown_shift_is_a_clear_error_before_any_work(fake_study, tmp_path):
-    from dse.cli.study_report import render_study_report
+    from dse.api import render_study_report
     from dse.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="unknown shift 'blur'"):

@@ -251,11 +251,24 @@ def test_worker_joins_and_tops_up(tiny_study, tmp_path):
     assert f"--study nope: no such study in the storage (it holds: {STUDY})" in missing.output
 
 
+def test_changed_settings_are_refused_before_the_context_is_built(tiny_study, monkeypatch):
+    import dse.api._search
+
+    def no_context(*args, **kwargs):
+        raise AssertionError("the backbone and feature cache were built before the check")
+
+    monkeypatch.setattr(dse.api._search, "build_context", no_context)
+    _, args, _ = tiny_study
+    result = run(*args, "--seed", "7")
+    assert result.exit_code == 2, result.output
+    assert f"study {STUDY!r} exists with seed=0, but this run asks for seed=7" in result.stderr
+
+
 def test_report_is_written_when_available(tmp_path, search_args, monkeypatch):
-    import dse.cli.study_report
+    import dse.api._search
 
     calls = []
-    monkeypatch.setattr(dse.cli.study_report, "render_study_report",
+    monkeypatch.setattr(dse.api._search, "render_study_report",
                         lambda study, out, shift=None: calls.append((study.study_name, out, shift))
                         or SimpleNamespace(path=Path(out) / "report.pdf"))
     args = [a for a in search_args(tmp_path / "r", trials=2) if a != "--no-report"]

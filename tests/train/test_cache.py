@@ -84,3 +84,19 @@ def test_file_lock_is_reentrant_across_uses(tmp_path):
     with cache.file_lock(target):  # released: can be taken again
         pass
     assert os.path.exists(f"{target}.lock")
+
+
+def test_file_lock_excludes_another_process(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "thing.pt"
+    probe = ("import sys, filelock; l = filelock.FileLock(sys.argv[1] + '.lock')\n"
+             "try:\n    l.acquire(timeout=0.2)\nexcept filelock.Timeout:\n    print('busy')\n"
+             "else:\n    print('free')")
+    with cache.file_lock(target):
+        held = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True,
+                              text=True, timeout=60)
+    after = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True,
+                           text=True, timeout=60)
+    assert (held.stdout.strip(), after.stdout.strip()) == ("busy", "free"), held.stderr

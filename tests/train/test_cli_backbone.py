@@ -30,7 +30,7 @@ def test_train_json_defaults_to_the_cache(tmp_path, monkeypatch):
     data = json.loads(result.output)
     assert data["checkpoint"].startswith(str(tmp_path / "backbones"))
     assert "_s2_" in data["checkpoint"] and data["seed"] == 2
-    assert 0 <= data["val_accuracy"] <= 1 and 0 <= data["test_accuracy"] <= 1
+    assert 0 <= data["val_accuracy"] <= 100 and 0 <= data["test_accuracy"] <= 100  # percent
 
 
 def test_cached_checkpoint_is_what_ensure_backbone_finds(tmp_path, monkeypatch):

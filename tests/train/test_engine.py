@@ -128,13 +128,13 @@ def test_progress_bar_stays_on_stderr_only_when_asked(monkeypatch, leave):
 
 
 def test_epoch_line_and_the_per_epoch_callback():
-    assert engine.epoch_line(3, 30, 0.41234, 0.9721, 0.00103, 12.34) == \
+    assert engine.epoch_line(3, 30, 0.41234, 97.21, 0.00103, 12.34) == \
         "epoch 3/30  loss 0.412  val acc 97.2%  lr 0.00103  12.3 s"
     lines: list[str] = []
     log = engine.EpochLog(lines.append, 2, start_seconds=1.0)
     for epoch, seconds in ((1, 3.5), (2, 4.0)):
         log({"epoch": epoch, "train_loss": 1.0 / epoch, "lr": 0.05 * math.cos(epoch),
-             "val": {"accuracy": 0.5 + 0.1 * epoch}, "seconds": seconds})
+             "val": {"accuracy": 50.0 + 10.0 * epoch}, "seconds": seconds})
     assert lines[0] == "epoch 1/2  loss 1.000  val acc 60.0%  lr 0.027  2.5 s"  # 3.5 - 1.0
     assert re.fullmatch(r"epoch 2/2  loss 0\.500  val acc 70\.0%  lr -0\.0208  0\.5 s", lines[1])
 

@@ -68,7 +68,7 @@ def test_frozen_training_trains_only_the_exits_and_writes_a_loadable_model(tmp_p
     for k, v in original.state_dict().items():
         assert torch.equal(r.model.backbone.state_dict()[k], v), k  # BN statistics included
     early = r.metrics["val"]["per_exit_accuracy"][:-1]
-    assert np.mean(early) > 0.3, early  # chance is 0.1: the exits learned something
+    assert np.mean(early) > 30, early  # percent; chance is 10: the exits learned something
     for name in ("model.pt", "last.pt", "metrics.json", "config.yaml"):
         assert (tmp_path / "run" / name).is_file()
     raw = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
@@ -197,7 +197,7 @@ def test_log_gets_one_line_per_epoch(tmp_path, splits, backbone_ckpt):
     assert len(lines) == 2
     for line, h in zip(lines, r.metrics["history"]):
         assert line.startswith(f"epoch {h['epoch']}/2  loss {h['train_loss']:.3f}  "
-                               f"val acc {100 * h['val']['accuracy']:.1f}%  lr {h['lr']:.3g}  ")
+                               f"val acc {h['val']['accuracy']:.1f}%  lr {h['lr']:.3g}  ")
         assert line.endswith(" s")
 
 
@@ -239,6 +239,6 @@ def test_ge_kd_against_plain_ce_on_digits_over_3_seeds(tmp_path, capsys):
     with capsys.disabled():
         for arm, values in results.items():
             print(f"\n{arm:6s} mean anytime test accuracy per seed "
-                  f"{[round(100 * v, 2) for v in values]} -> {100 * np.mean(values):.2f}%")
-    assert min(min(v) for v in results.values()) > 0.95
-    assert np.mean(results["ge+kd"]) >= np.mean(results["ce"]) - 0.005
+                  f"{[round(v, 2) for v in values]} -> {np.mean(values):.2f}%")
+    assert min(min(v) for v in results.values()) > 95  # percent
+    assert np.mean(results["ge+kd"]) >= np.mean(results["ce"]) - 0.5

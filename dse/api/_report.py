@@ -44,7 +44,8 @@ def render_study_report(study, out_dir: str | Path, shift: str | None = None, *,
     if shift is not None:
         subsets = front_subsets(data.front, data.meta, shift, probe_steps=probe_steps,
                                 device=device, log=log)
-    return render_frames(data, out_dir, shift, subsets=subsets, log=log)
+    # no log: the caller says where the report went (dse report prints it once, on stdout)
+    return render_frames(data, out_dir, shift, subsets=subsets)
 
 
 def trial_config(config: dict, number: int, meta: dict[str, Any]) -> RunConfig:
