@@ -15,7 +15,7 @@ from dse.train.model_file import load_model
 CASES = {
     "maxprob-pool": ("pool", (), (1, 3), "maxprob", (0.6,), False),
     "learned-convx-isc": ("convx", (("depth", 1),), (1, 3), "learned", (0.3, 0.4), True),
-    "entropy-bnpool": ("bnpool", (), (0, 2, 4), "entropy", (0.5,), False),
+    "entropy-bnpool": ("bnpool", (), (1, 2, 4), "entropy", (0.5,), False),
 }
 
 
