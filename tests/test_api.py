@@ -80,7 +80,7 @@ def test_latency_matches_the_command(tmp_path):
 
 
 def test_every_argument_is_documented():
-    for fn in (search, train, finetune, evaluate, latency):
+    for fn in (search, train, finetune, evaluate, latency, dse.api.export, dse.api.run):
         doc = inspect.getdoc(fn)
         for name in inspect.signature(fn).parameters:
             assert re.search(rf"^\s+{name}:", doc, re.M), f"{fn.__name__}: {name} undocumented"
@@ -101,3 +101,29 @@ def test_import_dse_is_light_and_names_resolve_lazily():
                                capture_output=True, text=True, cwd=ROOT,
                                env={"PYTHONPATH": str(ROOT), "PATH": "", "PAGER": "cat"}).stdout
     assert "budget_ms:" in help_text and "progress:" in help_text
+
+
+@pytest.mark.slow
+def test_export_and_run_are_the_commands(tmp_path, digits_checkpoint):
+    """dse.api.export / dse.api.run give what `dse export --json` / `dse run --json` print."""
+    import json
+
+    from click.testing import CliRunner
+
+    from dse.api import export, run
+    from dse.cli import cli
+    from dse.design import ExitPolicy
+
+    config = RunConfig("digits-resnet", "digits", ExitDesign(2, blocks=(1, 3)),
+                       policy=ExitPolicy("maxprob", (0.8,)), checkpoint=digits_checkpoint)
+    trained = train(config, epochs=1, out=tmp_path / "train")
+    bundle = export(trained.model_path)
+    assert Path(bundle["bundle"]) == trained.model_path.parent / "bundle"
+    cli_out = CliRunner().invoke(cli, ["export", "--checkpoint", str(trained.model_path),
+                                       "--out", str(tmp_path / "b2"), "--json"])
+    assert cli_out.exit_code == 0, cli_out.output
+    assert json.loads(cli_out.stdout)["manifest"]["exits"] == bundle["manifest"]["exits"]
+    r = run(bundle["bundle"], limit=20, warmup=0)
+    assert r["images"] == 20 and 0 <= r["accuracy"] <= 100
+    with pytest.raises(DseError, match="nowhere"):
+        run(tmp_path / "nowhere")

@@ -7,11 +7,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
-from dse.export import export_bundle
-
-
-def default_out(checkpoint: str) -> Path:
-    return Path(checkpoint).resolve().parent / "bundle"
+from dse.api import default_bundle_dir, export
 
 
 @click.command("export")
@@ -29,11 +25,10 @@ def default_out(checkpoint: str) -> Path:
 def command(checkpoint, out_dir, profile, runtime, all_exits, as_json):
     """Write one ONNX graph per backbone segment and per exit head, manifest.json and the
     onnxruntime-only runner run_bundle.py."""
-    out = Path(out_dir) if out_dir else default_out(checkpoint)
-    manifest = export_bundle(checkpoint, out, profile=profile, runtime=runtime,
-                             all_exits=all_exits)
+    result = export(checkpoint, out_dir, profile=profile, runtime=runtime, all_exits=all_exits)
+    out, manifest = Path(result["bundle"]), result["manifest"]
     if as_json:
-        echo_json({"bundle": str(out), "manifest": manifest})
+        echo_json(result)
         return
     pred = manifest["predicted"]
     rows = [[e["index"] + 1, "final" if e["final"] else e["block"], e["segment"], e["head"],

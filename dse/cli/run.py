@@ -5,7 +5,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
-from dse.export import run_bundle
+from dse.api import run
 
 
 @click.command("run")
@@ -27,8 +27,8 @@ from dse.export import run_bundle
 @options.json_flag
 def command(bundle_dir, dataset, split, provider, limit, warmup, threads, as_json):
     """Accuracy, exit mix, expected MACs, and latency measured here per exit and per input."""
-    r = run_bundle(bundle_dir, dataset=dataset, split=split, provider=provider, threads=threads,
-                   warmup=warmup, limit=limit)
+    r = run(bundle_dir, dataset=dataset, split=split, provider=provider, threads=threads,
+            warmup=warmup, limit=limit)
     if as_json:
         echo_json(r)
         return
