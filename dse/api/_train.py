@@ -10,11 +10,12 @@ from dse.api._checks import at_least, one_of, positive
 from dse.api._config import ConfigLike, code_guard, resolve_config
 from dse.device import select_device, set_threads
 from dse.errors import ConfigError
+from dse.finetune.context import branch_seed, context_for, train_original
 from dse.finetune.selective import SCORE_SPLITS, SELECTIONS, FinetuneResult, finetune_config
 from dse.finetune.shifts import check_shift
 from dse.paths import check_writable_dir
 from dse.train.full import TrainResult, train_config
-from dse.train.options import TrainOptions
+from dse.train.options import INITS, TrainOptions
 from dse.train.recipes import ImtaPhases, train_imta
 
 Log = Callable[[str], None]
@@ -35,6 +36,7 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
           optimizer: str | None = None, momentum: float = 0.9, weight_decay: float | None = None,
           schedule: str = "cosine", ge: bool | None = None, hdkd: bool = False,
           hdkd_lr: float = 0.1, augment: bool = True, from_scratch: bool = False,
+          init: str = "pretrained",
           seed: int | None = None, allow_code: bool = False, device: str = "auto",
           threads: int | None = None, recipe: str = "plain", phase2_epochs: int | None = None,
           phase2_lr: float | None = None, phase2_isc: str = "learned",
@@ -66,7 +68,12 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
         hdkd: learn the CE / distillation loss weights on val (harmonized dense KD).
         hdkd_lr: step size of HDKD's loss-weight update.
         augment: random shifts (and flips for natural images).
-        from_scratch: joint mode: start from random backbone weights.
+        from_scratch: joint mode: start from random backbone weights (``init="scratch"``).
+        init: ``pretrained`` (the trained backbone, fresh exits), ``scratch`` (as
+            ``from_scratch``) or ``proxy``: the trained backbone and the exits the search
+            proxy-trained, rebuilt exactly from the config's recorded proxy seed (the search
+            keeps no weights; its proxy training is deterministic), so training continues from
+            what the search measured.
         seed: random seed (None: the config's).
         allow_code: let the config file's backbone name Python code (``module:factory``).
         device: where torch runs: ``auto``, ``cpu`` or ``cuda``.
@@ -105,6 +112,9 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
         raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
     one_of("optimizer", optimizer, ("sgd", "adam"))
     one_of("recipe", recipe, ("plain", "imta"))
+    one_of("init", init, INITS)
+    if init == "proxy" and recipe == "imta":
+        raise ConfigError("--init proxy starts a plain run; IMTA's recipe starts its own phases")
     one_of("phase2_isc", phase2_isc, ("learned", "add"))
     one_of("isc_transform", isc_transform, ("add", "learned"))
     at_least("phase2_epochs", phase2_epochs, 1)
@@ -118,7 +128,7 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
     opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size,
                         optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
                         schedule=schedule, ge=ge, hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
-                        init="scratch" if from_scratch else "pretrained", seed=seed,
+                        init="scratch" if from_scratch else init, seed=seed,
                         max_samples=max_samples, feature_cache=feature_cache,
                         normalize=normalize, isc_transform=isc_transform)
     out_dir = check_writable_dir(Path(out) if out is not None else default_train_dir(source),
@@ -134,7 +144,17 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
             return train_imta(cfg, out_dir, replace(opts, lr=None, epochs=epochs), phases, **run)
         if phase2_epochs is not None or phase2_lr is not None or phase2_isc != "learned":
             raise ConfigError("--phase2-epochs, --phase2-lr and --phase2-isc need --recipe imta")
-        return train_config(cfg, out_dir, opts, **run)
+        exits = _proxy_exits(cfg, run["device"], log) if init == "proxy" else None
+        return train_config(cfg, out_dir, opts, init_exits=exits, **run)
+
+
+def _proxy_exits(config: Any, device: Any, log: Log | None) -> list:
+    """The early exits as the search trained them (:func:`dse.finetune.context.train_original`)."""
+    if log:
+        log("rebuilding the search's proxy-trained exits (proxy seed "
+            f"{branch_seed(config)}) to start from")
+    original = train_original(config, context_for(config, device, log))
+    return list(original.classifiers[:-1])
 
 
 def finetune(config: ConfigLike, *, shift: str, steps: int | None = None,

@@ -65,6 +65,10 @@ from dse.train.engine import log_stderr
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Random shifts (and flips for natural images).")
 @click.option("--from-scratch", is_flag=True, help="Joint mode: start from random backbone weights.")
+@click.option("--init", "init", type=click.Choice(["pretrained", "proxy"]), default="pretrained",
+              show_default=True,
+              help="proxy: start the exits from the ones the search proxy-trained (rebuilt "
+                   "exactly from the config's proxy seed) instead of fresh ones.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
 @options.allow_code
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
@@ -79,8 +83,9 @@ from dse.train.engine import log_stderr
 @options.json_flag
 def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, phase2_epochs,
             phase2_lr, phase2_isc, isc_transform, resume, lr, batch_size, optimizer, momentum,
-            weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch, seed, allow_code,
-            max_samples, normalize, mean, std, feature_cache, device, threads, as_json):
+            weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch, init, seed,
+            allow_code, max_samples, normalize, mean, std, feature_cache, device, threads,
+            as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
 
     Writes model.pt (for dse evaluate), metrics.json, config.yaml and last.pt (for --resume).
@@ -89,7 +94,8 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, pha
                    out=out_dir, mode=mode, resume=resume, lr=lr, batch_size=batch_size,
                    optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
                    schedule=schedule, ge=ge, hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
-                   from_scratch=from_scratch, seed=seed, allow_code=allow_code, device=device,
+                   from_scratch=from_scratch, init=init, seed=seed, allow_code=allow_code,
+                   device=device,
                    threads=threads, recipe=recipe, phase2_epochs=phase2_epochs,
                    phase2_lr=phase2_lr, phase2_isc=phase2_isc, isc_transform=isc_transform,
                    max_samples=max_samples, normalize=parse_normalize(normalize, mean, std),

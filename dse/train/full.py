@@ -31,7 +31,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -143,7 +143,8 @@ class _Job:
 
 
 def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, dataset: str,
-             device: torch.device, cache: FeatureCache | None = None) -> _Job:
+             device: torch.device, cache: FeatureCache | None = None,
+             init_exits: Sequence[nn.Module] | None = None) -> _Job:
     """Build the multi-exit model (seeded), freeze what frozen mode keeps, and its optimizer,
     schedule and data generator; HDKD's state when asked for. With ``cache`` the data are the
     cached features (frozen mode, see :mod:`dse.train.frozen_features`)."""
@@ -155,6 +156,8 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     if o.isc_transform == "learned":  # IMTA's transform: parameters of the model, trained
         model.isc_final = o.mode != "frozen"
         model.add_isc_transforms(info.num_classes)
+    if init_exits is not None:
+        _load_exits(model, init_exits)
     model = model.to(device)
     teacher = None
     if o.init_model:
@@ -188,6 +191,19 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     settings = {"options": o.to_dict(), "dataset": dataset, "config": to_plain(config.to_dict())}
     return _Job(config, o, a, model, costs, (x_train, y_train), (x_val, y_val), steps_per_epoch,
                 run, hdkd, device, settings, cache=cache, teacher=teacher)
+
+
+def _load_exits(model: nn.Module, exits: Sequence[nn.Module]) -> None:
+    """Start the early exits from ``exits`` (same branch type and blocks, one per exit)."""
+    if len(exits) != len(model.branches):
+        raise ConfigError(f"{len(exits)} initial exits for a model with {len(model.branches)} "
+                          "early exits")
+    for branch, source in zip(model.branches, exits):
+        try:
+            branch.load_state_dict(source.state_dict())
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"the initial exits do not fit this configuration ({first})") from None
 
 
 def _load_initial(model: nn.Module, path: str) -> None:
@@ -342,8 +358,12 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
                  dataset: str | None = None, checkpoint: str | None = None, resume: bool = False,
                  device: torch.device | str = "cpu", progress: bool | None = None, splits=None,
                  log: Log | None = log_stderr,
-                 on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+                 on_epoch_end: Callable[[int, dict], None] | None = None,
+                 init_exits: Sequence[nn.Module] | None = None) -> TrainResult:
     """Train ``config`` into ``out_dir``; see the module docstring for what is written.
+
+    ``init_exits``: one module per early exit whose weights start the exits (``init="proxy"``:
+    the search's proxy-trained branches); None: freshly initialised exits.
 
     ``splits`` (loaded :class:`~dse.data.DataSplits`) saves reloading the dataset. ``log``
     receives notes and one line per epoch (:func:`dse.train.engine.epoch_line`); ``progress``
@@ -370,7 +390,7 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
             log("frozen training on the feature cache: the backbone does not run per step")
     else:
         splits = cap_splits(splits, o.max_samples, config.seed)  # the cache's rows
-    job = _prepare(config, o, backbone, splits, dataset, device, cache)
+    job = _prepare(config, o, backbone, splits, dataset, device, cache, init_exits)
     if resume:
         bsource = _restore(job, out / LAST, bsource, log)
     elif config.training.labels == "pseudo":

@@ -35,7 +35,10 @@ from dse.train.engine import (EXIT_WEIGHT_DECAY, NETWORK_SGD_LR, NETWORK_WEIGHT_
                               SCHEDULES, SGD_MOMENTUM, check_optimizer)
 
 MODES = ("frozen", "joint", "classifiers")
-INITS = ("pretrained", "scratch")
+#: pretrained: the trained backbone, fresh exits; scratch: random backbone (joint mode);
+#: proxy: the trained backbone and the exits the search proxy-trained (rebuilt from the config's
+#: proxy seed, see dse.api.train)
+INITS = ("pretrained", "scratch", "proxy")
 #: ISC forms: dse's parameter-free sum, or IMTA's learned Linear-BN-ReLU transform
 ISC_TRANSFORMS = ("add", "learned")
 #: epochs of ``dse train`` when --epochs is not given
@@ -88,6 +91,8 @@ def resolve(options: TrainOptions, config) -> TrainOptions:
     if o.mode == "classifiers" and not o.init_model:
         raise ConfigError("mode classifiers (IMTA phase 2) starts from a trained model: give its "
                           "model file (init_model)")
+    if o.init == "proxy" and o.init_model:
+        raise ConfigError("--init proxy and an initial model file exclude each other")
     if o.init == "scratch" and o.mode != "joint":
         raise ConfigError("--from-scratch needs --mode joint (frozen mode keeps the trained backbone)")
     if o.isc_transform not in ISC_TRANSFORMS:
