@@ -45,16 +45,18 @@ def command(checkpoint, profile, runtime, dataset, out_dir, latency_samples, war
                + (f"{r['criterion']} thresholds " + ", ".join(f"{t:g}" for t in r["thresholds"])
                   if r["thresholds"] else "no early exit"))
     click.echo(table(["exit", "block", "M MACs", "anytime acc %", "exits here %",
-                      "predicted ms", "measured ms"], rows))
+                      "predicted on profile ms", "measured here ms"], rows))
     click.echo(f"early-exit test accuracy {r['test_accuracy']:.2f}%, "
                f"{r['expected_macs'] / 1e6:.3f} M MACs on average")
     if r["predicted_latency_ms"] is not None:
-        click.echo(f"predicted latency {r['predicted_latency_ms']:.3f} ms on average "
-                   f"({r['profile']}, {r['runtime']})")
+        click.echo(f"predicted on profile {r['profile']} ({r['runtime']}): "
+                   f"{r['predicted_latency_ms']:.3f} ms on average (a model of that device, "
+                   "not this machine)")
     else:
         click.echo(f"predicted latency: not computed ({r['predicted_latency_note']})")
-    click.echo(f"measured latency {r['measured_latency_ms']:.3f} ms median at batch 1 on "
-               f"{r['measured']['device']} ({r['measured']['samples']} images)")
+    click.echo(f"measured here: {r['measured_latency_ms']:.3f} ms median at batch 1 on this "
+               f"machine's {r['measured']['device']} ({r['measured']['samples']} images; not "
+               "the profile's device)")
     if r["measured_exit_agreement"] < 1.0:
         click.echo(f"note: the timed early-exit path took the evaluated exit for only "
                    f"{100 * r['measured_exit_agreement']:.1f}% of images (numerical ties)")

@@ -143,7 +143,7 @@ def pareto_latency(data: ReportData) -> Figure:
         ax.axvline(float(budget), color="#d35400", ls="--", lw=1.3,
                    label=f"latency budget ({float(budget):g} ms)")
     focus_accuracy(ax, data)
-    ax.set_xlabel(f"Expected latency on {profile} (ms per input)")
+    ax.set_xlabel(f"Expected latency predicted on {profile} (ms per input)")
     ax.set_ylabel("Validation accuracy (%)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return fig
@@ -220,7 +220,7 @@ def exit_profiles(data: ReportData, rows: pd.DataFrame, subtitle: str = "") -> F
         if not acc or not lat:
             continue
         right.plot(lat, acc, marker="o", color=c, label=f"#{int(r['number'])}")
-    right.set_xlabel("Exit cost: cumulative latency (ms)")
+    right.set_xlabel("Exit cost: cumulative latency predicted on the profile (ms)")
     right.set_ylabel("Per-exit accuracy (%)")
     right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return fig
@@ -249,7 +249,7 @@ def threshold_curves(data: ReportData, rows: pd.DataFrame, subtitle: str = "") -
     if budget is not None:
         ax.axvline(float(budget), color="#d35400", ls="--", lw=1.3,
                    label=f"latency budget ({float(budget):g} ms)")
-    ax.set_xlabel("Expected latency (ms per input)")
+    ax.set_xlabel("Expected latency predicted on the profile (ms per input)")
     ax.set_ylabel("Validation accuracy (%)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return fig

@@ -95,7 +95,8 @@ def test_train_then_evaluate_end_to_end(work):
     r = run("evaluate", "--checkpoint", run_dir / "model.pt", "--latency-samples", 5,
             "--warmup", 0, "--budgets", 3, "--threads", 1)
     assert r.exit_code == 0, r.output
-    assert "anytime acc %" in r.output and "measured latency" in r.output
+    assert "anytime acc %" in r.output and "measured here:" in r.output
+    assert "predicted on profile" in r.output
     assert "predicted latency: not computed (the search's profile 'no-such-profile'" in r.output
 
 

@@ -22,7 +22,7 @@ def test_fake_study_report(fake_study, tmp_path, pdf):
     assert "Study fake-study" in text and "jetson-nano" in text and "digits-resnet" in text
     assert pdf.has(text, "24 complete, ") and "2 failed" in text
     assert "Generated 2025-01-02 03:04 by dse" in text
-    assert "Expected latency on jetson-nano (ms per input)" in text
+    assert "Expected latency predicted on jetson-nano (ms per input)" in text
     assert "Validation accuracy (%)" in text
     assert "No deployment shift was given" in text
     assert not list(tmp_path.glob("*.tmp*")), "no temporary file is left behind"
