@@ -15,7 +15,7 @@ states the size. On disk, each split is one file keyed by sha256 of (backbone we
 split, seed, input size, dtype, max_samples, blocks) (:mod:`dse.train.feature_file`): written
 batch by batch as the backbone runs, so building holds one batch in memory, not the cache;
 renamed into place when complete; read back memory-mapped. Before a build, its size is checked
-against the free disk (:mod:`dse.train.budget`).
+against the free disk (:mod:`dse.train.cache_size`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from dse.cache import digest, file_lock, state_digest
 from dse.data import DataSplits, split_batches, split_labels
 from dse.errors import ConfigError
 from dse.models.backbones import Backbone
-from dse.train.budget import available_memory, check_fits, free_disk, total_bytes
+from dse.train.cache_size import available_memory, check_fits, free_disk, total_bytes
 from dse.train.cache_files import touch
 from dse.train.feature_file import ALIGN, SUFFIX, FeatureWriter, file_bytes, read_feature_file
 from dse.train.ticker import progress as ticker

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from dse.cli import cli
-from dse.train import budget
+from dse.train import cache_size
 from dse.train import features as tf
 
 DATA = Path(__file__).parent / "data"
@@ -17,7 +17,7 @@ DATA = Path(__file__).parent / "data"
 def test_over_budget_search_fails_in_one_line_naming_max_samples(checkpoint, tmp_path,
                                                                  monkeypatch):
     monkeypatch.setenv("DSE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(tf, "free_disk", lambda folder: budget.MARGIN_MIN_BYTES + 3_000_000)
+    monkeypatch.setattr(tf, "free_disk", lambda folder: cache_size.MARGIN_MIN_BYTES + 3_000_000)
     start = time.monotonic()
     res = CliRunner().invoke(cli, ["search", "--checkpoint", checkpoint, "--space",
                                    str(DATA / "tiny.yaml"), "--trials", "1", "--no-report",

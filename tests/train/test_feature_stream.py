@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dse.errors import ConfigError
-from dse.train import budget
+from dse.train import cache_size
 from dse.train import features as tf
 from dse.train.feature_file import FeatureWriter, file_bytes, read_feature_file
 from dse.train.ticker import LineTicker
@@ -42,7 +42,7 @@ def test_over_budget_fails_before_any_work_with_a_fitting_max_samples(backbone, 
     # blocks 0-2 of digits-resnet: 3 x 16x8x8 float16 + 10 float32 logits + 2 int64 per sample
     per_sample = 3 * 1024 * 2 + 40 + 16
     assert per_sample == 6200
-    free = budget.MARGIN_MIN_BYTES + 2_000_000  # usable: 2 MB
+    free = cache_size.MARGIN_MIN_BYTES + 2_000_000  # usable: 2 MB
     monkeypatch.setattr(tf, "free_disk", lambda folder: free)
 
     def no_compute(*args, **kwargs):
@@ -57,18 +57,18 @@ def test_over_budget_fails_before_any_work_with_a_fitting_max_samples(backbone, 
     specs = tf.file_specs({b: (16, 8, 8) for b in (0, 1, 2)}, 10, torch.float16)
     overhead = file_bytes(specs, 0) + 4096 * len(specs)
     # the suggestion fits, one more sample does not
-    assert budget.total_bytes(per_sample, overhead, [1078, 360, 359], fit) <= 2_000_000
-    assert budget.total_bytes(per_sample, overhead, [1078, 360, 359], fit + 1) > 2_000_000
+    assert cache_size.total_bytes(per_sample, overhead, [1078, 360, 359], fit) <= 2_000_000
+    assert cache_size.total_bytes(per_sample, overhead, [1078, 360, 359], fit + 1) > 2_000_000
     assert not list(tmp_path.glob("*.feat"))
 
 
 def test_fitting_max_samples_by_hand():
     # 3 splits of 100, 10, 10 rows; 10 bytes a row, 1 byte per split
-    assert budget.total_bytes(10, 1, [100, 10, 10], None) == 1203
-    assert budget.total_bytes(10, 1, [100, 10, 10], 20) == 403
-    assert budget.fitting_max_samples(10, 1, [100, 10, 10], 403) == 20
-    assert budget.fitting_max_samples(10, 1, [100, 10, 10], 402) == 19
-    assert budget.fitting_max_samples(10, 1, [100, 10, 10], 2) == 0
+    assert cache_size.total_bytes(10, 1, [100, 10, 10], None) == 1203
+    assert cache_size.total_bytes(10, 1, [100, 10, 10], 20) == 403
+    assert cache_size.fitting_max_samples(10, 1, [100, 10, 10], 403) == 20
+    assert cache_size.fitting_max_samples(10, 1, [100, 10, 10], 402) == 19
+    assert cache_size.fitting_max_samples(10, 1, [100, 10, 10], 2) == 0
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
@@ -130,6 +130,6 @@ def test_line_ticker_is_quiet_for_a_short_step():
 
 
 def test_an_in_memory_cache_is_checked_against_available_memory(backbone, digits, monkeypatch):
-    monkeypatch.setattr(tf, "available_memory", lambda: budget.MARGIN_MIN_BYTES + 1_000_000)
+    monkeypatch.setattr(tf, "available_memory", lambda: cache_size.MARGIN_MIN_BYTES + 1_000_000)
     with pytest.raises(ConfigError, match=r"GiB of memory but .*--max-samples \d+"):
         tf.build_feature_cache(backbone, digits, [0, 1, 2], cache_dir=False)
