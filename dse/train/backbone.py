@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from dse.cache import atomic_torch_save, cache_dir, digest, file_lock, slug
 from dse.data import load_dataset, split_batches, split_tensors
 from dse.errors import CheckpointError, ConfigError
+from dse.evaluation.metrics import percent
 from dse.models.backbones import Backbone, build_backbone, is_user_backbone
 from dse.models.checkpoint import load_state_dict, read_checkpoint
 from dse.train.engine import (NETWORK_ADAM_LR, NETWORK_SGD_LR, NETWORK_WEIGHT_DECAY, Log,
@@ -235,7 +236,7 @@ def ensure_backbone(name: str, dataset: str, *, seed: int = 0, checkpoint: str |
                                         progress=progress)
         save_backbone(path, model, name, dataset, info, metrics)
     if log:
-        log(f"trained {name} on {dataset}: val accuracy {metrics['val_accuracy']:.4f}, "
-            f"test accuracy {metrics['test_accuracy']:.4f} (cached at {path})")
+        log(f"trained {name} on {dataset}: val accuracy {percent(metrics['val_accuracy']):.2f}%, "
+            f"test accuracy {percent(metrics['test_accuracy']):.2f}% (cached at {path})")
     return model, BackboneInfo(name, dataset, "trained", str(path), metrics=metrics, **shape)
 
