@@ -11,6 +11,7 @@ from dse.cli.output import echo_json, table
 @click.command("latency")
 @options.profile
 @options.runtime
+@options.power_mode
 @options.backbone
 @options.checkpoint
 @options.input_size
@@ -23,9 +24,10 @@ from dse.cli.output import echo_json, table
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size (every input of the batch leaves at the same exit).")
 @options.json_flag
-def command(profile, runtime, backbone, checkpoint, input_size, num_classes, num_exits, placement,
+def command(profile, runtime, power_mode, backbone, checkpoint, input_size, num_classes, num_exits, placement,
             positions, branch, batch, as_json):
     """Model the latency of reaching and evaluating every exit of a configuration."""
+    runtime = options.with_power_mode(runtime, power_mode)
     result = latency(profile=profile, runtime=runtime, backbone=backbone, checkpoint=checkpoint,
                      input_size=input_size, num_classes=num_classes, exits=num_exits,
                      placement=placement, positions=positions, branch=branch, batch=batch)

@@ -76,6 +76,22 @@ profile = click.option(
 runtime = click.option(
     "--runtime", default=None, help="Runtime within the profile (default: the profile's own).",
 )
+power_mode = click.option(
+    "--power-mode", default=None,
+    help="Power mode of the device (nvpmodel name on Jetsons, e.g. MAXN, 15W; default: the "
+         "profile's default, MAXN on Jetsons); 'dse profile show NAME' lists them.",
+)
+
+
+def with_power_mode(runtime: str | None, power_mode: str | None) -> str | None:
+    """The runtime spec ``RUNTIME@MODE`` the profile resolves (dse.cost.profiles.Profile.runtime)."""
+    if not power_mode:
+        return runtime
+    if "@" in power_mode or not power_mode.strip():
+        raise click.BadParameter(f"a power mode name, got {power_mode!r}", param_hint="--power-mode")
+    return f"{runtime or ''}@{power_mode}"
+
+
 seed = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 def _floats(ctx, param, value):
     if value is None:

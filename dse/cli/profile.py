@@ -15,7 +15,8 @@ from dse.cli.output import echo_json, table
 from dse.cost.calibrate import CalibrationSettings
 from dse.cost.calibrate import calibrate as calibrate_here
 from dse.cost.calibrate import write_profile
-from dse.cost.profiles import list_profiles, load_profile, profile_dirs, profile_to_dict
+from dse.cost.profiles import (error_line, list_profiles, load_profile, profile_dirs,
+                               profile_to_dict)
 from dse.cost.validate import ValidationSettings
 from dse.cost.validate import validate as validate_here
 from dse.errors import ConfigError
@@ -55,18 +56,29 @@ def list_(as_json: bool) -> None:
 
 @command.command("show")
 @click.argument("name")
+@options.runtime
+@options.power_mode
 @options.json_flag
-def show(name: str, as_json: bool) -> None:
-    """Show profile NAME (a name, an alias or a YAML path) with every value and source."""
+def show(name: str, runtime: str | None, power_mode: str | None, as_json: bool) -> None:
+    """Show profile NAME (a name, an alias or a YAML path) with every value and source, and the
+    latency model's error on the published measurements it is fitted to."""
     import yaml
 
     profile = load_profile(name)
+    rt = profile.runtime(options.with_power_mode(runtime, power_mode))  # unknown names: exit 2
+    mode = profile.power_mode(rt).name
     data = profile_to_dict(profile)
+    errors = {n: (dict(r.fit_error) or None) for n, r in profile.runtimes.items()}
     if as_json:
-        echo_json({**data, "path": profile.path})
+        echo_json({**data, "path": profile.path, "selected": {"runtime": rt.name.partition("@")[0],
+                   "power_mode": mode, "clock_scale": profile.clock_scale(rt)},
+                   "published_error": errors})
         return
     click.echo(f"# {profile.path}")
     click.echo(yaml.safe_dump(data, sort_keys=False, width=100).rstrip())
+    click.echo(f"\n# power mode {mode}: compute at {profile.clock_scale(rt):.2f}x the peak's clock")
+    for r in profile.runtimes.values():
+        click.echo(f"# {error_line(profile, r)}")
 
 
 @command.command("calibrate")

@@ -25,6 +25,7 @@ DEFAULT_TRIALS = 100
 @options.input_size
 @options.profile
 @options.runtime
+@options.power_mode
 @click.option("--space", default="default", show_default=True,
               help="Search space: a name in search_spaces/ (default, eenet, ptee) or a YAML path.")
 @click.option("--trials", type=click.IntRange(min=1), default=DEFAULT_TRIALS, show_default=True,
@@ -67,11 +68,12 @@ DEFAULT_TRIALS = 100
               help="Torch CPU threads per worker process (tiny exit branches train fastest, and "
                    "reproducibly, on one).")
 @options.json_flag
-def command(backbone, checkpoint, dataset, input_size, profile, runtime, space, trials, jobs,
+def command(backbone, checkpoint, dataset, input_size, profile, runtime, power_mode, space, trials, jobs,
             sampler, objectives, budget_ms, max_drop, study_name, out, storage, batch, shift,
             no_report, unlabeled, heartbeat, max_samples, backbone_epochs, seed, device, threads,
             as_json):
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
+    runtime = options.with_power_mode(runtime, power_mode)
     try:
         result = search(backbone=backbone, checkpoint=checkpoint, dataset=dataset,
                         input_size=input_size, profile=profile, runtime=runtime, space=space,

@@ -18,6 +18,17 @@ Per kernel (a roofline with a fixed cost), with ``p = runtime.op(kind)``::
     host      = p.overhead_us + calls * call_overhead_us
                 + alloc_us_per_mb * new output MB     (outputs >= alloc_min_kb only)
 
+Op classes. ``p`` is the runtime's parameter set of the kernel's class: dense convolution
+(``conv``; a 1x1 convolution uses ``pwconv`` when the runtime has it), depthwise (``dwconv``: its few MACs per byte make it
+memory-bound, the ``t_memory`` side of the roofline), ``linear``, and the memory-bound norm,
+element-wise, pooling and reduction kernels. On a runtime with ``tensor_core_align`` (FP16/INT8
+Tensor Cores), a GEMM whose output or input channels are not multiples of it runs at
+``unaligned_eff`` x ``compute_eff`` (CUDA-core rate). The runtime's ``fit`` multipliers
+(dse.cost.published) scale these per class; every host term is multiplied by
+``Profile.host_scale``: the fit's ``overhead`` times the host CPU clock ratio of the power mode
+(eager PyTorch on a Jetson's ARM cores is host-bound, so a slower CPU clock slows it), while
+compute scales with the power mode's GPU clock (``clock_scale``).
+
 The allocation term is what an eager CPU runtime pays for a large output: the C allocator
 hands out fresh pages (mmap above its threshold, 128 KiB by default in glibc) and every page
 faults when first written. Runtimes with a memory pool (TensorRT, ncnn, CUDA's caching
@@ -64,11 +75,24 @@ class Kernel:
     calls: int
     ops: int = 1
     alloc_elems: int = 0
+    kernel_area: int = 0
 
     @classmethod
     def of(cls, r: LayerRecord) -> "Kernel":
         return cls(r.kind, r.macs, r.in_elems, r.weight_elems, r.out_elems, r.gemm, r.calls,
-                   alloc_elems=r.alloc_elems)
+                   alloc_elems=r.alloc_elems, kernel_area=getattr(r, "kernel_area", 0))
+
+    def op_kind(self, runtime: "Runtime") -> str:
+        """The parameter set this kernel uses: ``pwconv`` for a 1x1 convolution when the
+        runtime has one, else its own kind."""
+        if self.kind == "conv" and self.kernel_area == 1 and "pwconv" in runtime.ops:
+            return "pwconv"
+        return self.kind
+
+    def tensor_core_aligned(self, align: int) -> bool:
+        """Whether the GEMM's output and input channels are multiples of ``align``."""
+        n, k = self.gemm[1], self.gemm[2] // max(self.kernel_area, 1)
+        return n % align == 0 and k % align == 0
 
     def bytes_moved(self, dtype_bytes: float) -> float:
         return (self.in_elems + self.weight_elems + self.out_elems) * dtype_bytes
@@ -89,7 +113,7 @@ def kernels(records: Sequence[LayerRecord], fusion: bool) -> list[Kernel]:
             weight_elems=k.weight_elems + r.weight_elems,
             out_elems=k.out_elems if view else r.out_elems,
             gemm=k.gemm, calls=k.calls + r.calls, ops=k.ops + 1,
-            alloc_elems=k.alloc_elems if view else r.alloc_elems)
+            alloc_elems=k.alloc_elems if view else r.alloc_elems, kernel_area=k.kernel_area)
     return out
 
 
@@ -110,29 +134,37 @@ def alloc_us(k: Kernel, runtime: "Runtime") -> float:
     return runtime.alloc_us_per_mb * nbytes / 1e6
 
 
+_GEMM_KINDS = ("conv", "conv_gemm", "pwconv", "linear")
+
+
 def kernel_time_us(k: Kernel, device: "Device", runtime: "Runtime",
-                   clock_scale: float = 1.0) -> tuple[float, float]:
+                   clock_scale: float = 1.0, host_scale: float = 1.0) -> tuple[float, float]:
     """(host_us, device_us) of one kernel; see the module docstring for the formula."""
     host = k.calls * runtime.call_overhead_us + alloc_us(k, runtime)
     if k.kind == "call":
-        return host, 0.0
-    p = runtime.op(k.kind)
-    host += p.overhead_us
+        return host * host_scale, 0.0
+    kind = k.op_kind(runtime)
+    p = runtime.op(kind)
+    host = (host + p.overhead_us) * host_scale
     t_compute = 0.0
     if k.macs:
         flops_per_us = device.peak_gflops[runtime.dtype] * 1e3 * clock_scale
-        t_compute = 2.0 * k.macs / (flops_per_us * p.compute_eff * saturation(k.gemm, p))
+        eff = p.compute_eff
+        if (runtime.tensor_core_align and kind in _GEMM_KINDS
+                and not k.tensor_core_aligned(runtime.tensor_core_align)):
+            eff *= runtime.unaligned_eff
+        t_compute = 2.0 * k.macs / (flops_per_us * eff * saturation(k.gemm, p))
     t_memory = k.bytes_moved(runtime.dtype_bytes) / (device.memory_bandwidth_gbs * 1e3 * p.memory_eff)
     hi, lo = max(t_compute, t_memory), min(t_compute, t_memory)
     return host, hi + (1.0 - p.overlap) * lo
 
 
 def segment_time_us(records: Sequence[LayerRecord], device: "Device", runtime: "Runtime",
-                    clock_scale: float = 1.0) -> tuple[float, float]:
+                    clock_scale: float = 1.0, host_scale: float = 1.0) -> tuple[float, float]:
     """(host_us, device_us) summed over a segment's kernels."""
     host = dev = 0.0
     for k in kernels(records, runtime.fusion):
-        h, d = kernel_time_us(k, device, runtime, clock_scale)
+        h, d = kernel_time_us(k, device, runtime, clock_scale, host_scale)
         host += h
         dev += d
     return host, dev
@@ -158,32 +190,33 @@ def _runtime_of(profile: "Profile", runtime: "Runtime | str | None") -> "Runtime
 def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None" = None) -> LatencyPrediction:
     """Latency of every exit of ``net`` on ``profile`` with ``runtime`` (default: the profile's)."""
     rt = _runtime_of(profile, runtime)
-    scale = profile.clock_scale(rt)
+    scale, hs = profile.clock_scale(rt), profile.host_scale(rt)
     dev = profile.device
 
     def combine(host: float, device_us: float) -> float:
         return max(host, device_us) if rt.async_launch else host + device_us
 
-    blocks = [segment_time_us(b, dev, rt, scale) for b in net.blocks]
-    branches = [segment_time_us(b, dev, rt, scale) for b in net.branches]
-    head = segment_time_us(net.head, dev, rt, scale)
+    blocks = [segment_time_us(b, dev, rt, scale, hs) for b in net.blocks]
+    branches = [segment_time_us(b, dev, rt, scale, hs) for b in net.branches]
+    head = segment_time_us(net.head, dev, rt, scale, hs)
 
     def stretch(parts: Sequence[tuple[float, float]]) -> float:
         return combine(sum(h for h, _ in parts), sum(d for _, d in parts))
 
-    exit_us, acc, start = [], rt.inference_overhead_us, 0
+    decision, inference = rt.decision_overhead_us * hs, rt.inference_overhead_us * hs
+    exit_us, acc, start = [], inference, 0
     for n, b in enumerate(net.exit_blocks):
-        acc += stretch(blocks[start:b + 1] + [branches[n]]) + rt.decision_overhead_us
+        acc += stretch(blocks[start:b + 1] + [branches[n]]) + decision
         exit_us.append(acc)
         start = b + 1
     exit_us.append(acc + stretch(blocks[start:] + [head]))
-    backbone_us = rt.inference_overhead_us + stretch(blocks + [head])
+    backbone_us = inference + stretch(blocks + [head])
     n_kernels = sum(len(kernels(s, rt.fusion)) for s in (*net.blocks, net.head))
     return LatencyPrediction(
         exit_ms=tuple(t / 1e3 for t in exit_us), backbone_ms=backbone_us / 1e3,
         block_ms=tuple(combine(*b) / 1e3 for b in blocks),
         branch_ms=tuple(combine(*b) / 1e3 for b in branches),
-        head_ms=combine(*head) / 1e3, decision_ms=rt.decision_overhead_us / 1e3, kernels=n_kernels)
+        head_ms=combine(*head) / 1e3, decision_ms=decision / 1e3, kernels=n_kernels)
 
 
 def expected_latency_ms(exit_ms: Sequence[float], exit_fractions: Sequence[float]) -> float:

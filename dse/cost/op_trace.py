@@ -29,7 +29,11 @@ OP_KINDS = ("conv", "dwconv", "linear", "norm", "elementwise", "pool", "reduce",
 #: ``Slow2d``) rather than its tuned library (oneDNN, cuDNN). ``pad``: ``F.pad`` (option-A
 #: shortcuts), which eager PyTorch runs as several kernels (allocate, fill, copy), far slower
 #: per element than one element-wise op.
-FALLBACK_KINDS = {"conv_gemm": "conv", "pad": "elementwise"}
+#: ``pwconv``: a pointwise (1x1, ungrouped) convolution; the records keep kind ``conv`` (with
+#: ``kernel_area`` 1) and the latency model uses a runtime's ``pwconv`` parameters when it has them:
+#: on GPUs a 1x1 convolution is a plain GEMM with no input reuse across a window, so it reaches
+#: another fraction of the peak than a 3x3 one.
+FALLBACK_KINDS = {"conv_gemm": "conv", "pad": "elementwise", "pwconv": "conv"}
 CONV_KINDS = ("conv", "conv_gemm", "dwconv")
 _FUSION_HEADS = frozenset({*CONV_KINDS, "linear", "norm", "elementwise"})
 _GEMM_BACKENDS = frozenset({"Slow2d", "SlowDilated2d", "Slow3d", "SlowDilated3d", "SlowTranspose2d",
@@ -52,6 +56,7 @@ class LayerRecord:
     fusable: bool = False        # consumes the previous op's output and can be its epilogue
     calls: int = 0               # nn.Module calls dispatched just before this op
     alloc_elems: int = 0         # elements of newly allocated outputs (not in-place, not views)
+    kernel_area: int = 0         # convolutions: kernel height x width (1: pointwise); else 0
 
     def bytes_moved(self, dtype_bytes: float) -> float:
         """Bytes read (activations and weights) plus bytes written."""
@@ -250,6 +255,7 @@ class _Recorder:
             weight_elems=int(sum(t.numel() for t in weights)), out_elems=int(out_elems),
             out_shape=tuple(outs[0].shape), gemm=tuple(int(g) for g in gemm), fusable=fusable,
             calls=self.pending_calls, alloc_elems=int(alloc_elems),
+            kernel_area=int(math.prod(args[1].shape[2:])) if kind in CONV_KINDS else 0,
         ))
         self.pending_calls = 0
         self._prev_out = outs[0]

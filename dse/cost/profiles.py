@@ -15,7 +15,7 @@ folders of ``DSE_PROFILES_DIR``, searched first; ``aliases:`` in a profile add o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,13 @@ from dse.registry import Registry
 from dse.resources import shipped_profiles
 from dse.yamlio import read_yaml
 
+#: Multipliers a runtime's ``fit:`` may hold (dse.cost.published fits them to the profile's
+#: ``fitted_to`` rows); each scales the written parameters of one op class, so the YAML keeps the
+#: physical prior and the fitted correction apart. ``overhead`` scales every host cost.
+#: ``saturation`` scales the GEMM half-saturation sizes (m_half, n_half, k_half) of convolutions:
+#: how large a layer must be to fill the device (SMs, vector lanes, threads).
+FIT_GROUPS = ("conv_compute", "saturation", "pwconv_compute", "dwconv", "linear", "memory",
+              "overhead")
 #: Bytes per element of each dtype a runtime may compute in.
 DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0}
 SHIPPED_DIR = shipped_profiles()
@@ -48,6 +55,22 @@ class PowerMode:
     name: str
     budget_w: float
     clock_mhz: float
+    cpu_mhz: float | None = None           # host CPU clock in this mode (None: as the default)
+
+
+@dataclass(frozen=True)
+class PublishedRow:
+    """One published batch-1 latency a profile is fitted to (``fitted_to`` in the YAML)."""
+
+    source: str          # document and table/section, precise enough to find the number
+    model: str           # a dse backbone name (resnet18, mobilenetv2, ...)
+    runtime: str         # the profile's runtime that reproduces the measurement
+    precision: str       # fp32, fp16, int8
+    batch: int
+    input_size: int      # square input side in pixels
+    power_mode: str      # one of the device's power modes
+    ms: float            # the published latency, milliseconds
+    notes: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,7 @@ class Device:
     power_modes: dict[str, PowerMode]
     default_power_mode: str
     sources: tuple[str, ...] = ()
+    cpu_clock_mhz: float | None = None     # host CPU clock at which the host costs hold
 
 
 @dataclass(frozen=True)
@@ -78,16 +102,47 @@ class Runtime:
     power_w: float = 0.0                   # average power while running, for energy
     power_mode: str | None = None          # None: the device's default power mode
     sources: tuple[str, ...] = ()
+    tensor_core_align: int = 0             # GEMM channels must be multiples of this for the
+                                           # dtype's peak (Tensor Cores); 0: no such rule
+    unaligned_eff: float = 1.0             # compute_eff factor of a GEMM that is not aligned
+    fit: dict[str, float] = field(default_factory=dict)        # FIT_GROUPS -> multiplier
+    fit_error: dict[str, float] = field(default_factory=dict)  # the fit's error on its rows
 
     @property
     def dtype_bytes(self) -> float:
         return DTYPE_BYTES[self.dtype]
 
+    @property
+    def host_scale(self) -> float:
+        """The fitted multiplier of every host cost (dispatch, launch, module calls)."""
+        return self.fit.get("overhead", 1.0)
+
     def op(self, kind: str) -> OpParams:
-        """Parameters of an op kind; optional kinds (conv_gemm) fall back to their base kind."""
-        if kind in self.ops:
-            return self.ops[kind]
-        return self.ops[FALLBACK_KINDS[kind]]
+        """Parameters of an op kind with the fit applied; optional kinds (conv_gemm, pwconv)
+        fall back to their base kind. ``overhead_us`` is as written (see :attr:`host_scale`)."""
+        p = self.ops[kind] if kind in self.ops else self.ops[FALLBACK_KINDS[kind]]
+        return fitted_op(kind, p, self.fit) if self.fit else p
+
+
+def fitted_op(kind: str, p: OpParams, fit: dict[str, float]) -> OpParams:
+    """``p`` with the fit's efficiency multipliers of ``kind``'s class (capped at 1)."""
+    compute = memory = 1.0
+    if kind in ("conv", "conv_gemm", "pwconv"):
+        compute *= fit.get("conv_compute", 1.0)
+    if kind == "pwconv":
+        compute *= fit.get("pwconv_compute", 1.0)
+    if kind == "dwconv":
+        compute *= fit.get("dwconv", 1.0)
+        memory *= fit.get("dwconv", 1.0)
+    if kind == "linear":
+        compute *= fit.get("linear", 1.0)
+        memory *= fit.get("linear", 1.0)
+    if kind != "view":
+        memory *= fit.get("memory", 1.0)
+    sat = fit.get("saturation", 1.0) if kind in ("conv", "conv_gemm", "pwconv", "dwconv") else 1.0
+    return replace(p, compute_eff=min(p.compute_eff * compute, 1.0),
+                   memory_eff=min(p.memory_eff * memory, 1.0),
+                   m_half=p.m_half * sat, n_half=p.n_half * sat, k_half=p.k_half * sat)
 
 
 @dataclass(frozen=True)
@@ -99,20 +154,43 @@ class Profile:
     default_runtime: str
     aliases: tuple[str, ...] = ()
     path: str = ""
+    fitted_to: tuple[PublishedRow, ...] = ()
 
     def runtime(self, name: str | None = None) -> Runtime:
-        """The named runtime, or the profile's default; unknown names list the valid ones."""
-        key = name or self.default_runtime
+        """The named runtime, or the profile's default; unknown names list the valid ones.
+
+        ``NAME@MODE`` (or ``@MODE`` for the default runtime) runs it in power mode MODE (an
+        nvpmodel name on Jetsons); the returned runtime is named ``NAME@MODE``.
+        """
+        key, _, mode = (name or "").partition("@")
+        key = key or self.default_runtime
         if key not in self.runtimes:
             raise UnknownNameError(
                 f"profile {self.name!r} has no runtime {key!r}; expected one of: "
                 f"{', '.join(self.runtimes)}")
-        return self.runtimes[key]
+        rt = self.runtimes[key]
+        if not mode:
+            return rt
+        if mode not in self.device.power_modes:
+            raise UnknownNameError(
+                f"profile {self.name!r} has no power mode {mode!r}; expected one of: "
+                f"{', '.join(self.device.power_modes)}")
+        return replace(rt, name=f"{key}@{mode}", power_mode=mode)
+
+    def power_mode(self, runtime: Runtime) -> PowerMode:
+        """The power mode the runtime runs in (its own, else the device's default)."""
+        return self.device.power_modes[runtime.power_mode or self.device.default_power_mode]
 
     def clock_scale(self, runtime: Runtime) -> float:
         """Compute throughput factor of the runtime's power mode against the peak's clock."""
-        mode = self.device.power_modes[runtime.power_mode or self.device.default_power_mode]
-        return mode.clock_mhz / self.device.clock_mhz
+        return self.power_mode(runtime).clock_mhz / self.device.clock_mhz
+
+    def host_scale(self, runtime: Runtime) -> float:
+        """Factor on host costs: the fit's ``overhead`` times the CPU clock ratio of the mode
+        (host dispatch is CPU-bound, so a mode with a slower CPU clock pays more per op)."""
+        mode, base = self.power_mode(runtime).cpu_mhz, self.device.cpu_clock_mhz
+        clock = base / mode if mode and base else 1.0
+        return runtime.host_scale * clock
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -189,7 +267,17 @@ def _op_params(c: _Checker, raw: Any, where: str) -> OpParams:
 
 _RUNTIME_KEYS = {"description", "dtype", "ops", "fusion", "async_launch", "threads",
                  "call_overhead_us", "decision_overhead_us", "inference_overhead_us",
-                 "alloc_us_per_mb", "alloc_min_kb", "power_w", "power_mode", "sources"}
+                 "alloc_us_per_mb", "alloc_min_kb", "power_w", "power_mode", "sources",
+                 "tensor_core_align", "unaligned_eff", "fit", "fit_error"}
+
+
+def _fit(c: _Checker, raw: dict, where: str) -> tuple[dict[str, float], dict[str, float]]:
+    """A runtime's ``fit`` multipliers (FIT_GROUPS, each > 0) and ``fit_error`` numbers."""
+    fit = c.mapping(raw.get("fit", {}), f"{where}.fit", set(), set(FIT_GROUPS))
+    err = c.mapping(raw.get("fit_error", {}), f"{where}.fit_error", set(),
+                    {"rows", "models", "median_abs_error", "max_abs_error", "loo_median_abs_error"})
+    return ({k: c.number(fit, f"{where}.fit", k, low_open=True) for k in fit},
+            {k: c.number(err, f"{where}.fit_error", k) for k in err})
 
 
 def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
@@ -207,6 +295,10 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
     mode = raw.get("power_mode")
     if mode is not None and (not isinstance(mode, str) or mode not in device.power_modes):
         c.fail(f"{where}.power_mode", f"must be one of {', '.join(device.power_modes)}, got {mode!r}")
+    align = raw.get("tensor_core_align", 0)
+    if isinstance(align, bool) or not isinstance(align, int) or align < 0:
+        c.fail(f"{where}.tensor_core_align", f"must be an integer >= 0, got {align!r}")
+    fit, fit_error = _fit(c, raw, where)
     return Runtime(
         name=name, description=str(raw.get("description", "")), dtype=dtype,
         ops={k: _op_params(c, ops_raw[k], f"{where}.ops.{k}") for k in (*OP_KINDS, *FALLBACK_KINDS)
@@ -219,13 +311,16 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
         alloc_us_per_mb=c.number(raw, where, "alloc_us_per_mb", default=0.0),
         alloc_min_kb=c.number(raw, where, "alloc_min_kb", default=128.0),
         power_w=c.number(raw, where, "power_w"), power_mode=mode,
-        sources=c.strings(raw, where, "sources"),
+        sources=c.strings(raw, where, "sources"), tensor_core_align=align,
+        unaligned_eff=c.number(raw, where, "unaligned_eff", 0.0, 1.0, default=1.0, low_open=True),
+        fit=fit, fit_error=fit_error,
     )
 
 
 def _device(c: _Checker, raw: Any) -> Device:
     c.mapping(raw, "device", {"kind", "clock_mhz", "peak_gflops", "memory_bandwidth_gbs",
-                              "power_modes", "default_power_mode"}, {"sources", "notes"})
+                              "power_modes", "default_power_mode"},
+              {"sources", "notes", "cpu_clock_mhz"})
     peaks = c.mapping(raw["peak_gflops"], "device.peak_gflops", set(), set(DTYPE_BYTES))
     if not peaks:
         c.fail("device.peak_gflops", "must name at least one dtype (fp32, fp16, bf16, int8)")
@@ -235,9 +330,10 @@ def _device(c: _Checker, raw: Any) -> Device:
     modes = {}
     for mode, body in modes_raw.items():
         where = f"device.power_modes.{mode}"
-        c.mapping(body, where, {"budget_w", "clock_mhz"}, {"notes"})
+        c.mapping(body, where, {"budget_w", "clock_mhz"}, {"notes", "cpu_mhz"})
+        cpu = c.number(body, where, "cpu_mhz", low_open=True) if "cpu_mhz" in body else None
         modes[str(mode)] = PowerMode(str(mode), c.number(body, where, "budget_w"),
-                                     c.number(body, where, "clock_mhz", low_open=True))
+                                     c.number(body, where, "clock_mhz", low_open=True), cpu)
     default_mode = c.string(raw, "device", "default_power_mode", choices=tuple(modes))
     return Device(
         kind=c.string(raw, "device", "kind", choices=("gpu", "cpu")),
@@ -246,14 +342,44 @@ def _device(c: _Checker, raw: Any) -> Device:
         memory_bandwidth_gbs=c.number(raw, "device", "memory_bandwidth_gbs", low_open=True),
         power_modes=modes, default_power_mode=default_mode,
         sources=c.strings(raw, "device", "sources"),
+        cpu_clock_mhz=(c.number(raw, "device", "cpu_clock_mhz", low_open=True)
+                       if "cpu_clock_mhz" in raw else None),
     )
+
+
+_ROW_KEYS = {"source", "model", "runtime", "precision", "batch", "input_size", "power_mode", "ms"}
+
+
+def _fitted_to(c: _Checker, raw: Any, device: Device, runtimes: dict[str, Runtime]
+               ) -> tuple[PublishedRow, ...]:
+    """The ``fitted_to`` rows: every field present, runtime and power mode known."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        c.fail("fitted_to", f"must be a list of rows, got {type(raw).__name__}")
+    rows = []
+    for i, row in enumerate(raw):
+        where = f"fitted_to[{i}]"
+        c.mapping(row, where, _ROW_KEYS, {"notes"})
+        batch, size = row["batch"], row["input_size"]
+        for key, value in (("batch", batch), ("input_size", size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                c.fail(f"{where}.{key}", f"must be an integer >= 1, got {value!r}")
+        rows.append(PublishedRow(
+            source=c.string(row, where, "source"), model=c.string(row, where, "model"),
+            runtime=c.string(row, where, "runtime", choices=tuple(runtimes)),
+            precision=c.string(row, where, "precision", choices=tuple(DTYPE_BYTES)),
+            batch=batch, input_size=size,
+            power_mode=c.string(row, where, "power_mode", choices=tuple(device.power_modes)),
+            ms=c.number(row, where, "ms", low_open=True), notes=str(row.get("notes", ""))))
+    return tuple(rows)
 
 
 def parse_profile(raw: Any, path: str) -> Profile:
     """Validate a profile's raw YAML content; ``path`` names it in error messages."""
     c = _Checker(path)
     c.mapping(raw, "", {"name", "device", "runtimes", "default_runtime"},
-              {"description", "aliases", "notes"})
+              {"description", "aliases", "notes", "fitted_to"})
     device = _device(c, raw["device"])
     runtimes_raw = raw["runtimes"]
     if not isinstance(runtimes_raw, dict) or not runtimes_raw:
@@ -262,7 +388,8 @@ def parse_profile(raw: Any, path: str) -> Profile:
     default = c.string(raw, "", "default_runtime", choices=tuple(runtimes))
     return Profile(name=c.string(raw, "", "name"), description=str(raw.get("description", "")),
                    device=device, runtimes=runtimes, default_runtime=default,
-                   aliases=c.strings(raw, "", "aliases"), path=path)
+                   aliases=c.strings(raw, "", "aliases"), path=path,
+                   fitted_to=_fitted_to(c, raw.get("fitted_to"), device, runtimes))
 
 
 def read_profile(path: str | os.PathLike) -> Profile:
@@ -360,8 +487,19 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             body["power_mode"] = rt.power_mode
         body["ops"] = {k: {f: _round(getattr(p, f)) for f in p.__dataclass_fields__}
                        for k, p in rt.ops.items()}
+        if rt.tensor_core_align:
+            body["tensor_core_align"] = rt.tensor_core_align
+            body["unaligned_eff"] = _round(rt.unaligned_eff)
+        if rt.fit:
+            body["fit"] = dict(rt.fit)
+        if rt.fit_error:
+            body["fit_error"] = dict(rt.fit_error)
         body["sources"] = list(rt.sources)
         return body
+
+    def mode(m: PowerMode) -> dict[str, Any]:
+        return {"budget_w": m.budget_w, "clock_mhz": m.clock_mhz,
+                **({"cpu_mhz": m.cpu_mhz} if m.cpu_mhz else {})}
 
     return {
         "name": profile.name, "description": profile.description,
@@ -371,14 +509,29 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             "kind": dev.kind, "clock_mhz": dev.clock_mhz,
             "peak_gflops": {k: _round(v) for k, v in dev.peak_gflops.items()},
             "memory_bandwidth_gbs": _round(dev.memory_bandwidth_gbs),
-            "power_modes": {m.name: {"budget_w": m.budget_w, "clock_mhz": m.clock_mhz}
-                            for m in dev.power_modes.values()},
+            "power_modes": {m.name: mode(m) for m in dev.power_modes.values()},
             "default_power_mode": dev.default_power_mode, "sources": list(dev.sources),
+            **({"cpu_clock_mhz": dev.cpu_clock_mhz} if dev.cpu_clock_mhz else {}),
         },
         "runtimes": {name: runtime(rt) for name, rt in profile.runtimes.items()},
+        **({"fitted_to": [{k: v for k, v in r.__dict__.items() if k != "notes" or v}
+                          for r in profile.fitted_to]} if profile.fitted_to else {}),
     }
 
 
 def _round(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
+
+def error_line(profile: Profile, runtime: Runtime | None = None) -> str:
+    """One line for users (``dse profile show``, the report's title page): the model's error on this profile's published rows, or that it is
+    not validated on this device."""
+    rt = runtime or profile.runtime()
+    base = rt.name.partition("@")[0]
+    err = profile.runtimes[base].fit_error if base in profile.runtimes else {}
+    if not err:
+        return (f"latency model not validated on {profile.name}/{base}: no published "
+                "measurements cited for this runtime")
+    return (f"latency model error on {profile.name}/{base}: median {100 * err['median_abs_error']:.0f}% "
+            f"(leave-one-model-out {100 * err['loo_median_abs_error']:.0f}%) over "
+            f"{int(err['rows'])} published batch-1 rows on {int(err['models'])} models")

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dse.cost.profiles import error_line, load_profile
+from dse.errors import DseError
 from dse.report.data import ReportData
 from dse.report import plots
 from dse.report.plots import chunks, page
@@ -77,6 +79,7 @@ def title_page(data: ReportData, version: str, now: _dt.datetime | None = None,
         ("Hardware profile", f"{m.get('profile', '?')}"
                              + (f"  (runtime {m['runtime']})" if m.get("runtime") else "")
                              + (f", batch {m['batch']}" if m.get("batch") else "")),
+        ("Latency model", textwrap.shorten(_model_error(m), 95, placeholder=" ...")),
         ("Backbone", backbone),
         ("Weights", textwrap.shorten(str(ckpt), 90, placeholder=" ...") if ckpt else
          "trained by dse (cached)"),
@@ -99,6 +102,18 @@ def title_page(data: ReportData, version: str, now: _dt.datetime | None = None,
              f"{m.get('created', '?')} with dse {m.get('dse_version', '?')}")
     fig.text(0.5, 0.035, stamp, ha="center", fontsize=10, color="#555555")
     return fig
+
+
+def _model_error(meta: dict) -> str:
+    """The latency model's error on the chosen profile's published rows (dse.cost.published)."""
+    name = meta.get("profile_path") or meta.get("profile")
+    if not name:
+        return "not validated (no profile recorded)"
+    try:
+        profile = load_profile(str(name))
+        return error_line(profile, profile.runtime(meta.get("runtime"))).removeprefix("latency model ")
+    except DseError:
+        return f"not validated ({name} could not be loaded)"
 
 
 def _mega(value: Any) -> float | None:
