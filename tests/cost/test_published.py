@@ -163,3 +163,15 @@ def test_profile_show_prints_the_error_and_power_mode():
     assert bad.exit_code == 2 and "no power mode 'BOGUS'" in bad.output
     text = CliRunner().invoke(cli, ["profile", "show", "jetson-nano"])
     assert "latency model error on jetson-nano/tensorrt-fp16" in text.output
+
+
+def test_latency_power_mode_slows_a_jetson_and_names_the_mode():
+    args = ["latency", "--profile", "jetson-agx-orin", "--backbone", "digits-resnet", "--json"]
+    maxn = CliRunner().invoke(cli, args)
+    low = CliRunner().invoke(cli, args + ["--power-mode", "15W"])
+    assert maxn.exit_code == 0 and low.exit_code == 0, low.output
+    a, b = json.loads(maxn.output), json.loads(low.output)
+    assert b["runtime"] == "tensorrt-fp16@15W" and a["runtime"] == "tensorrt-fp16"
+    assert b["total_ms"] > a["total_ms"]
+    bad = CliRunner().invoke(cli, args + ["--power-mode", "NOPE"])
+    assert bad.exit_code == 2 and "no power mode 'NOPE'" in bad.output
