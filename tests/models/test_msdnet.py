@@ -176,3 +176,23 @@ def test_msdnet_space_searches_which_classifiers_to_keep_with_the_paper_branch()
         assert len(blocks) == d.exits.count and set(blocks) <= set(range(6))
         kept.add(blocks)
     assert len(kept) > 5  # different subsets of the six early classifiers
+
+
+def test_macs_of_a_tiny_msdnet_by_hand():
+    # 2 blocks of 1 layer, 2 scales (4 and 8 channels), growth 2, classifier width 4, 1x4x4 in
+    spec = dataclasses.replace(CIFAR, blocks=2, base=1, step=1, channels=4, growth=2,
+                               gr_factor=(1, 2), bn_factor=(1, 2), classifier_width=4)
+    backbone = build_msdnet(spec, 3, 1, "tiny")
+    a = assemble(backbone, InputSpec(1, 4, 3), 1, "explicit", "msdnet", [0],
+                 branch_params={"width": 4})
+    stem = 16 * 4 * 9 + 4 * 8 * 36                        # 3x3 1->4 at 4x4; 3x3/2 4->8 at 2x2
+    # layer 1 reads and writes both scales; new channels: 2 at scale 0, 2 + 2 at scale 1
+    layer1 = (16 * 2 * 4 + 16 * 2 * 18                    # scale 0: 1x1 4->2, 3x3 2->2 at 4x4
+              + 4 * 4 * 8 + 4 * 2 * 36                    # scale 1 normal: 1x1 8->4, 3x3 4->2
+              + 16 * 2 * 4 + 4 * 2 * 18)                  # scale 1 down: 1x1 4->2, 3x3/2 2->2
+    exit1 = 12 * 9 * 4 + 4 * 9 * 4 + 4 + 4 * 3 + 4        # 2 convs to 1x1, pool, FC, confidence
+    # layer 2 writes scale 1 only (6 and 12 channels in), then a transition 16 -> 8 channels
+    layer2 = 4 * 4 * 12 + 4 * 2 * 36 + 16 * 2 * 6 + 4 * 2 * 18 + 4 * 8 * 16
+    head = 8 * 9 * 4 + 4 * 9 * 4 + 4 + 4 * 3
+    assert a.macs.block_macs == [stem + layer1, layer2] and a.macs.head_macs == head
+    assert a.exit_macs == [stem + layer1 + exit1, stem + layer1 + exit1 + layer2 + head]
