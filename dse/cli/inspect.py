@@ -7,7 +7,20 @@ from dse.cli import options
 from dse.cli.output import echo_json, table
 from dse.cost.assemble import assemble, default_input_spec
 from dse.cost.flops import param_count
+from dse.errors import ConfigError
 from dse.models.placement import parse_positions
+
+
+def _branch_params(items: tuple[str, ...]) -> dict[str, int]:
+    """``("width=128",)`` -> ``{"width": 128}`` (the branch type checks names and ranges)."""
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name.strip() or not value.strip().lstrip("-").isdigit():
+            raise ConfigError(f"--branch-param: expected NAME=INTEGER (e.g. width=128), "
+                              f"got {item!r}")
+        out[name.strip()] = int(value)
+    return out
 
 
 @click.command("inspect")
@@ -20,13 +33,16 @@ from dse.models.placement import parse_positions
 @options.placement
 @options.positions
 @options.branch
+@click.option("--branch-param", "branch_param", multiple=True, metavar="NAME=INT",
+              help="A parameter of the branch type (repeatable), e.g. width=128 for the msdnet "
+                   "branch on msdnet-cifar.")
 @options.json_flag
 def command(backbone, checkpoint, input_size, num_classes, num_exits, placement, positions,
-            branch, as_json):
+            branch, branch_param, as_json):
     """Show a backbone's blocks, where exits land, and what each exit costs in MACs."""
     inputs = default_input_spec(backbone, input_size, num_classes)
     a = assemble(backbone, inputs, num_exits, placement, branch, parse_positions(positions),
-                 checkpoint=checkpoint)
+                 checkpoint=checkpoint, branch_params=_branch_params(branch_param))
     cum = a.macs.cum_macs
     blocks = [{"index": i, "name": n, "macs": m, "cum_macs": c}
               for i, (n, m, c) in enumerate(zip(a.backbone.block_names, a.macs.block_macs, cum))]

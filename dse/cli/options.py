@@ -67,7 +67,7 @@ positions = click.option(
 )
 branch = click.option(
     "--branch", default="pool", show_default=True,
-    help="Exit branch type: plain, pool, bnpool, convx.",
+    help="Exit branch type: plain, pool, bnpool, convx, msdnet.",
 )
 profile = click.option(
     "--profile", default="jetson", show_default=True,

@@ -322,12 +322,13 @@ def trace_multiexit(backbone: Any, input_shape: Sequence[int], exit_blocks: Sequ
     was_training = backbone.training
     backbone.eval()
     x = torch.randn(batch, *input_shape)
+    view = getattr(backbone, "exit_input", lambda out: out)  # MSDNet: the coarsest scale
     blocks, feats = [], []
     for block in backbone.blocks:
         records, x = trace(block, x)
         blocks.append(tuple(records))
-        feats.append(x)
-    head, _ = trace(backbone.head, x)
+        feats.append(view(x))
+    head, _ = trace(backbone.head, view(x))
     branch_records = []
     for b, branch in zip(exit_blocks, branches):
         branch.eval()

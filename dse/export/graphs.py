@@ -156,6 +156,11 @@ def export_graphs(model: MultiExitNet, input_shape: Sequence[int], *, confidence
     x = torch.zeros(1, *input_shape)
     segments, heads = [], []
     blocks = model.backbone.blocks
+    with torch.no_grad():
+        if not isinstance(blocks[0](x), torch.Tensor):
+            raise DseError(f"backbone {model.backbone.name}: its blocks pass a list of feature "
+                           "scales (a multi-scale network such as MSDNet), which dse export "
+                           "does not split into ONNX segments yet")
     for n, (first, last) in enumerate(p.segments):
         seg = Segment([blocks[i] for i in range(first, last + 1)])
         in_name = "input" if n == 0 else "features"

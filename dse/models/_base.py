@@ -25,7 +25,13 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             x = block(x)
-        return self.head(x)
+        return self.head(self.exit_input(x))
+
+    def exit_input(self, out):  # noqa: ANN001, ANN201
+        """What an exit after a block (and the head after the last) reads from the block's
+        output: the output itself. A multi-scale backbone (MSDNet), whose blocks output a list
+        of scales, returns the one tensor its classifiers read."""
+        return out
 
     @property
     def first_attach(self) -> int:
@@ -34,11 +40,11 @@ class Backbone(nn.Module):
         return 1 if self.block_names and self.block_names[0] == "stem" else 0
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The output of every block, in order."""
+        """What an exit reads after every block (:meth:`exit_input` of its output), in order."""
         outs = []
         for block in self.blocks:
             x = block(x)
-            outs.append(x)
+            outs.append(self.exit_input(x))
         return outs
 
 

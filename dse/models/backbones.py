@@ -12,12 +12,15 @@ whose output feeds the head). Built-ins:
   al., IEEE Access 2020): conv-128 x2 + pool, conv-256 x2 + pool, conv-512 x2 + pool, fc-1024,
   fc-classes.
 - ``digits-resnet``: a small ResNet for 8x8 inputs (the embedded digits default).
+- ``msdnet-cifar`` and ``msdnet-imagenet``: MSDNet (Huang et al., ICLR 2018), one block per
+  classifier; its blocks output a list of scales and exits read the coarsest
+  (:meth:`Backbone.exit_input`); its early classifiers are exits of the ``msdnet`` branch.
 
 A user backbone is ``package.module:factory``; the factory returns a :class:`Backbone`, any
 module with ``blocks`` and ``head`` attributes, or a plain ``nn.Sequential`` (each child a block).
 
-The families live in ``_resnets``, ``_vggs`` and ``_mobilenet`` and register themselves in the
-leaf :mod:`dse.models._registry`; importing this module imports them, so :data:`BACKBONES` is
+The families live in ``_resnets``, ``_vggs``, ``_mobilenet`` and ``_msdnet`` and register
+themselves in the leaf :mod:`dse.models._registry`; importing this module imports them, so :data:`BACKBONES` is
 complete wherever :func:`build_backbone` is reachable.
 
 Building one imports and calls code, so a name read from a file (a run configuration, a saved
@@ -34,7 +37,7 @@ from torch import nn
 
 from dse.errors import ConfigError
 # Each family registers itself on import; this order is the order BACKBONES lists them in.
-from dse.models import _resnets, _vggs, _mobilenet  # noqa: F401,I001
+from dse.models import _resnets, _vggs, _mobilenet, _msdnet  # noqa: F401,I001
 from dse.models._base import Backbone, ClassifierHead, conv_bn_relu
 from dse.models._registry import BACKBONES, default_input_size, is_user_backbone, register_backbone
 from dse.models.checkpoint import load_state_dict

@@ -1,4 +1,4 @@
-"""Exit branch registry: plain, pool, bnpool, convx.
+"""Exit branch registry: plain, pool, bnpool, convx, msdnet.
 
 Every branch maps a block's feature map to ``(logits [N, K], confidence [N])``. The confidence
 head is ``sigmoid(FC)`` as in EENets (Demir 2019), so it lies in [0, 1]:
@@ -8,6 +8,10 @@ head is ``sigmoid(FC)`` as in EENets (Demir 2019), so it lies in [0, 1]:
 - ``bnpool``: BatchNorm -> ReLU -> global average pool -> two FC heads.
 - ``convx``:  ``depth`` x (conv3x3 -> BN -> ReLU, ``width`` channels) -> global average pool ->
   two FC heads (the ConvX branches of post-trained early exits; width defaults to the input's).
+- ``msdnet``: MSDNet's classifier (Huang et al., ICLR 2018): 2 x (conv3x3 stride 2 -> BN ->
+  ReLU, ``width`` channels) -> global average pool -> two FC heads. The paper uses width 128 on
+  CIFAR and the input's channels (the default) on ImageNet; on an MSDNet backbone it reads the
+  coarsest scale, as the paper's classifiers do.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import torch
 from torch import nn
 
 from dse.errors import ConfigError
+from dse.models._msdnet import classifier_features
 from dse.registry import Registry
 
 def _plugin(name: str, builder: Callable[..., "ExitBranch"]) -> Callable[..., "ExitBranch"]:
@@ -32,6 +37,7 @@ BRANCHES: Registry[Callable[..., "ExitBranch"]] = Registry("branch", "dse.branch
 #: Parameters each branch accepts, with (type, minimum); the search space and configs check these.
 BRANCH_PARAMS: dict[str, dict[str, tuple[type, int]]] = {
     "plain": {}, "pool": {}, "bnpool": {}, "convx": {"depth": (int, 1), "width": (int, 1)},
+    "msdnet": {"width": (int, 1)},
 }
 
 
@@ -80,6 +86,12 @@ def convx(in_shape: tuple[int, int, int], num_classes: int, depth: int = 1,
         layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
         cin = width
     return ExitBranch(nn.Sequential(*layers, _gap()), width, num_classes)
+
+
+@BRANCHES.register("msdnet")
+def msdnet(in_shape: tuple[int, int, int], num_classes: int,
+           width: int | None = None) -> ExitBranch:
+    return ExitBranch(classifier_features(in_shape[0], width), width or in_shape[0], num_classes)
 
 
 def check_branch_params(name: str, params: dict, where: str = "branch") -> dict:

@@ -101,6 +101,12 @@ class MultiExitNet(nn.Module):
                 out.append(self._collaborate(i, z, prev))
         return out
 
+    def _exit_input(self, out):  # noqa: ANN001, ANN202
+        """What exits read from a block's output (:meth:`Backbone.exit_input`: the output
+        itself, or MSDNet's coarsest scale)."""
+        view = getattr(self.backbone, "exit_input", None)
+        return out if view is None else view(out)
+
     @property
     def num_exits(self) -> int:
         """Exits including the final head."""
@@ -112,9 +118,9 @@ class MultiExitNet(nn.Module):
         for i, block in enumerate(self.backbone.blocks):
             x = block(x)
             if e < len(self.exit_blocks) and self.exit_blocks[e] == i:
-                outputs.append(self.branches[e](x))
+                outputs.append(self.branches[e](self._exit_input(x)))
                 e += 1
-        logits = self.backbone.head(x)
+        logits = self.backbone.head(self._exit_input(x))
         outputs.append((logits, torch.ones(logits.shape[0], dtype=logits.dtype, device=logits.device)))
         return outputs
 
@@ -137,7 +143,7 @@ class MultiExitNet(nn.Module):
         for i, block in enumerate(self.backbone.blocks):
             x = block(x)
             if e < len(self.exit_blocks) and self.exit_blocks[e] == i:
-                logits, conf = self.branches[e](x)
+                logits, conf = self.branches[e](self._exit_input(x))
                 if self.isc:
                     if previous is not None:
                         logits = self._collaborate(e, logits, previous)
@@ -154,19 +160,26 @@ class MultiExitNet(nn.Module):
                     out[alive[leave]] = logits[leave]
                     exit_index[alive[leave]] = e
                     stay = ~leave
-                    alive, x = alive[stay], x[stay]
+                    alive, x = alive[stay], _rows(x, stay)
                     if previous is not None:
                         previous = previous[stay]
                     if alive.numel() == 0:
                         return out, exit_index
                 e += 1
-        logits = self.backbone.head(x)
+        logits = self.backbone.head(self._exit_input(x))
         if self.isc and self.isc_final and previous is not None:
             logits = self._collaborate(len(self.exit_blocks), logits, previous)
         if out is None:
             out = logits.new_empty((n, logits.shape[1]))
         out[alive] = logits
         return out, exit_index
+
+
+def _rows(x, rows: torch.Tensor):  # noqa: ANN001, ANN202
+    """The rows ``rows`` of a block's output: a tensor, or each scale of a multi-scale list."""
+    if isinstance(x, (list, tuple)):
+        return [t[rows] for t in x]
+    return x[rows]
 
 
 def feature_shapes(backbone: Backbone, input_shape: Sequence[int]) -> list[tuple[int, ...]]:

@@ -75,6 +75,14 @@ def ge_scales(num_exits: int) -> list[tuple[float, float]]:
     return [(1.0 / (k - s + 1), float(k - s)) for s in range(1, k)]
 
 
+def _scale_each(x, scale: float):  # noqa: ANN001, ANN202
+    """:func:`grad_scale` on a block's output: a tensor, or every scale of a multi-scale list
+    (MSDNet; IMTA's ``msdnet_ge.py`` re-scales each scale the same way)."""
+    if isinstance(x, (list, tuple)):
+        return [grad_scale(t, scale) for t in x]
+    return grad_scale(x, scale)
+
+
 @contextlib.contextmanager
 def gradient_equilibrium(model: nn.Module) -> Iterator[None]:
     """Install GE's re-scaling ops on a :class:`~dse.models.multiexit.MultiExitNet` for the
@@ -83,9 +91,9 @@ def gradient_equilibrium(model: nn.Module) -> Iterator[None]:
     handles = []
     for (branch_side, onward), b in zip(ge_scales(len(exit_blocks) + 1), exit_blocks):
         handles.append(blocks[b].register_forward_hook(
-            lambda _m, _inp, out, s=branch_side: grad_scale(out, s)))
+            lambda _m, _inp, out, s=branch_side: _scale_each(out, s)))
         handles.append(blocks[b + 1].register_forward_pre_hook(
-            lambda _m, inp, s=onward: (grad_scale(inp[0], s), *inp[1:])))
+            lambda _m, inp, s=onward: (_scale_each(inp[0], s), *inp[1:])))
     try:
         yield
     finally:

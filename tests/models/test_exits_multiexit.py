@@ -13,7 +13,8 @@ from dse.models.criteria import CRITERIA
 from dse.models.exits import BRANCHES, build_branch
 from dse.models.multiexit import MultiExitNet, build_multiexit
 
-BRANCH_CASES = [("plain", {}), ("pool", {}), ("bnpool", {}), ("convx", {"depth": 2, "width": 8})]
+BRANCH_CASES = [("plain", {}), ("pool", {}), ("bnpool", {}), ("convx", {"depth": 2, "width": 8}),
+                ("msdnet", {"width": 8})]
 
 
 @pytest.mark.parametrize("name, params", BRANCH_CASES)
@@ -189,6 +190,10 @@ def test_learned_isc_transform_is_imtas_concat_then_linear_and_the_early_exit_pa
     ("bnpool", {}, ["BatchNorm2d", "ReLU", "AdaptiveAvgPool2d", "Flatten"]),
     # PTEEnet (Lahiany et al. 2022) ConvX: X x (conv3x3, BN, ReLU), then pool and the FC heads
     ("convx", {"depth": 2, "width": 8},
+     ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "AdaptiveAvgPool2d",
+      "Flatten"]),
+    # MSDNet (Huang et al. 2018): two conv3x3 stride 2 (BN, ReLU), average pool, FC
+    ("msdnet", {"width": 8},
      ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "AdaptiveAvgPool2d",
       "Flatten"]),
 ])
