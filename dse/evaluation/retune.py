@@ -65,8 +65,11 @@ class Retuned:
 
 def operating_points(val: ExitOutputs, criterion: str, exit_costs: Sequence[float], *,
                      scheme: str = "both", q_grid: Any = None, num_global: int = 512,
-                     bounds: tuple[float, float] | None = None) -> OperatingPoints:
-    """Every candidate of ``scheme`` (``global``, ``geometric`` or ``both``) on ``val``.
+                     bounds: tuple[float, float] | None = None,
+                     extra: Any = None) -> OperatingPoints:
+    """Every candidate of ``scheme`` (``global``, ``geometric`` or ``both``) on ``val``, then
+    the per-exit threshold vectors in ``extra`` ([K, E-1]; e.g. the configured ones, so that
+    re-tuning never does worse on val than keeping them).
 
     ``bounds``: clip each threshold into [low, high] (the criterion's own orientation) before
     measuring it; None keeps +-inf (exit all early / none early exactly).
@@ -90,6 +93,10 @@ def operating_points(val: ExitOutputs, criterion: str, exit_costs: Sequence[floa
     if scheme in ("both", "geometric") and early > 0:
         q = DEFAULT_Q_GRID if q_grid is None else np.asarray(q_grid, dtype=np.float64)
         t = clip(thresholds_for_exit_probs(val, criterion, geometric_exit_probs(q, val.num_exits)))
+        r = sweep_per_exit(val, criterion, t)
+        parts.append((t, r.accuracy, r.exit_fractions))
+    if extra is not None and early > 0:
+        t = clip(np.asarray(extra, dtype=np.float64).reshape(-1, early))
         r = sweep_per_exit(val, criterion, t)
         parts.append((t, r.accuracy, r.exit_fractions))
     fractions = np.concatenate([p[2] for p in parts])

@@ -101,7 +101,8 @@ def retune_model(model: Any, config: RunConfig, inputs: dict[str, Any], exit_mac
     exit_ms, predicted = predicted_latency(model, config, inputs, profile, runtime)
     costs, unit, kw = _costs(objective, prov, exit_ms, exit_macs, predicted)
     criterion = config.policy.criterion
-    chosen = retune(val, criterion, costs, unit=unit, **kw)
+    current = [config.policy.per_exit(val.num_exits - 1)] if val.num_exits > 1 else None
+    chosen = retune(val, criterion, costs, unit=unit, extra=current, **kw)
     new = replace(config, policy=replace(config.policy, thresholds=chosen.thresholds))
     limit_key, limit = ((f"max_{unit}", chosen.limit) if chosen.rule == "max_cost"
                         else ("min_val_accuracy", 100.0 * chosen.limit))

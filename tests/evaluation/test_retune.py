@@ -111,3 +111,14 @@ def test_chosen_thresholds_reproduce_their_val_point_and_fit_a_config(criterion)
 def test_bad_limits_raise_config_errors(hand_outputs, kw, message):
     with pytest.raises(ConfigError, match=message):
         retune(hand_outputs, "learned", COSTS, **kw)
+
+
+def test_extra_candidates_count_so_the_configured_point_is_never_lost(hand_outputs):
+    # per-exit (0.875, 0.75): n0 leaves at exit 1, n1 at exit 2, n2 and n3 at the final exit:
+    # right T T T F = 0.75 at cost (1 + 2 + 4 + 4) / 4 = 2.75, the global t = 0.75 point
+    p = operating_points(hand_outputs, "learned", COSTS, scheme="global", bounds=(0.0, 1.0),
+                         extra=[[0.875, 0.75], [0.25, 1.0]])
+    assert p.thresholds[-2:].tolist() == [[0.875, 0.75], [0.25, 1.0]]
+    # (0.25, 1.0): n0, n1, n2 leave at exit 1 (T F T), n3 at the final exit (F): 0.5 at 1.75
+    assert p.accuracy[-2:].tolist() == [0.75, 0.5]
+    assert p.cost[-2:].tolist() == [2.75, 1.75]
