@@ -43,7 +43,7 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
           phase2_lr: float | None = None, phase2_isc: str = "learned",
           isc_transform: str = "add", max_samples: int | None = None,
           normalize: Any = "dataset", feature_cache: bool = True, keep: str = "best",
-          retune: bool = True, log: Log | None = None,
+          retune: bool | Objective = True, log: Log | None = None,
           progress: bool | None = False) -> TrainResult:
     """Train a run configuration, exits only or jointly with the backbone (``dse train``), and
     save the model.
@@ -99,7 +99,9 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
         retune: after training, re-tune the thresholds on val for the search's objective (the
             highest val accuracy within the latency the search predicted for this config,
             :mod:`dse.train.retune`); kept as configured, with a note, when the config does not
-            come from a search. False keeps them (``--keep-thresholds``).
+            come from a search. False keeps them (``--keep-thresholds``); a
+            :class:`dse.train.retune.Objective` (``make_objective(budget_ms=...)`` or
+            ``make_objective(max_drop=...)``) re-tunes for that objective instead.
         log: receives notes and one line per epoch (None: quiet).
         progress: show a progress bar on stderr (None: only on a terminal).
 
@@ -123,6 +125,7 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
     one_of("recipe", recipe, ("plain", "imta"))
     one_of("init", init, INITS)
     one_of("keep", keep, KEEPS)
+    goal = _objective(retune)
     if init == "proxy" and recipe == "imta":
         raise ConfigError("--init proxy starts a plain run; IMTA's recipe starts its own phases")
     one_of("phase2_isc", phase2_isc, ("learned", "add"))
@@ -145,7 +148,7 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
                                  "--out")
     run = dict(dataset=dataset, checkpoint=checkpoint, resume=resume,
                device=select_device(device), progress=progress, log=log,
-               retune=Objective() if retune else None)
+               retune=goal)
     with code_guard(source, allow_code):
         if recipe == "imta":
             if mode != "frozen":
@@ -157,6 +160,14 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
             raise ConfigError("--phase2-epochs, --phase2-lr and --phase2-isc need --recipe imta")
         exits = _proxy_exits(cfg, run["device"], log) if init == "proxy" else None
         return train_config(cfg, out_dir, opts, init_exits=exits, **run)
+
+
+def _objective(retune: Any) -> Objective | None:
+    if isinstance(retune, Objective):
+        return retune
+    if isinstance(retune, bool):
+        return Objective() if retune else None
+    raise ConfigError(f"retune must be True, False or a dse.train.retune.Objective, got {retune!r}")
 
 
 def _proxy_exits(config: Any, device: Any, log: Log | None) -> list:
