@@ -94,10 +94,14 @@ def retune_model(model: Any, config: RunConfig, inputs: dict[str, Any], exit_mac
     choose). Raises ConfigError when the objective cannot be met or needs what is missing.
     """
     prov = dict(config.provenance)
-    if objective.name == "search" and profile is not None and profile != prov.get("profile"):
+    if objective.name == "search" and (
+            (profile is not None and profile != prov.get("profile"))
+            or (runtime is not None and runtime != prov.get("runtime"))):
         raise ConfigError(f"--objective search keeps the latency the search predicted on its "
-                          f"profile ({prov.get('profile')!r}); with --profile {profile} give "
-                          "--budget-ms instead")
+                          f"profile ({prov.get('profile')!r}, runtime {prov.get('runtime')!r}); "
+                          "on another profile or runtime give --budget-ms instead")
+    if objective.name == "search" and profile is not None and runtime is None:
+        runtime = prov.get("runtime")  # the search's runtime goes with its profile
     exit_ms, predicted = predicted_latency(model, config, inputs, profile, runtime)
     costs, unit, kw = _costs(objective, prov, exit_ms, exit_macs, predicted)
     criterion = config.policy.criterion
