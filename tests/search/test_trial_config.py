@@ -13,7 +13,7 @@ from dse.design import load_config
 from dse.search.export import write_outputs
 from dse.search.storage import open_storage, sqlite_url
 from dse.search.study import load_study
-from dse.written import written_files
+from dse.written import MANIFEST, written_files
 
 STUDY = "t16"
 
@@ -82,3 +82,18 @@ def test_config_errors_exit_2_and_touch_nothing(tmp_path, search_args, monkeypat
     r = run("config", "--study", STUDY, "--trial", 0, "--out", mine, "--force")
     assert r.exit_code == 0, r.output
     assert load_config(str(mine)).backbone
+
+
+def test_cleanup_never_replaces_a_users_file_named_like_a_front_config(tmp_path, search_args):
+    out = tmp_path / "study"
+    assert run(*search_args(out, "--study", STUDY, trials=2)).exit_code == 0
+    configs = out / "configs"
+    name = sorted(written_files(configs))[0]
+    # the user's own file under a front config's name (not in dse's record)
+    (configs / name).write_text("mine: 1\n")
+    (configs / MANIFEST).write_text(json.dumps({"files": sorted(written_files(configs) - {name})}))
+    study = load_study(open_storage(sqlite_url(out / "study.db")), STUDY)
+    result = write_outputs(study, out)
+    assert (configs / name).read_text() == "mine: 1\n"
+    assert result["not_replaced"] == [str(configs / name)]
+    assert name not in written_files(configs)
