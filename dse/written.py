@@ -4,6 +4,10 @@
 and remove the configurations that left it. A file the user put in the same folder, even one
 named like ours, must survive: the folder's manifest (``.dse-written.json``) lists what dse wrote
 there, and :func:`replace_written` removes only files it lists.
+
+A file a user asked for by name (``dse config --study S --trial N`` writes
+``configs/trial_<n>.yaml`` for any trial) is dse's to write but not to clean up:
+:func:`keep_written` lists it as *kept*, and :func:`replace_written` never deletes a kept file.
 """
 from __future__ import annotations
 
@@ -16,16 +20,26 @@ from typing import Iterable
 MANIFEST = ".dse-written.json"
 
 
-def written_files(folder: str | os.PathLike) -> set[str]:
-    """Names (not paths) that dse recorded as written in ``folder``; empty when unreadable."""
+def written_files(folder: str | os.PathLike, key: str = "files") -> set[str]:
+    """Names (not paths) that dse recorded as written in ``folder`` (``key="kept"``: those it
+    wrote on request and keeps); empty when unreadable."""
     try:
         data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return set()
-    names = data.get("files") if isinstance(data, dict) else None
+    names = data.get(key) if isinstance(data, dict) else None
     if not isinstance(names, list):
         return set()
     return {n for n in names if isinstance(n, str) and _plain(n)}
+
+
+def keep_written(folder: str | os.PathLike, name: str) -> None:
+    """Record ``name`` in ``folder`` as written by dse on request: never removed by cleanup."""
+    if not _plain(name):
+        raise ValueError(f"not a plain file name: {name!r}")
+    folder = Path(folder)
+    _write_json(folder / MANIFEST, {"written_by": "dse", "files": sorted(written_files(folder)),
+                                    "kept": sorted(written_files(folder, "kept") | {name})})
 
 
 def replace_written(folder: str | os.PathLike, current: Iterable[str]) -> list[str]:
@@ -36,14 +50,16 @@ def replace_written(folder: str | os.PathLike, current: Iterable[str]) -> list[s
     bad = [n for n in keep if not _plain(n)]
     if bad:
         raise ValueError(f"not a plain file name: {bad[0]!r}")
+    kept = written_files(folder, "kept")
     removed = []
-    for name in sorted(written_files(folder) - keep):
+    for name in sorted(written_files(folder) - keep - kept):
         try:
             (folder / name).unlink()
             removed.append(name)
         except FileNotFoundError:
             pass
-    _write_json(folder / MANIFEST, {"written_by": "dse", "files": sorted(keep)})
+    _write_json(folder / MANIFEST, {"written_by": "dse", "files": sorted(keep),
+                                    "kept": sorted(kept)})
     return removed
 
 

@@ -52,6 +52,10 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, digits_checkpoint, capsy
     (lambda: search(shift="blur"), "unknown shift 'blur'"),
     (lambda: train("missing.yaml"), "missing.yaml"),
     (lambda: evaluate("missing.pt"), "missing.pt"),
+    (lambda: dse.api.thresholds("missing.pt"), "missing.pt"),
+    (lambda: dse.api.thresholds("m.pt", budget_ms=1, max_drop=1), "give one of --objective"),
+    (lambda: train("missing.yaml", retune="yes"), "retune must be True, False or"),
+    (lambda: dse.api.trial_config("nosuch", 0), "no such file"),
     (lambda: finetune("missing.yaml", shift="jitter"), "missing.yaml"),
 ])
 def test_user_errors_raise_dse_errors_not_system_exit(tmp_path, monkeypatch, call, message):
@@ -80,7 +84,8 @@ def test_latency_matches_the_command(tmp_path):
 
 
 def test_every_argument_is_documented():
-    for fn in (search, train, finetune, evaluate, latency, dse.api.export, dse.api.run):
+    for fn in (search, train, finetune, evaluate, latency, dse.api.export, dse.api.run,
+               dse.api.thresholds, dse.api.trial_config):
         doc = inspect.getdoc(fn)
         for name in inspect.signature(fn).parameters:
             assert re.search(rf"^\s+{name}:", doc, re.M), f"{fn.__name__}: {name} undocumented"

@@ -15,7 +15,8 @@ from dse.finetune.selective import SCORE_SPLITS, SELECTIONS, FinetuneResult, fin
 from dse.finetune.shifts import check_shift
 from dse.paths import check_writable_dir
 from dse.train.full import TrainResult, train_config
-from dse.train.options import INITS, TrainOptions
+from dse.train.options import INITS, KEEPS, TrainOptions
+from dse.train.retune import Objective
 from dse.train.recipes import ImtaPhases, train_imta
 
 Log = Callable[[str], None]
@@ -41,7 +42,8 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
           threads: int | None = None, recipe: str = "plain", phase2_epochs: int | None = None,
           phase2_lr: float | None = None, phase2_isc: str = "learned",
           isc_transform: str = "add", max_samples: int | None = None,
-          normalize: Any = "dataset", feature_cache: bool = True, log: Log | None = None,
+          normalize: Any = "dataset", feature_cache: bool = True, keep: str = "best",
+          retune: bool | Objective = True, log: Log | None = None,
           progress: bool | None = False) -> TrainResult:
     """Train a run configuration, exits only or jointly with the backbone (``dse train``), and
     save the model.
@@ -92,12 +94,21 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
             channel (:func:`dse.data.parse_normalize`).
         feature_cache: frozen without augmentation: train the exits on the study's feature cache
             instead of running the backbone every step.
+        keep: ``best`` saves the weights of the epoch with the best val mean anytime accuracy,
+            ``last`` those of the last epoch.
+        retune: after training, re-tune the thresholds on val for the search's objective (the
+            highest val accuracy within the latency the search predicted for this config,
+            :mod:`dse.train.retune`); kept as configured, with a note, when the config does not
+            come from a search. False keeps them (``--keep-thresholds``); a
+            :class:`dse.train.retune.Objective` (``make_objective(budget_ms=...)`` or
+            ``make_objective(max_drop=...)``) re-tunes for that objective instead.
         log: receives notes and one line per epoch (None: quiet).
         progress: show a progress bar on stderr (None: only on a terminal).
 
     Returns:
         :class:`dse.train.full.TrainResult`: ``out_dir``, ``model_path``, ``metrics`` (the
-        ``metrics.json`` dict) and the trained ``model``.
+        ``metrics.json`` dict: ``thresholds`` holds the thresholds and the val / test sections
+        before and after re-tuning, ``kept_epoch`` the epoch saved) and the trained ``model``.
 
     Raises:
         dse.errors.DseError: a bad file, name or value (never SystemExit).
@@ -113,6 +124,8 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
     one_of("optimizer", optimizer, ("sgd", "adam"))
     one_of("recipe", recipe, ("plain", "imta"))
     one_of("init", init, INITS)
+    one_of("keep", keep, KEEPS)
+    goal = _objective(retune)
     if init == "proxy" and recipe == "imta":
         raise ConfigError("--init proxy starts a plain run; IMTA's recipe starts its own phases")
     one_of("phase2_isc", phase2_isc, ("learned", "add"))
@@ -130,11 +143,12 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
                         schedule=schedule, ge=ge, hdkd=hdkd, hdkd_lr=hdkd_lr, augment=augment,
                         init="scratch" if from_scratch else init, seed=seed,
                         max_samples=max_samples, feature_cache=feature_cache,
-                        normalize=normalize, isc_transform=isc_transform)
+                        normalize=normalize, isc_transform=isc_transform, keep=keep)
     out_dir = check_writable_dir(Path(out) if out is not None else default_train_dir(source),
                                  "--out")
     run = dict(dataset=dataset, checkpoint=checkpoint, resume=resume,
-               device=select_device(device), progress=progress, log=log)
+               device=select_device(device), progress=progress, log=log,
+               retune=goal)
     with code_guard(source, allow_code):
         if recipe == "imta":
             if mode != "frozen":
@@ -146,6 +160,14 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
             raise ConfigError("--phase2-epochs, --phase2-lr and --phase2-isc need --recipe imta")
         exits = _proxy_exits(cfg, run["device"], log) if init == "proxy" else None
         return train_config(cfg, out_dir, opts, init_exits=exits, **run)
+
+
+def _objective(retune: Any) -> Objective | None:
+    if isinstance(retune, Objective):
+        return retune
+    if isinstance(retune, bool):
+        return Objective() if retune else None
+    raise ConfigError(f"retune must be True, False or a dse.train.retune.Objective, got {retune!r}")
 
 
 def _proxy_exits(config: Any, device: Any, log: Log | None) -> list:

@@ -69,6 +69,13 @@ from dse.train.engine import log_stderr
               show_default=True,
               help="proxy: start the exits from the ones the search proxy-trained (rebuilt "
                    "exactly from the config's proxy seed) instead of fresh ones.")
+@click.option("--keep", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="Save the weights of the epoch with the best val mean anytime accuracy, or "
+                   "of the last epoch.")
+@click.option("--keep-thresholds", is_flag=True,
+              help="Keep the config's thresholds (default: re-tune them on val after training, "
+                   "for the highest accuracy within the latency the search predicted; see dse "
+                   "thresholds).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the config's).")
 @options.allow_code
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
@@ -83,7 +90,8 @@ from dse.train.engine import log_stderr
 @options.json_flag
 def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, phase2_epochs,
             phase2_lr, phase2_isc, isc_transform, resume, lr, batch_size, optimizer, momentum,
-            weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch, init, seed,
+            weight_decay, schedule, ge, hdkd, hdkd_lr, augment, from_scratch, init, keep,
+            keep_thresholds, seed,
             allow_code, max_samples, normalize, mean, std, feature_cache, device, threads,
             as_json):
     """Train the configuration in --config (exits only, or jointly with the backbone).
@@ -99,13 +107,16 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, pha
                    threads=threads, recipe=recipe, phase2_epochs=phase2_epochs,
                    phase2_lr=phase2_lr, phase2_isc=phase2_isc, isc_transform=isc_transform,
                    max_samples=max_samples, normalize=parse_normalize(normalize, mean, std),
-                   feature_cache=feature_cache, log=log_stderr, progress=None)
+                   feature_cache=feature_cache, keep=keep, retune=not keep_thresholds,
+                   log=log_stderr, progress=None)
     m = result.metrics
     if as_json:
         echo_json({"out": str(result.out_dir), "model": str(result.model_path),
                    "metrics": str(result.out_dir / "metrics.json"), "options": m["options"],
                    "val": m["val"], "test": m["test"], "epochs_run": m["epochs_run"],
-                   "train_seconds": m["train_seconds"], "recipe": m.get("recipe")})
+                   "train_seconds": m["train_seconds"], "recipe": m.get("recipe"),
+                   "kept_epoch": m.get("kept_epoch"), "thresholds": m.get("thresholds"),
+                   "epochs_csv": str(result.out_dir / "epochs.csv")})
         return
     t = m["test"]
     rows = [[n + 1, f"{macs / 1e6:.3f}", f"{acc:.2f}", f"{100 * frac:.1f}"]
@@ -118,4 +129,11 @@ def command(config_path, epochs, dataset, checkpoint, out_dir, mode, recipe, pha
     click.echo(f"early-exit test accuracy {t['accuracy']:.2f}% at "
                f"{t['expected_macs'] / 1e6:.3f} M MACs on average "
                f"(mean anytime accuracy {t['mean_anytime_accuracy']:.2f}%)")
-    click.echo(f"saved {result.model_path}")
+    th = m.get("thresholds")
+    if th and th["retuned"]:
+        b, a = th["before"], th["after"]
+        click.echo(f"thresholds re-tuned on val ({th['rule']}): test accuracy "
+                   f"{b['test']['accuracy']:.2f}% -> {a['test']['accuracy']:.2f}%")
+    elif th:
+        click.echo(f"thresholds kept as configured ({th['note']})")
+    click.echo(f"saved {result.model_path} (epoch {m.get('kept_epoch')} of {m['epochs_run']})")

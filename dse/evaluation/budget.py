@@ -19,13 +19,11 @@ import numpy as np
 
 from dse.errors import ConfigError
 from dse.evaluation.metrics import cost_vector, evaluate
-from dse.evaluation.outputs import ExitOutputs, oriented_thresholds
-from dse.evaluation.sweep import sweep, sweep_per_exit
+from dse.evaluation.outputs import ExitOutputs
+from dse.evaluation.retune import best_under, operating_points
 
 #: what a budget measures -> the unit suffix used in names and messages
 KINDS = {"macs": "macs", "latency": "latency_ms", "energy": "energy_mj"}
-#: q grid of the geometric exit-probability scheme (MSDNet uses q = 0.05 .. 2 in steps of 0.05)
-DEFAULT_Q_GRID = np.geomspace(0.02, 50.0, 121)
 
 
 @dataclass(frozen=True)
@@ -36,39 +34,6 @@ class Calibration:
     val_accuracy: float
     val_cost: float
     val_exit_fractions: np.ndarray  #: [E]
-
-
-def geometric_exit_probs(q: Any, num_exits: int) -> np.ndarray:
-    """[Q, E] exit probabilities p_k = q^k / sum_j q^j, k = 1..E (MSDNet's geometric law)."""
-    q = np.asarray(q, dtype=np.float64).reshape(-1, 1)
-    logp = np.log(q) * np.arange(1, num_exits + 1)[None, :]
-    p = np.exp(logp - logp.max(axis=1, keepdims=True))
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def thresholds_for_exit_probs(outputs: ExitOutputs, criterion: str, probs: Any) -> np.ndarray:
-    """[Q, E-1] per-exit thresholds making a fraction ``probs[q, k]`` of inputs leave at exit k.
-
-    Exit k takes the floor(N p_k) most confident inputs still undecided (ties may take a few
-    more; if fewer remain, all of them). Returned in the criterion's own orientation.
-    """
-    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
-    scores = outputs.confidence_scores(criterion)  # exit iff >= t
-    n, early = outputs.num_samples, outputs.num_exits - 1
-    order = [np.argsort(-scores[k], kind="stable") for k in range(early)]
-    ranked = [scores[k][order[k]] for k in range(early)]
-    result = np.full((probs.shape[0], early), np.inf)
-    for i, p in enumerate(probs):
-        undecided = np.ones(n, dtype=bool)
-        for k in range(early):
-            want = int(np.floor(n * p[k] + 1e-9))
-            running = np.cumsum(undecided[order[k]])
-            if want <= 0 or running[-1] == 0:
-                continue
-            pos = min(int(np.searchsorted(running, min(want, running[-1]), side="left")), n - 1)
-            result[i, k] = ranked[k][pos]
-            undecided &= ~(scores[k] >= result[i, k])
-    return oriented_thresholds(criterion, result)  # negation maps back for entropy
 
 
 def calibrate(val: ExitOutputs, criterion: str, exit_costs: Sequence[float], budget: float, *,
@@ -86,36 +51,15 @@ def calibrate(val: ExitOutputs, criterion: str, exit_costs: Sequence[float], bud
         raise ConfigError(f"budget_{unit} must be a positive number, got {budget!r}")
     if scheme not in ("both", "global", "geometric"):
         raise ConfigError(f"calibration scheme must be 'both', 'global' or 'geometric', got {scheme!r}")
-    costs = cost_vector(exit_costs, val.num_exits, f"exit_{unit}")
-    early = val.num_exits - 1
-    candidates, accuracy, cost, fractions = [], [], [], []
-
-    def add(thresholds: np.ndarray, result: Any) -> None:
-        candidates.append(thresholds)
-        accuracy.append(result.accuracy)
-        fractions.append(result.exit_fractions)
-        cost.append(result.exit_fractions @ costs)
-
-    if scheme in ("both", "global") or early == 0:
-        grid = np.unique(val.confidence_scores(criterion))  # every distinct outcome ...
-        if grid.size > num_global:  # ... or score quantiles when there are too many
-            grid = np.unique(np.quantile(grid, np.linspace(0, 1, num_global)))
-        grid = np.concatenate([[-np.inf], grid, [np.inf]])
-        t = oriented_thresholds(criterion, grid)
-        add(np.repeat(t[:, None], early, axis=1), sweep(val, criterion, t))
-    if scheme in ("both", "geometric") and early > 0:
-        q = DEFAULT_Q_GRID if q_grid is None else np.asarray(q_grid, dtype=np.float64)
-        t = thresholds_for_exit_probs(val, criterion, geometric_exit_probs(q, val.num_exits))
-        add(t, sweep_per_exit(val, criterion, t))
-
-    thresholds = np.concatenate(candidates)
-    acc, cst, frac = np.concatenate(accuracy), np.concatenate(cost), np.concatenate(fractions)
-    feasible = np.flatnonzero(cst <= budget * (1 + 1e-12))
-    if feasible.size == 0:
+    cost_vector(exit_costs, val.num_exits, f"exit_{unit}")  # the message names the unit
+    p = operating_points(val, criterion, exit_costs, scheme=scheme, q_grid=q_grid,
+                         num_global=num_global)
+    best = best_under(p, budget)
+    if best is None:
         raise ConfigError(f"budget_{unit} {budget:g} is below the cheapest operating point on val "
-                          f"({cst.min():g} {unit}: every input leaving as early as possible)")
-    best = feasible[np.lexsort((cst[feasible], -acc[feasible]))[0]]
-    return Calibration(thresholds[best], float(acc[best]), float(cst[best]), frac[best])
+                          f"({p.cost.min():g} {unit}: every input leaving as early as possible)")
+    return Calibration(p.thresholds[best], float(p.accuracy[best]), float(p.cost[best]),
+                       p.exit_fractions[best])
 
 
 def calibrate_budget(val: ExitOutputs, criterion: str, exit_costs: Sequence[float],

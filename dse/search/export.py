@@ -3,7 +3,8 @@
 The Pareto front is :func:`dse.search.schema.front_trials` (feasible, non-dominated COMPLETE
 trials on the study's objectives, val metrics); ``pareto.csv`` puts each one's test metrics
 beside its val metrics. Each front configuration is written as a
-:class:`dse.design.RunConfig` file that ``dse train --config`` loads.
+:class:`dse.design.RunConfig` file that ``dse train --config`` loads, except over a file of the
+same name that dse did not write (:mod:`dse.written`): that one stays as it is.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pandas as pd
 from dse.design import config_from_section, save_config
 from dse.search.schema import (TRIAL, front_trials, is_feasible, objectives, same_values,
                                trial_attrs)
-from dse.written import replace_written
+from dse.written import MANIFEST, replace_written, written_files
 from dse.yamlio import Section
 
 CONFIG_PATTERN = "trial_{number}.yaml"
@@ -118,9 +119,14 @@ def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
     front = front_trials(study)
     pareto = pareto_frame(study)
     _write_csv(pareto, out / "pareto.csv")
-    wanted = set()
+    wanted, theirs = set(), []
+    ours = written_files(configs) | written_files(configs, "kept")
+    recorded = (configs / MANIFEST).is_file()  # else a folder from before dse kept a record
     for t in front:
         name = CONFIG_PATTERN.format(number=t.number)
+        if recorded and name not in ours and (configs / name).exists():
+            theirs.append(str(configs / name))  # a file of the user's: never replaced
+            continue
         wanted.add(name)
         a = trial_attrs(t)
         config = config_from_section(Section(a["config"], f"trial {t.number}"))
@@ -132,7 +138,7 @@ def write_outputs(study: Any, out_dir: str | os.PathLike) -> dict[str, Any]:
     replace_written(configs, wanted)  # removes only configs an earlier run wrote
     return {"trials_csv": str(out / "trials.csv"), "pareto_csv": str(out / "pareto.csv"),
             "configs": sorted(str(configs / n) for n in wanted), "front": front,
-            "pareto": pareto}
+            "pareto": pareto, "not_replaced": theirs}
 
 
 def _write_csv(frame: Any, path: Path) -> None:

@@ -16,10 +16,14 @@ the per-epoch log line come from :mod:`dse.train.engine`.
   frozen copy of that model gives the distillation teacher (its final logits) to a ``kd`` loss.
   :func:`dse.train.recipes.train_imta` chains the two phases.
 
-An output folder holds ``last.pt`` (model, optimizer, scheduler, epoch, RNG states: written
-atomically after every epoch, read by ``resume``), ``model.pt`` (the trained multi-exit model,
-see :mod:`dse.train.model_file`), ``metrics.json`` and ``config.yaml`` (the configuration as
-trained).
+An output folder holds ``last.pt`` (model, optimizer, scheduler, epoch, RNG states and the best
+epoch's weights: written atomically after every epoch, read by ``resume``), ``epochs.csv`` (one
+row per epoch, :mod:`dse.train.run_log`; ``tensorboard/`` too when TensorBoard is installed),
+``model.pt`` (the trained multi-exit model, see :mod:`dse.train.model_file`: the best-on-val
+epoch's weights by default, :mod:`dse.train.run_state`), ``metrics.json`` and ``config.yaml``
+(the configuration as trained, with its thresholds re-tuned on val by default,
+:mod:`dse.train.retune`; ``metrics.json`` holds the thresholds and val / test numbers before and
+after).
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from torch import nn
 
 from dse.cache import atomic_torch_save
 from dse.cost.assemble import Assembled, InputSpec
-from dse.data import load_dataset, normalize_splits, split_batches, split_labels, split_tensors
+from dse.data import load_dataset, normalize_splits, split_labels, split_tensors
 from dse.design import RunConfig, save_config
 from dse.errors import CheckpointError, ConfigError
 from dse.evaluation import evaluate
@@ -51,9 +55,12 @@ from dse.train.engine import (EpochLog, Log, batch_to, current_lr, epoch_batches
 from dse.train.features import FeatureCache, cap_splits
 from dse.train.frozen_features import branch_outputs, cached_outputs, gather, study_cache
 from dse.train.losses import apply_loss
-from dse.train.model_file import (EVAL_BATCH, assemble_config, collect_outputs, exit_costs,
-                                  load_model, save_model)
+from dse.train.init_weights import load_exits, load_initial, pseudo_labels
+from dse.train.model_file import assemble_config, collect_outputs, exit_costs, save_model
 from dse.train.options import TrainOptions, resolve
+from dse.train.retune import Objective, retune_or_keep
+from dse.train.run_log import EPOCHS_CSV, TENSORBOARD_DIR, TensorBoardLog, write_epochs_csv
+from dse.train.run_state import RunState
 from dse.train.techniques import HdkdTraining, gradient_equilibrium
 from dse.yamlio import to_plain
 
@@ -130,7 +137,7 @@ class _Job:
     train: tuple[Any, torch.Tensor]     # (the train split, read per batch; its labels)
     val: tuple[torch.Tensor | None, torch.Tensor]  # (images, or None on the cache; labels)
     steps_per_epoch: int
-    run: "_Run"
+    run: RunState
     hdkd: HdkdTraining | None
     device: torch.device
     settings: dict[str, Any]            # what a resume must match
@@ -157,11 +164,11 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
         model.isc_final = o.mode != "frozen"
         model.add_isc_transforms(info.num_classes)
     if init_exits is not None:
-        _load_exits(model, init_exits)
+        load_exits(model, init_exits)
     model = model.to(device)
     teacher = None
     if o.init_model:
-        _load_initial(model, o.init_model)
+        load_initial(model, o.init_model)
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
     frozen = {"frozen": model.backbone.parameters(),
               "classifiers": model.backbone.blocks.parameters()}
@@ -181,7 +188,7 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
                           "(frozen mode with no early exit?)")
     opt = make_optimizer(o.optimizer, params, lr=o.lr, weight_decay=o.weight_decay,
                          momentum=o.momentum)
-    run = _Run(model, opt, o, torch.Generator().manual_seed(o.seed))
+    run = RunState(model, opt, o, torch.Generator().manual_seed(o.seed))
     run.sched = make_schedule(run.opt, o.schedule, o.epochs * steps_per_epoch)
     loss_spec = config.training.loss
     hdkd = HdkdTraining(loss_spec, model.num_exits, x_val, y_val, eps=o.hdkd_lr,
@@ -191,35 +198,6 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
     settings = {"options": o.to_dict(), "dataset": dataset, "config": to_plain(config.to_dict())}
     return _Job(config, o, a, model, costs, (x_train, y_train), (x_val, y_val), steps_per_epoch,
                 run, hdkd, device, settings, cache=cache, teacher=teacher)
-
-
-def _load_exits(model: nn.Module, exits: Sequence[nn.Module]) -> None:
-    """Start the early exits from ``exits`` (same branch type and blocks, one per exit)."""
-    if len(exits) != len(model.branches):
-        raise ConfigError(f"{len(exits)} initial exits for a model with {len(model.branches)} "
-                          "early exits")
-    for branch, source in zip(model.branches, exits):
-        try:
-            branch.load_state_dict(source.state_dict())
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ConfigError(f"the initial exits do not fit this configuration ({first})") from None
-
-
-def _load_initial(model: nn.Module, path: str) -> None:
-    """Start from the weights of a ``dse train`` model file with the same structure."""
-    loaded = load_model(path)
-    try:
-        missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"init model {path}: its weights do not fit this configuration "
-                          f"({first})") from None
-    # learned ISC transforms a model without them gets start fresh; nothing else may be missing
-    missing = [k for k in missing if not k.startswith("isc_transforms.")]
-    if missing or unexpected:
-        raise ConfigError(f"init model {path}: its weights do not fit this configuration "
-                          f"(missing {missing[:3]}, unexpected {list(unexpected)[:3]})")
 
 
 def _restore(job: _Job, last: Path, bsource: dict, log: Log | None) -> dict:
@@ -300,55 +278,78 @@ def _outputs(job: _Job, split: str, data: tuple | None):
 def _train_epochs(job: _Job, out: Path, targets: torch.Tensor, augment: tuple[int, bool],
                   bsource: dict, progress: bool | None, log: Log | None,
                   on_epoch_end: Callable[[int, dict], None] | None) -> None:
-    """Epochs from where ``job.run`` stands to the last; checkpoint and log after each."""
+    """Epochs from where ``job.run`` stands to the last; after each: the best-on-val weights
+    noted, checkpoint, ``epochs.csv`` (and TensorBoard when installed), the log line."""
     run, o = job.run, job.o
     done = run.history[-1]["seconds"] if run.history else 0.0
     t0 = time.perf_counter() - done
     epoch_log = EpochLog(log, o.epochs, start_seconds=done) if log else None
-    with progress_bar(o.epochs * job.steps_per_epoch, "dse train", enabled=progress, leave=True,
-                      initial=run.epoch * job.steps_per_epoch) as bar:
-        for epoch in range(run.epoch, o.epochs):
-            loss = _train_epoch(job, epoch, targets, augment, bar)
-            val = _outputs(job, "val", job.val)
-            record = {"epoch": epoch + 1, "train_loss": loss, "lr": current_lr(run.opt),
-                      "val": _early_exit_summary(val, job.config, job.a.exit_macs),
-                      "seconds": round(time.perf_counter() - t0, 3)}
-            if job.hdkd is not None:
-                record["gamma"] = job.hdkd.named_gamma()
-            run.history.append(record)
-            run.epoch = epoch + 1
-            atomic_torch_save({"settings": job.settings, "backbone_source": to_plain(bsource),
-                               **run.state_dict(job.hdkd)}, out / LAST)
-            if epoch_log is not None:
-                epoch_log(record)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, record)
+    board = TensorBoardLog(out / TENSORBOARD_DIR) if run.epoch < o.epochs else None
+    try:
+        with progress_bar(o.epochs * job.steps_per_epoch, "dse train", enabled=progress,
+                          leave=True, initial=run.epoch * job.steps_per_epoch) as bar:
+            for epoch in range(run.epoch, o.epochs):
+                loss = _train_epoch(job, epoch, targets, augment, bar)
+                val = _outputs(job, "val", job.val)
+                record = {"epoch": epoch + 1, "train_loss": loss, "lr": current_lr(run.opt),
+                          "val": _early_exit_summary(val, job.config, job.a.exit_macs),
+                          "seconds": round(time.perf_counter() - t0, 3)}
+                if job.hdkd is not None:
+                    record["gamma"] = job.hdkd.named_gamma()
+                run.history.append(record)
+                run.epoch = epoch + 1
+                if o.keep == "best":
+                    run.consider(epoch + 1, record["val"]["mean_anytime_accuracy"])
+                atomic_torch_save({"settings": job.settings, "backbone_source": to_plain(bsource),
+                                   **run.state_dict(job.hdkd)}, out / LAST)
+                write_epochs_csv(out / EPOCHS_CSV, run.history)
+                board(record)
+                if epoch_log is not None:
+                    epoch_log(record)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1, record)
+    finally:
+        if board is not None:
+            board.close()
 
 
-def _finish(job: _Job, out: Path, splits, dataset: str, bsource: dict) -> TrainResult:
-    """Measure val and test, write config.yaml, model.pt and metrics.json."""
-    config, run, o = job.config, job.run, job.o
+def _finish(job: _Job, out: Path, splits, dataset: str, bsource: dict,
+            retune: Objective | None, log: Log | None) -> TrainResult:
+    """Keep the best epoch's weights (``keep="best"``), measure val and test, re-tune the
+    thresholds on val (unless ``retune`` is None), write config.yaml, model.pt, metrics.json."""
+    run, o = job.run, job.o
+    kept = run.restore_best() if o.keep == "best" else None
+    if kept is not None and log and kept["epoch"] != run.epoch:
+        log(f"keeping epoch {kept['epoch']} (best val mean anytime accuracy "
+            f"{kept['val_mean_anytime_accuracy']:.2f}%)")
     val = _outputs(job, "val", job.val)
     test = _outputs(job, "test", None if job.cache is not None else split_tensors(splits.test))
+    model = job.model.cpu().eval()
+    info = splits.info
+    inputs = {"dataset": dataset, "dataset_name": info.name, "num_classes": info.num_classes,
+              "in_channels": info.channels, "input_size": info.input_size,
+              "class_names": list(info.class_names), "mean": list(info.mean), "std": list(info.std)}
+    config, thresholds = job.config, None
+    if retune is not None:
+        tuned = retune_or_keep(model, config, inputs, job.a.exit_macs, val, test, retune, log)
+        config, thresholds = tuned.config, tuned.report
     metrics = {
         "config": to_plain(config.to_dict()), "options": o.to_dict(), "dataset": dataset,
         "backbone": bsource, "exit_blocks": list(job.a.placement.blocks),
         "exit_macs": job.a.exit_macs, "exit_costs": job.costs, "epochs_run": len(run.history),
         "train_seconds": run.history[-1]["seconds"] if run.history else 0.0,
+        "kept_epoch": kept["epoch"] if kept is not None else len(run.history),
         "val": _early_exit_summary(val, config, job.a.exit_macs),
-        "test": _early_exit_summary(test, config, job.a.exit_macs), "history": run.history,
+        "test": _early_exit_summary(test, config, job.a.exit_macs),
+        "thresholds": thresholds, "history": run.history,
         "feature_cache": job.cache.describe() if job.cache is not None else None,
     }
     if run.pseudo is not None:
         metrics["pseudo_label_agreement"] = float((run.pseudo == job.train[1]).float().mean())
     if job.hdkd is not None:
         metrics["hdkd_gamma"] = job.hdkd.named_gamma()
-    model = job.model.cpu().eval()
-    info = splits.info
-    inputs = {"dataset": dataset, "dataset_name": info.name, "num_classes": info.num_classes,
-              "in_channels": info.channels, "input_size": info.input_size,
-              "class_names": list(info.class_names), "mean": list(info.mean), "std": list(info.std)}
-    save_config(config, str(out / CONFIG), header="the configuration as trained by dse train")
+    save_config(config, str(out / CONFIG), header="the configuration as trained by dse train"
+                + (" (thresholds re-tuned on val)" if thresholds and thresholds["retuned"] else ""))
     path = save_model(out / MODEL, model, config, inputs, metrics, o.to_dict(), job.a.exit_macs)
     _write_json(out / METRICS, metrics)
     return TrainResult(out, path, metrics, model)
@@ -359,8 +360,12 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
                  device: torch.device | str = "cpu", progress: bool | None = None, splits=None,
                  log: Log | None = log_stderr,
                  on_epoch_end: Callable[[int, dict], None] | None = None,
-                 init_exits: Sequence[nn.Module] | None = None) -> TrainResult:
+                 init_exits: Sequence[nn.Module] | None = None,
+                 retune: Objective | None = Objective()) -> TrainResult:
     """Train ``config`` into ``out_dir``; see the module docstring for what is written.
+
+    ``retune``: re-tune the thresholds on val after training for this objective
+    (:mod:`dse.train.retune`; kept, with a note, when it cannot apply); None keeps the config's.
 
     ``init_exits``: one module per early exit whose weights start the exits (``init="proxy"``:
     the search's proxy-trained branches); None: freshly initialised exits.
@@ -395,46 +400,9 @@ def train_config(config: RunConfig, out_dir: str | Path, options: TrainOptions =
         bsource = _restore(job, out / LAST, bsource, log)
     elif config.training.labels == "pseudo":
         job.run.pseudo = (cache.split("train").logits.argmax(1) if cache is not None
-                          else _pseudo_labels(job.model.backbone, job.train[0], device))
+                          else pseudo_labels(job.model.backbone, job.train[0], device))
     targets = job.run.pseudo if job.run.pseudo is not None else job.train[1]
     out.mkdir(parents=True, exist_ok=True)
     _train_epochs(job, out, targets, shift_augment(splits.info, o.augment), bsource, progress,
                   log, on_epoch_end)
-    return _finish(job, out, splits, dataset, bsource)
-
-
-class _Run:
-    """What an epoch checkpoint restores: weights, optimizer, schedule, RNGs, history."""
-
-    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, o: TrainOptions,
-                 gen: torch.Generator) -> None:
-        self.model, self.opt, self.o, self.gen = model, opt, o, gen
-        self.sched: Any = None
-        self.epoch, self.history, self.pseudo = 0, [], None
-
-    def state_dict(self, hdkd: HdkdTraining | None) -> dict[str, Any]:
-        return {"epoch": self.epoch, "history": to_plain(self.history),
-                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "pseudo": self.pseudo, "hdkd": hdkd.state_dict() if hdkd is not None else None}
-
-    def load_state_dict(self, state: dict[str, Any], hdkd: HdkdTraining | None) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        self.gen.set_state(state["gen"])
-        torch.set_rng_state(state["torch_rng"])
-        self.epoch, self.history, self.pseudo = state["epoch"], list(state["history"]), state["pseudo"]
-        if hdkd is not None:
-            hdkd.load_state_dict(state["hdkd"])
-
-
-@torch.no_grad()
-def _pseudo_labels(backbone: nn.Module, train_ds, device) -> torch.Tensor:
-    was = backbone.training
-    backbone.eval()
-    labels = torch.cat([backbone(x).argmax(1).cpu()
-                        for x, _ in split_batches(train_ds, EVAL_BATCH, device)])
-    backbone.train(was)
-    return labels
+    return _finish(job, out, splits, dataset, bsource, retune, log)

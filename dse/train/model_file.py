@@ -140,3 +140,14 @@ def load_model(path: str | Path) -> LoadedModel:
         raise CheckpointError(f"checkpoint {path}: weights do not fit the model ({first})") from exc
     model.eval()
     return LoadedModel(model, config, dict(inp), raw)
+
+
+def rewrite_config(path: str | Path, loaded: LoadedModel, config: RunConfig,
+                   thresholds: dict[str, Any] | None = None) -> Path:
+    """Rewrite the model file ``path`` (loaded as ``loaded``) with ``config`` (same weights; used
+    after re-tuning the thresholds); ``thresholds`` goes into its metrics under that key."""
+    payload = dict(loaded.payload)
+    payload["config"] = to_plain(config.to_dict())
+    if thresholds is not None:
+        payload["metrics"] = {**(payload.get("metrics") or {}), "thresholds": to_plain(thresholds)}
+    return atomic_torch_save(payload, path)

@@ -17,8 +17,10 @@ GE             off (no backbone gradient)              on
 exits *and the final head* train, starting from ``init_model`` (a ``dse train`` model file),
 whose frozen copy is the distillation teacher; it takes the joint defaults without GE.
 
-Both: 30 epochs, the config's batch size, cosine schedule, random-shift augmentation, every
-row of each split (``max_samples`` keeps a seeded subset, the rows the feature cache keeps).
+Both: 30 epochs, the config's batch size, cosine schedule, random-shift augmentation, the weights
+of the epoch with the best val mean anytime accuracy (``keep="last"``: the last epoch's; see
+:mod:`dse.train.run_state`), every row of each split (``max_samples`` keeps a seeded subset,
+the rows the feature cache keeps).
 Frozen with ``augment=False`` (and no HDKD) trains on the study's feature cache
 (:mod:`dse.train.frozen_features`).
 Schedules (:func:`dse.train.engine.make_schedule`) are stepped once per optimizer step:
@@ -39,6 +41,8 @@ MODES = ("frozen", "joint", "classifiers")
 #: proxy: the trained backbone and the exits the search proxy-trained (rebuilt from the config's
 #: proxy seed, see dse.api.train)
 INITS = ("pretrained", "scratch", "proxy")
+#: which weights a run saves: the epoch with the best val mean anytime accuracy, or the last
+KEEPS = ("best", "last")
 #: ISC forms: dse's parameter-free sum, or IMTA's learned Linear-BN-ReLU transform
 ISC_TRANSFORMS = ("add", "learned")
 #: epochs of ``dse train`` when --epochs is not given
@@ -73,6 +77,7 @@ class TrainOptions:
     max_samples: int | None = None      # seeded cap on each split's rows (None: all)
     feature_cache: bool = True          # frozen, no augmentation: train on the feature cache
     normalize: Any = "dataset"          # dataset | imagenet | none | (mean, std) per channel
+    keep: str = "best"                  # save the best-on-val epoch's weights, or the last's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +92,8 @@ def resolve(options: TrainOptions, config) -> TrainOptions:
         raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}")
     if o.init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {o.init!r}")
+    if o.keep not in KEEPS:
+        raise ConfigError(f"--keep must be one of {', '.join(KEEPS)}, got {o.keep!r}")
     joint = o.mode in ("joint", "classifiers")  # the whole-network SGD recipe
     if o.mode == "classifiers" and not o.init_model:
         raise ConfigError("mode classifiers (IMTA phase 2) starts from a trained model: give its "

@@ -32,6 +32,9 @@ SCHEMA: dict[str, dict] = {
                  "exit_fractions": "fraction[]", "expected_macs": "MACs",
                  "exit_macs": "MACs[]", "predicted_latency_ms": "ms",
                  "measured_latency_ms": "ms", "val": SECTION, "test": SECTION},
+    "thresholds": {"max_latency_ms": "ms", "exit_latency_ms": "ms[]",
+                   "before": {"val": SECTION, "test": SECTION},
+                   "after": {"val": SECTION, "test": SECTION}},
     "finetune": {"accuracy": "%", "entire_accuracy": "%", "baseline_accuracy": "%",
                  "best_subset_accuracy": "%", "probe_accuracy": "%",
                  "exit_ensemble_baseline": "%[]", "selective_ops": "MACs"},
@@ -98,6 +101,8 @@ def test_every_command_uses_the_same_keys_and_units(tmp_path, digits_checkpoint)
     out["evaluate"] = run_json("evaluate", "--checkpoint", out["train"]["model"], "--profile",
                                "jetson", "--latency-samples", 5, "--warmup", 0, "--budgets", 3,
                                "--threads", 1)
+    out["thresholds"] = run_json("thresholds", "--checkpoint", out["train"]["model"], "--dry-run",
+                                 "--threads", 1)
     out["finetune"] = run_json("finetune", "--config", config, "--shift", "jitter", "--steps", 2,
                                "--full-steps", 4, "--threads", 1)
     out["latency"] = run_json("latency", "--profile", "jetson", "--exits", 2)

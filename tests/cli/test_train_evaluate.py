@@ -117,6 +117,9 @@ def test_train_table_output_and_resume_of_an_interrupted_run(work, tmp_path):
     assert "trained frozen for 2 epochs" in r.stdout and "test acc %" in r.stdout
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
+    # the epoch log holds each epoch once, the interrupted run's included
+    rows = list(csv.DictReader((tmp_path / "run" / "epochs.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -194,7 +194,8 @@ def test_log_gets_one_line_per_epoch(tmp_path, splits, backbone_ckpt):
     lines: list[str] = []
     r = train_config(make_config(), tmp_path / "run", TrainOptions(epochs=2), checkpoint=backbone_ckpt,
                      splits=splits, log=lines.append, progress=False)
-    assert len(lines) == 2
+    # one line per epoch, then what became of the thresholds (not re-tuned: no search config)
+    assert len(lines) == 3 and lines[2].startswith("thresholds kept as configured (")
     for line, h in zip(lines, r.metrics["history"]):
         assert line.startswith(f"epoch {h['epoch']}/2  loss {h['train_loss']:.3f}  "
                                f"val acc {h['val']['accuracy']:.1f}%  lr {h['lr']:.3g}  ")
