@@ -7,7 +7,7 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
-from dse.api import default_bundle_dir, export
+from dse.api import export
 
 
 @click.command("export")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from dse.cli.output import table
-from dse.search.schema import study_attrs, trial_attrs
+from dse.search.schema import study_attrs
 
 
 def front_table(study: Any, front: Any) -> str:

@@ -175,7 +175,7 @@ def _tensors(obj: Any) -> list:
 
 
 def _conv_record(name: str, kind: str, args, kwargs, out) -> tuple[int, tuple[int, int, int]]:
-    x, w = args[0], args[1]
+    w = args[1]
     groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
     kernel = math.prod(w.shape[2:])
     cin_per_group = w.shape[1]

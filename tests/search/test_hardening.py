@@ -4,7 +4,6 @@ user's files alone."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
