@@ -9,7 +9,7 @@ import torch
 
 from dse.data import load_dataset, split_labels, split_tensors
 from dse.errors import DataError
-from tests.datasets.builders import fake_images, fake_labels, make_cifar10, make_cifar100
+from tests.datasets.builders import fake_images, fake_labels, make_cifar10
 
 
 def _raw(ds, info):

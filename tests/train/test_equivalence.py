@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from dse.data import split_tensors
 from dse.evaluation import evaluate, exit_assignment
