@@ -139,10 +139,10 @@ def test_choose_subset_one_se_prefers_the_cheaper_subset_within_noise():
     masks = subset_masks(2)                    # [], [1], [2], [1, 2]
     costs = np.array([0.0, 10.0, 1.0, 11.0])   # exit 1 is the expensive one
     base, probe, y = crafted(1)                # {1, 2} is 1 image (se 0.01) ahead of {2}
-    assert choose_subset(base, probe, y, masks, costs, "best") == 3
-    assert choose_subset(base, probe, y, masks, costs, "one-se") == 2
+    assert choose_subset(base, probe, y, masks, costs, "best").index == 3
+    assert choose_subset(base, probe, y, masks, costs, "one-se").index == 2
     base, probe, y = crafted(5)                # 5 images ahead, se ~0.022: a real difference
-    assert choose_subset(base, probe, y, masks, costs, "one-se") == 3
+    assert choose_subset(base, probe, y, masks, costs, "one-se").index == 3
 
 
 @pytest.mark.parametrize("selection,score_on,samples", [("one-se", "train+val", 128),
@@ -164,7 +164,8 @@ def test_run_selective_scores_on_the_chosen_splits(selection, score_on, samples)
     if selection == "best":  # the plain rule: highest val score, then fewest exits
         from dse.finetune.subsets import best_subset, pattern, subset_masks
         masks = subset_masks(4)
-        assert r.subset == pattern(masks[best_subset(score_subsets(l0, l1, y, masks), masks)])
+        assert r.rule_subset == pattern(masks[best_subset(score_subsets(l0, l1, y, masks),
+                                                          masks)])
 
 
 def test_unknown_selection_and_score_splits_are_config_errors(make_config):
