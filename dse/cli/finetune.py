@@ -75,7 +75,8 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
     click.echo(f"training MACs: selective {r.selective_ops:.3e}, entire {r.entire_ops:.3e} "
                f"(classifiers only; with a frozen-backbone forward every step the ratio is "
                f"{r.ops_ratio_with_backbone:.3f})")
-    click.echo(f"probe evidence ({r.score_samples} shifted {r.score_on} images): subset {r.subset} "
+    click.echo(f"probe evidence ({r.score_samples} shifted {r.score_on} images): subset "
+               f"{r.rule_subset} "
                f"estimated {r.estimated_gap:+.2f} ± {r.estimated_gap_se:.2f} points from "
                f"re-training every exit; every exit gained {r.probe_gain:+.2f} ± "
                f"{r.probe_gain_se:.2f} points in the probe")

@@ -16,7 +16,9 @@ picks a subset (:data:`RULES`); then the evidence is checked, on the same images
 When the gain is below two standard errors, or the gap's lower end (gap - 2 se) lies more than
 :data:`MAX_GAP_POINTS` below re-training all, the probe does not separate the chosen subset
 from a bad one: the decision falls back to the safe choice, re-training every exit, with a
-warning that says why and what to do (a longer probe). The gap is the probe's estimate: the
+warning that says why and what to do (a longer probe; or nothing, when the gap itself is that
+large: every subset the rule may pick is clearly worse, e.g. a single ConvX exit whose branch
+is nearly all the training cost). The gap is the probe's estimate: the
 finished exits keep improving after the probe, so the measured gap on test (reported beside it)
 is usually of the same sign and not larger in size when the probe is long enough to have
 learned (checked by ``benchmarks/finetune_subsets.py``).
@@ -29,6 +31,7 @@ import numpy as np
 
 from dse.finetune.subsets import (best_subset, one_se_subset, paired_standard_errors,
                                   reference_subset, score_subsets)
+from dse.finetune.subsets import pattern as _pattern
 
 #: the subset rules: "budget" (the default: the highest probed score among the subsets whose
 #: training step costs at most :data:`BUDGET` of every exit's), "one-se" (cheapest within one
@@ -45,7 +48,7 @@ class Decision:
 
     index: int               #: subset finished (the safe choice when the evidence fails)
     rule_index: int          #: the rule's pick
-    gap_points: float        #: probed score(chosen) - score(all exits)
+    gap_points: float        #: probed score(rule's pick) - score(all exits)
     gap_se_points: float     #: its paired standard error
     gain_points: float       #: probed score(all exits) - score(no exit fine-tuned)
     gain_se_points: float    #: its paired standard error
@@ -98,13 +101,15 @@ def decide(base: np.ndarray, probe: np.ndarray, labels: np.ndarray, masks: np.nd
                    f"(+{gain:.2f} ± {gain_se:.2f} points with every exit fine-tuned), so it "
                    "cannot tell subsets apart: re-training every exit (the safe choice); give "
                    "more probe steps to choose a subset")
+    elif gap < -max_gap_points:
+        warning = (f"the subset rule {rule} picked {_pattern(masks[pick])}, estimated "
+                   f"{gap:+.2f} ± {gap_se:.2f} points from re-training every exit, more than "
+                   f"{max_gap_points:g} points worse: re-training every exit (the safe choice)")
     elif gap - Z * gap_se < -max_gap_points:
-        warning = (f"the probe cannot rule out that subset (rule {rule}) being more than "
-                   f"{max_gap_points:g} points worse than re-training every exit (estimated "
-                   f"{gap:+.2f} ± {gap_se:.2f} points): re-training every exit (the safe "
-                   "choice); give more probe steps to choose a subset")
+        warning = (f"the probe cannot rule out that subset {_pattern(masks[pick])} (rule {rule}) "
+                   f"being more than {max_gap_points:g} points worse than re-training every exit "
+                   f"(estimated {gap:+.2f} ± {gap_se:.2f} points): re-training every exit (the "
+                   "safe choice); give more probe steps to choose a subset")
     index = pick if warning is None else every
-    if warning is not None:
-        gap, gap_se = 0.0, 0.0
     return Decision(int(index), int(pick), round(float(gap), 4), round(float(gap_se), 4),
                     round(float(gain), 4), round(float(gain_se), 4), warning)

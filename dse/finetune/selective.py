@@ -131,7 +131,9 @@ class FinetuneResult:
     original_entire_accuracy: float | None = None
     original_baseline_accuracy: float | None = None
     #: the probe's evidence (:mod:`dse.finetune.decide`), points on the scoring images: the
-    #: finished subset's estimated gap to re-training every exit and its paired standard error
+    #: estimated gap of the rule's pick (``rule_subset``; the finished subset unless ``warning``
+    #: says the safe choice, every exit, was taken) to re-training every exit, and its paired
+    #: standard error
     estimated_gap: float = 0.0
     estimated_gap_se: float = 0.0
     probe_gain: float = 0.0          #: probed score(every exit fine-tuned) - score(none)

@@ -175,9 +175,10 @@ def finetune_pages(subsets: pd.DataFrame | None, shift: str | None,
     note = ("Ensemble = mean of the logits of all exits (Hirose et al. 2020), shifted test split. "
             "Subset: exit 1 first, F = fine-tuned, B = original; chosen on the shifted train and "
             "validation splits after a probe of every exit: the best-probed subset whose training "
-            "step costs at most 0.8 of re-training every exit. Probe gap: that estimate for the "
-            "chosen subset, ± its paired standard error; '!': the probe could not separate the "
-            "subsets, so every exit is re-trained (the safe choice; reasons below). Train ops = "
+            "step costs at most 0.8 of re-training every exit. Probe gap: the chosen subset's probed "
+            "score minus re-training every exit's, ± its paired standard error; '!': the rule's "
+            "pick (named) may lose more than 2 points, so every exit is re-trained (the safe "
+            "choice; reasons below). Train ops = "
             "selective / entire training MACs (classifiers; forward + backward + update).")
     out = []
     for k, part in enumerate(chunks(subsets, ROWS_PER_FINETUNE_PAGE)):

@@ -95,13 +95,15 @@ def finetune_table(subsets: pd.DataFrame) -> pd.DataFrame:
 
 
 def _gap(s: Any) -> str:
-    """The probe's estimated gap of the chosen subset to re-training every exit; '!' marks a
-    warning (the safe choice was taken)."""
+    """The probe's estimated gap of the rule's pick to re-training every exit; with a warning
+    (the safe choice, every exit, was finished instead) the pick is named and marked '!'."""
     gap = s.get("estimated_gap")
     if gap is None or gap != gap:
         return "-"
-    mark = " !" if isinstance(s.get("warning"), str) and s.get("warning") else ""
-    return f"{float(gap):+.2f} ± {_num(s.get('estimated_gap_se'), '.2f')}{mark}"
+    text = f"{float(gap):+.2f} ± {_num(s.get('estimated_gap_se'), '.2f')}"
+    if isinstance(s.get("warning"), str) and s.get("warning"):
+        return f"{s.get('rule_subset')}: {text} !"
+    return text
 
 
 def finetune_warnings(subsets: pd.DataFrame) -> list[str]:

@@ -51,8 +51,8 @@ def test_a_gap_that_may_exceed_the_limit_falls_back_to_every_exit():
     # -1 - 2 * 1 = -3 points at the lower end: more than 2 points below re-training all
     assert d.rule_index == 2 and d.index == 3 and not d.decided
     assert "more than 2 points worse" in d.warning and "re-training every exit" in d.warning
-    assert "rule budget" in d.warning
-    assert (d.gap_points, d.gap_se_points) == (0.0, 0.0)   # the finished subset is every exit
+    assert "rule budget" in d.warning and "give more probe steps" in d.warning
+    assert (d.gap_points, d.gap_se_points) == (-1.0, 1.0)   # the rule's pick, as reported
 
 
 def test_a_probe_that_learned_nothing_cannot_decide():
@@ -65,3 +65,10 @@ def test_a_probe_that_learned_nothing_cannot_decide():
 def test_default_probe_steps(steps, expected):
     """25 % of the schedule, at least 30 steps (one epoch of digits is 9), at most all of it."""
     assert default_probe_steps(steps) == expected
+
+
+def test_a_clearly_worse_pick_falls_back_without_asking_for_a_longer_probe():
+    base, probe, y = crafted(5)                 # {2} trails {1, 2} by 5 points
+    d = decide(base, probe, y, MASKS, COSTS, "budget", max_gap_points=2.0)
+    assert d.rule_index == 2 and d.index == 3
+    assert "picked BF, estimated -5.00" in d.warning and "more probe steps" not in d.warning
