@@ -60,7 +60,7 @@ from dse.errors import ConfigError, TrialFailed
 from dse.finetune.context import (Context, OriginalModel, ShiftedSplit, context_for,
                                   shifted_features, train_original)
 from dse.finetune.ops import entire_ops, ops_ratio, selective_ops, step_ops
-from dse.finetune.decide import RULES, Decision, decide
+from dse.finetune.decide import MIN_PROBE_STEPS, RULES, Decision, decide
 from dse.finetune.shifts import check_shift
 from dse.finetune.subsets import (best_subset, ensemble_accuracy, mixed_logits, pattern,
                                   score_subsets, subset_masks)
@@ -70,7 +70,7 @@ from dse.train.ticker import LineTicker
 
 #: subset rules (:data:`dse.finetune.decide.RULES`): "budget" (the default), "one-se", "best"
 SELECTIONS = RULES
-PROBE_MIN_STEPS = 30     #: the probe's floor in steps, whatever the epoch size (our choice)
+PROBE_MIN_STEPS = MIN_PROBE_STEPS  #: the probe's floor in steps, whatever the epoch size
 PROBE_FRACTION = 0.25    #: ... and at least this share of the schedule
 #: the shifted splits the probed subsets are scored on
 SCORE_SPLITS = {"train+val": ("val", "train"), "val": ("val",)}
@@ -230,7 +230,7 @@ def check_selection(selection: str, score_on: str) -> None:
 
 def choose_subset(base_logits: np.ndarray, probe_logits: np.ndarray, labels: np.ndarray,
                   masks: np.ndarray, step_costs: np.ndarray, selection: str = "budget",
-                  probe_steps: int = 0) -> Decision:
+                  probe_steps: int | None = None) -> Decision:
     """The subset to finish, from the probed [B, N, K] logits of the scoring images, with the
     evidence behind it (:func:`dse.finetune.decide.decide`).
 

@@ -92,3 +92,5 @@ def test_rotate_never_recommends_a_much_worse_subset_silently(make_config):
             assert out["warning"] and "re-training every exit" in out["warning"]
         if out["warning"]:
             assert out["subset"] == "FFF" and out["ops_ratio"] == 1.0
+        if probe:  # below the 30-step floor the probe is not trusted: said, and every exit
+            assert "9-step probe is too short" in out["warning"]

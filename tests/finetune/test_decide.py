@@ -47,7 +47,7 @@ def test_estimated_gap_and_its_paired_standard_error():
 
 def test_a_gap_that_may_exceed_the_limit_falls_back_to_every_exit():
     base, probe, y = crafted(1)
-    d = decide(base, probe, y, MASKS, COSTS, "budget", max_gap_points=2.0, probe_steps=7)
+    d = decide(base, probe, y, MASKS, COSTS, "budget", max_gap_points=2.0, probe_steps=30)
     # -1 - 2 * 1 = -3 points at the lower end: more than 2 points below re-training all
     assert d.rule_index == 2 and d.index == 3 and not d.decided
     assert "more than 2 points worse" in d.warning and "re-training every exit" in d.warning
@@ -57,8 +57,19 @@ def test_a_gap_that_may_exceed_the_limit_falls_back_to_every_exit():
 
 def test_a_probe_that_learned_nothing_cannot_decide():
     base, _, y = crafted(0)
-    d = decide(base, base.copy(), y, MASKS, COSTS, "budget", probe_steps=9)
-    assert d.index == 3 and "9-step probe did not improve" in d.warning
+    d = decide(base, base.copy(), y, MASKS, COSTS, "budget", probe_steps=40)
+    assert d.index == 3 and "40-step probe did not improve" in d.warning
+
+
+def test_a_probe_below_the_floor_is_not_trusted():
+    """The rotate case: a 9-step probe rated a subset above re-training every exit, and it
+    finished 21.7 points below. Below 30 steps the safe choice is taken, whatever the scores."""
+    base, probe, y = crafted(1)
+    d = decide(base, probe, y, MASKS, COSTS, "budget", probe_steps=9, max_gap_points=5.0)
+    assert d.rule_index == 2 and d.index == 3
+    assert "a 9-step probe is too short" in d.warning and "BF -1.00" in d.warning
+    assert decide(base, probe, y, MASKS, COSTS, "budget", probe_steps=30,
+                  max_gap_points=5.0).warning is None
 
 
 @pytest.mark.parametrize("steps,expected", [(300, 75), (100, 30), (1000, 250), (20, 20)])
