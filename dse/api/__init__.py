@@ -26,7 +26,7 @@ from __future__ import annotations
 from dse.api._evaluate import evaluate
 from dse.api._export import default_bundle_dir, export, run
 from dse.api._latency import latency
-from dse.api._report import render_study_report
+from dse.api._report import DEFAULT_SHIFT, render_study_report
 from dse.api._search import SearchInterrupted, SearchResult, quiet_optuna, search
 from dse.api._thresholds import thresholds
 from dse.api._train import default_train_dir, finetune, train
@@ -35,7 +35,7 @@ from dse.errors import DseError
 
 DSEError = DseError
 
-__all__ = ["DSEError", "DseError", "SearchInterrupted", "SearchResult", "default_bundle_dir",
+__all__ = ["DEFAULT_SHIFT", "DSEError", "DseError", "SearchInterrupted", "SearchResult", "default_bundle_dir",
            "default_train_dir", "evaluate", "export", "finetune", "latency", "quiet_optuna",
            "render_study_report", "run", "search", "thresholds", "train",
            "trial_config"]

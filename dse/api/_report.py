@@ -1,11 +1,11 @@
 """A study's report with the selective fine-tuning subsets of its front (``dse report``,
-``dse search --shift``).
+``dse search``): by default under the shift :data:`DEFAULT_SHIFT`, ``none`` for no subsets.
 
 The report (:mod:`dse.report`) draws what it is given; choosing a subset runs fine-tuning, so it
 happens here, above both. Each front trial's stored configuration is rebuilt
 (:func:`dse.finetune.selective.finetune_config`) on one shared context (dataset, frozen
 backbone, shifted features), so the backbone is loaded and the shifted data computed once per
-study.
+study (and cached on disk per shift and seed, :mod:`dse.finetune.shifted_cache`).
 """
 from __future__ import annotations
 
@@ -28,17 +28,30 @@ from dse.yamlio import Section
 Log = Callable[[str], None]
 COLUMNS = ("number", "num_exits", "subset", "accuracy", "entire_accuracy", "baseline_accuracy",
            "ops_ratio", "ops_ratio_with_backbone", "best_subset", "best_subset_accuracy",
-           "probe_steps", "steps")
+           "probe_steps", "steps", "estimated_gap", "estimated_gap_se", "probe_gain",
+           "probe_gain_se", "rule_subset", "warning", "original_accuracy",
+           "original_entire_accuracy", "original_baseline_accuracy")
+#: the shift a report chooses subsets under when none is named (every built-in shift, mixed)
+DEFAULT_SHIFT = "random"
+#: what turns the subsets off (``--shift none``)
+NO_SHIFT = ("none", "off")
 
 
-def render_study_report(study, out_dir: str | Path, shift: str | None = None, *,
+def resolve_shift(shift: str | None) -> str | None:
+    """The canonical shift name, or None for ``None``/``none``/``off`` (no subsets)."""
+    if shift is None or (isinstance(shift, str) and shift.strip().lower() in NO_SHIFT):
+        return None
+    return check_shift(shift)
+
+
+def render_study_report(study, out_dir: str | Path, shift: str | None = DEFAULT_SHIFT, *,
                         device: torch.device | str = "cpu", probe_steps: int | None = None,
                         log: Log | None = None) -> ReportOutput:
-    """Write ``out_dir/report.pdf`` for ``study``; with ``shift``, first choose the fine-tuning
+    """Write ``out_dir/report.pdf`` for ``study``; with a ``shift`` (default
+    :data:`DEFAULT_SHIFT`; None or ``"none"``: no subsets), first choose the fine-tuning
     subset of every front configuration (``finetune_<shift>.csv`` and columns of
     ``pareto.csv``)."""
-    if shift is not None:
-        shift = check_shift(shift)  # fail before any work
+    shift = resolve_shift(shift)  # fail before any work
     data = study_frames(study)
     subsets = None
     if shift is not None:
@@ -68,8 +81,10 @@ def front_subsets(front: pd.DataFrame, meta: dict[str, Any], shift: str, *,
     """
     shift = check_shift(shift)
     rows, ctx = [], None
-    for _, r in front.iterrows():
+    for k, (_, r) in enumerate(front.iterrows()):
         number = int(r["number"])
+        _say(log, f"fine-tuning subsets under shift {shift}: trial {number} "
+                  f"({k + 1} of {len(front)})")
         if not isinstance(r.get("config"), dict):
             _say(log, f"trial {number}: no stored configuration, no fine-tuning subset")
             continue
@@ -81,14 +96,16 @@ def front_subsets(front: pd.DataFrame, meta: dict[str, Any], shift: str, *,
             ctx = ctx if ctx is not None else context_for(cfg, device=device, log=log)
             seed = r.get("proxy_seed")
             result = finetune_config(cfg, shift, probe_steps=probe_steps, ctx=ctx,
-                                     proxy_seed=None if seed is None or seed != seed else int(seed))
+                                     proxy_seed=None if seed is None or seed != seed else int(seed),
+                                     log=log)
         except DseError as exc:
             _say(log, f"trial {number}: no fine-tuning subset ({exc})")
             continue
         d = result.to_dict()
         rows.append({"number": number, **{k: d[k] for k in COLUMNS if k in d}})
         _say(log, f"trial {number}: fine-tune {d['subset']} -> {d['accuracy']:.2f}% "
-                  f"(entire {d['entire_accuracy']:.2f}%, ops x{d['ops_ratio']:.2f})")
+                  f"(entire {d['entire_accuracy']:.2f}%, ops x{d['ops_ratio']:.2f})"
+                  + (f"; warning: {d['warning']}" if d["warning"] else ""))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

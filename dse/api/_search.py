@@ -17,11 +17,10 @@ import optuna
 import pandas as pd
 
 from dse.api._checks import at_least, one_of, positive
-from dse.api._report import render_study_report
+from dse.api._report import DEFAULT_SHIFT, render_study_report, resolve_shift
 from dse.cost.profiles import load_profile
 from dse.design import RunConfig, config_from_section
 from dse.device import select_device, set_threads
-from dse.finetune.shifts import check_shift
 from dse.paths import check_study_name, check_writable_dir
 from dse.search.context import StudySettings, build_context
 from dse.search.export import pareto_frame, write_outputs
@@ -85,11 +84,12 @@ class SearchResult:
         return {t.number: config_from_section(Section(trial_attrs(t)["config"], f"trial {t.number}"))
                 for t in self.front_trials}
 
-    def report(self, path: str | Path | None = None, *, shift: str | None = None,
+    def report(self, path: str | Path | None = None, *, shift: str | None = DEFAULT_SHIFT,
                device: str = "cpu", log: Log | None = None) -> Path:
         """Draw the study's report into folder ``path`` (default: ``out_dir``) as
-        ``report.pdf`` and return its path; with ``shift``, first choose each front
-        configuration's fine-tuning subset under that deployment shift."""
+        ``report.pdf`` and return its path; with ``shift`` (default ``random``; None or
+        ``"none"``: no subsets), first choose each front configuration's fine-tuning subset
+        under that deployment shift."""
         out = check_writable_dir(Path(path) if path is not None else self.out_dir, "path")
         return Path(render_study_report(self.study, out, shift, device=select_device(device),
                                         log=log).path)
@@ -107,7 +107,8 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
            sampler: str = "tpe", objectives: str | Sequence[str] = "accuracy,latency",
            budget_ms: float | None = None, max_drop: float | None = 5.0,
            study: str | None = None, out: str | Path | None = None, storage: str | None = None,
-           batch: int = 1, shift: str | None = None, report: bool = True, heartbeat: int = 5,
+           batch: int = 1, shift: str | None = DEFAULT_SHIFT, report: bool = True,
+           heartbeat: int = 5,
            max_samples: int | None = None, backbone_epochs: int | None = None, seed: int = 0,
            device: str = "auto", threads: int | None = 1, unlabeled: bool = False,
            log: Log | None = None, progress: bool | None = False) -> SearchResult:
@@ -137,7 +138,7 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
         storage: Optuna storage URL (None: ``sqlite:///<out>/study.db``).
         batch: inference batch size the latency model assumes.
         shift: deployment shift: the report picks the fine-tuning subset of every front
-            configuration (None: no fine-tuning).
+            configuration (default ``random``; None or ``"none"``: no fine-tuning).
         report: draw ``report.pdf`` (False: CSVs and configs only).
         heartbeat: seconds between trial heartbeats (a dead worker's trial is retried after 3).
         max_samples: cache at most this many samples per split (large datasets).
@@ -173,8 +174,7 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
     one_of("sampler", sampler, SAMPLERS)
     positive("budget_ms", budget_ms)
     positive("max_drop", max_drop, allow_zero=True)
-    if shift is not None:
-        shift = check_shift(shift)
+    shift = resolve_shift(shift)
     if study is not None:
         check_study_name(study)
     if out is not None:
@@ -211,7 +211,7 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
     written = write_outputs(st, out_dir)
     report_path = None
     if report and importlib.util.find_spec("dse.report") is not None:
-        report_path = Path(render_study_report(st, out_dir, shift).path)
+        report_path = Path(render_study_report(st, out_dir, shift, log=log).path)
     return SearchResult(study=st, storage=redact(url), out_dir=out_dir, n_complete=complete,
                         front_trials=list(written["front"]),
                         trials_csv=Path(written["trials_csv"]),

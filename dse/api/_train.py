@@ -192,11 +192,15 @@ def finetune(config: ConfigLike, *, shift: str, steps: int | None = None,
         config: a run configuration: a YAML path or a :class:`dse.design.RunConfig`.
         shift: deployment shift applied to the training data (fine-tuning) and test data
             (a name of :data:`dse.finetune.shifts.SHIFTS`).
-        steps: probe steps per exit before the subset is chosen (None: one epoch).
+        steps: probe steps per exit before the subset is chosen (None: at least 30 and 25 %
+            of the schedule).
         full_steps: whole fine-tuning schedule (None: the configuration's training steps).
         lr: fine-tuning learning rate (None: the configuration's).
-        selection: ``one-se`` finishes the cheapest subset within one paired standard error of
-            the best probed score; ``best`` the highest score (the paper's rule).
+        selection: ``budget`` (default) finishes the best-probed subset whose training step
+            costs at most 0.8 of every exit's; ``one-se`` the cheapest within one paired
+            standard error of the best probed score; ``best`` the highest score (the paper's
+            rule). Each falls back to every exit, with ``warning`` set, when the probe cannot
+            separate the subsets (:mod:`dse.finetune.decide`).
         score_on: shifted splits the probed subsets are scored on: ``train+val`` or ``val``.
         allow_code: let the config file's backbone name Python code (``module:factory``).
         device: where torch runs: ``auto``, ``cpu`` or ``cuda``.

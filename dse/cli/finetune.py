@@ -22,15 +22,19 @@ def _log(msg: str) -> None:
 @click.option("--shift", required=True, type=options.ChoiceOrCode(SHIFTS.names()),
               help="Deployment shift applied to the training data (fine-tuning) and test data (a name, or module:fn for your own).")
 @click.option("--steps", "probe_steps", type=click.IntRange(min=1), default=None,
-              help="Probe steps s per exit before the subset is chosen [default: one epoch].")
+              help="Probe steps s per exit before the subset is chosen [default: at least 30, "
+                   "25% of the schedule].")
 @click.option("--full-steps", type=click.IntRange(min=1), default=None,
               help="Whole fine-tuning schedule S [default: the configuration's training steps].")
 @click.option("--lr", type=options.FloatRange(min=0, min_open=True), default=None,
               help="Fine-tuning learning rate [default: the configuration's].")
 @click.option("--selection", type=click.Choice(SELECTIONS), default=SELECTIONS[0],
               show_default=True,
-              help="Subset rule: 'one-se' finishes the cheapest subset within one paired standard "
-                   "error of the best probed score; 'best' the highest score (the paper's rule).")
+              help="Subset rule: 'budget' finishes the best-probed subset whose training step "
+                   "costs at most 0.8 of every exit's; 'one-se' the cheapest within one paired "
+                   "standard error of the best probed score; 'best' the highest score (the "
+                   "paper's rule). Every rule falls back to re-training every exit, with a "
+                   "warning, when the probe cannot separate the subsets.")
 @click.option("--score-on", type=click.Choice(list(SCORE_SPLITS)), default="train+val",
               show_default=True, help="Shifted splits the probed subsets are scored on.")
 @options.allow_code
@@ -71,3 +75,10 @@ def command(config_path, shift, probe_steps, full_steps, lr, selection, score_on
     click.echo(f"training MACs: selective {r.selective_ops:.3e}, entire {r.entire_ops:.3e} "
                f"(classifiers only; with a frozen-backbone forward every step the ratio is "
                f"{r.ops_ratio_with_backbone:.3f})")
+    click.echo(f"probe evidence ({r.score_samples} shifted {r.score_on} images): subset "
+               f"{r.rule_subset} "
+               f"estimated {r.estimated_gap:+.2f} ± {r.estimated_gap_se:.2f} points from "
+               f"re-training every exit; every exit gained {r.probe_gain:+.2f} ± "
+               f"{r.probe_gain_se:.2f} points in the probe")
+    if r.warning:
+        click.echo(f"warning: {r.warning}", err=True)

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dse.cli import options
 from dse.cli.output import echo_json
-from dse.api import render_study_report
+from dse.api import DEFAULT_SHIFT, render_study_report
 from dse.device import select_device, set_threads
 from dse.errors import ConfigError
 from dse.finetune.shifts import SHIFTS
@@ -30,10 +30,13 @@ def _log(msg: str) -> None:
               help="Optuna storage URL [default: sqlite:///<out>/study.db, as dse search writes].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: reports/<study>/].")
-@click.option("--shift", type=options.ChoiceOrCode(SHIFTS.names()), default=None,
-              help="Deployment shift (a name, or module:fn): choose the fine-tuning subset of every front configuration.")
+@click.option("--shift", type=options.ChoiceOrCode([*SHIFTS.names(), "none"]),
+              default=DEFAULT_SHIFT, show_default=True,
+              help="Deployment shift (a name, or module:fn): choose the fine-tuning subset of "
+                   "every front configuration under it; 'none': no subsets.")
 @click.option("--steps", "probe_steps", type=click.IntRange(min=1), default=None,
-              help="With --shift: probe steps per exit [default: one epoch].")
+              help="Probe steps per exit before a subset is chosen [default: at least 30 and "
+                   "25% of the schedule].")
 @options.device
 @options.threads
 @options.json_flag
@@ -68,7 +71,7 @@ def command(study_name, storage, out, shift, probe_steps, device, threads, as_js
                    "pages": result.pages, "trials_csv": written["trials_csv"],
                    "pareto_csv": written["pareto_csv"], "configs": written["configs"],
                    "front": [int(n) for n in result.data.front.get("number", [])],
-                   "shift": shift, "subsets": subsets})
+                   "shift": None if result.subsets is None else shift, "subsets": subsets})
         return
     click.echo(f"study {study_name}: {result.data.counts.get('complete', 0)} complete trials, "
                f"{len(result.data.front)} on the front")

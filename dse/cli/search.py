@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from dse.api import SearchInterrupted, SearchResult, search
+from dse.api import DEFAULT_SHIFT, SearchInterrupted, SearchResult, search
 from dse.cli import options
 from dse.cli.output import echo_json
 from dse.cli.progress import front_table
@@ -49,8 +49,10 @@ DEFAULT_TRIALS = 100
               help="Optuna storage URL (default: sqlite:///<out>/study.db; PostgreSQL for many machines).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Inference batch size the latency model assumes.")
-@click.option("--shift", type=options.ChoiceOrCode(SHIFTS.names()), default=None,
-              help="Deployment shift (a name, or module:fn): the report picks the fine-tuning subset of every front configuration.")
+@click.option("--shift", type=options.ChoiceOrCode([*SHIFTS.names(), "none"]),
+              default=DEFAULT_SHIFT, show_default=True,
+              help="Deployment shift (a name, or module:fn) the report picks the fine-tuning "
+                   "subset of every front configuration under; 'none': no subsets.")
 @click.option("--no-report", is_flag=True, help="Write CSVs and configs only (no PDF).")
 @click.option("--unlabeled", is_flag=True,
               help="Use the backbone's predictions as labels for training, validation and "

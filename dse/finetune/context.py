@@ -22,11 +22,11 @@ from torch import nn
 
 from dse.cost.assemble import place_exits
 from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs, param_count
-from dse.data import load_dataset, split_batches
+from dse.data import load_dataset
 from dse.design import RunConfig
 from dse.errors import ConfigError
 from dse.finetune.ops import ExitTrainCost
-from dse.finetune.shifts import apply_shift
+from dse.finetune.shifted_cache import shifted_split, split_index_of
 from dse.models.backbones import Backbone
 from dse.models.exits import build_branch
 from dse.models.multiexit import feature_shapes
@@ -36,7 +36,6 @@ from dse.train.proxy import train_design
 
 Log = Callable[[str], None]
 SPLITS = ("train", "val", "test")
-SHIFT_BATCH = 1024
 
 
 @dataclass
@@ -49,6 +48,8 @@ class Context:
     dataset: str
     seed: int
     device: torch.device
+    #: where shifted features are cached (None: the dse cache; False: memory only)
+    cache_folder: object = None
     _clean: dict = field(default_factory=dict, repr=False)
     _shifted: dict = field(default_factory=dict, repr=False)
 
@@ -115,14 +116,16 @@ def resolve_blocks(config: RunConfig, ctx: Context) -> tuple[int, ...]:
 
 
 def clean_cache(ctx: Context, blocks: Sequence[int]) -> FeatureCache:
-    """Features of the clean training split at ``blocks`` (the proxy's feature cache)."""
-    key = tuple(sorted(set(blocks)))
-    cached = next((c for k, c in ctx._clean.items() if set(key) <= set(k)), None)
-    if cached is None:
-        cached = build_feature_cache(ctx.backbone, ctx.data, key, splits=("train",),
-                                     device=ctx.device, seed=ctx.seed, cache_dir=False)
-        ctx._clean[key] = cached
-    return cached
+    """Features of the clean training split at every attach point (``blocks`` among them): the
+    proxy's feature cache, read from the disk cache the search wrote for the same backbone,
+    dataset and seed (built and kept there when missing), so rebuilding a configuration's exits
+    runs no backbone pass."""
+    if ctx._clean.get("train") is None:
+        ctx._clean["train"] = build_feature_cache(ctx.backbone, ctx.data, None, splits=("train",),
+                                                  device=ctx.device, seed=ctx.seed,
+                                                  cache_dir=ctx.cache_folder,
+                                                  dataset_key=ctx.dataset, progress=False)
+    return ctx._clean["train"]
 
 
 def branch_seed(config: RunConfig) -> int:
@@ -168,42 +171,26 @@ class ShiftedSplit:
     labels: torch.Tensor               #: [N] int64
 
 
-@torch.inference_mode()
 def shifted_features(ctx: Context, shift: str | None, blocks: Sequence[int], *,
-                     splits: Sequence[str] = SPLITS, seed: int | None = None) -> dict[str, ShiftedSplit]:
-    """Shift every image of ``splits`` (seeded per split and batch) and keep ``blocks``' outputs.
+                     splits: Sequence[str] = SPLITS, seed: int | None = None,
+                     log: Log | None = None) -> dict[str, ShiftedSplit]:
+    """The frozen backbone's features of every image of ``splits``, shifted (seeded per split
+    and batch), at every block (``blocks`` are checked to be among them).
 
-    ``shift=None``: the original images, unshifted. Results are memoised on the context per
-    (shift, seed, split), for all cached blocks.
+    ``shift=None``: the original images. Computed once per (shift, seed, split) and cached on
+    disk (:mod:`dse.finetune.shifted_cache`), and memoised on the context.
     """
     seed = ctx.seed if seed is None else seed
-    info = ctx.data.info
-    want = tuple(sorted(set(blocks)))
     out: dict[str, ShiftedSplit] = {}
-    for s_index, name in enumerate(splits):
+    for name in splits:
         key = (shift, seed, name)
-        have = ctx._shifted.get(key)
-        if have is not None and set(want) <= set(have.features):
-            out[name] = have
-            continue
-        feats: dict[int, list[torch.Tensor]] = {b: [] for b in want}
-        labels = []
-        ctx.backbone.to(ctx.device)
-        for k, (x, y) in enumerate(split_batches(ctx.data.split(name), SHIFT_BATCH)):
-            xs = x if shift is None else apply_shift(shift, x, seed=_batch_seed(seed, s_index, k),
-                                                     mean=info.mean, std=info.std)
-            outs = ctx.backbone.features(xs.to(ctx.device))
-            for b in want:
-                feats[b].append(outs[b].float().cpu())
-            labels.append(y.cpu())
-        with torch.inference_mode(False):
-            split = ShiftedSplit({b: torch.cat(f).clone() for b, f in feats.items()},
-                                 torch.cat(labels).clone())
-        ctx._shifted[key] = split
-        out[name] = split
+        if key not in ctx._shifted:
+            feats, labels = shifted_split(ctx.backbone, ctx.data, name, split_index_of(name),
+                                          shift, seed, device=ctx.device,
+                                          folder=ctx.cache_folder, log=log)
+            ctx._shifted[key] = ShiftedSplit(feats, labels)
+        missing = set(blocks) - set(ctx._shifted[key].features)
+        if missing:
+            raise ConfigError(f"no block {sorted(missing)} in backbone {ctx.backbone_name}")
+        out[name] = ctx._shifted[key]
     return out
-
-
-def _batch_seed(seed: int, split_index: int, batch_index: int) -> int:
-    """Distinct, reproducible seeds for every (split, batch): shifts differ across splits."""
-    return (int(seed) * 1_000_003 + split_index * 10_007 + batch_index) % (2 ** 63)

@@ -17,7 +17,7 @@ from dse.errors import DseError
 from dse.report.data import ReportData
 from dse.report import plots
 from dse.report.plots import chunks, page
-from dse.report.tables import counts_line, finetune_table
+from dse.report.tables import counts_line, finetune_table, finetune_warnings
 
 ROWS_PER_TABLE_PAGE = 14
 ROWS_PER_FINETUNE_PAGE = 7
@@ -87,7 +87,7 @@ def title_page(data: ReportData, version: str, now: _dt.datetime | None = None,
         ("Objectives", objectives + "  (accuracy maximised, costs minimised)"),
         ("Constraints", "; ".join(constraints) or "none"),
         ("Trials", counts_line(data)),
-        ("Fine-tuning shift", shift or "none (add --shift to choose fine-tuning subsets)"),
+        ("Fine-tuning shift", shift or "none (--shift none)"),
         ("Search space", m.get("space_file") or "-"),
     ]
     y = 0.80
@@ -179,26 +179,33 @@ def finetune_pages(subsets: pd.DataFrame | None, shift: str | None,
                    reason: str = "") -> list[Figure]:
     """The selected subsets: a chart of the accuracies and a table with the ops savings."""
     if subsets is None or subsets.empty:
-        text = reason or ("No deployment shift was given. Run 'dse report --study NAME "
-                          "--shift jitter' (or cutout, resize, rotate, grayscale, random) to "
-                          "choose which exits to fine-tune for every front configuration.")
+        text = reason or ("Fine-tuning subsets were turned off (--shift none). Run 'dse report "
+                          "--study NAME' (shift random) or name a shift (jitter, cutout, resize, "
+                          "rotate, grayscale) to choose which exits to fine-tune for every "
+                          "front configuration.")
         fig = page("finetune")
         fig.text(0.5, 0.5, "\n".join(textwrap.wrap(text, 80)), ha="center", va="center",
                  fontsize=13)
         return [fig]
     note = ("Ensemble = mean of the logits of all exits (Hirose et al. 2020), shifted test split. "
-            "Subset: exit 1 first, F = fine-tuned, B = original; chosen on the shifted validation "
-            "split after a short probe. Train ops = selective / entire training MACs (classifiers; "
-            "forward + backward + update).")
+            "Subset: exit 1 first, F = fine-tuned, B = original; chosen on the shifted train and "
+            "validation splits after a probe of every exit: the best-probed subset whose training "
+            "step costs at most 0.8 of re-training every exit. Probe gap: the chosen subset's probed "
+            "score minus re-training every exit's, ± its paired standard error; '!': the rule's "
+            "pick (named) may lose more than 2 points, so every exit is re-trained (the safe "
+            "choice; reasons below). Train ops = "
+            "selective / entire training MACs (classifiers; forward + backward + update).")
     out = []
     for k, part in enumerate(chunks(subsets, ROWS_PER_FINETUNE_PAGE)):
         fig = page("finetune", f"deployment shift '{shift}': which exits to re-train; accuracy "
                                "of the last-exit ensemble on the shifted test split")
         ax = fig.add_axes([0.08, 0.54, 0.72, 0.34])
         finetune_chart(ax, part)
-        tab_ax = fig.add_axes([0.03, 0.1, 0.94, 0.36])
-        draw_table(tab_ax, finetune_table(part), 10.5, row_height=0.1)
-        fig.text(0.5, 0.04, "\n".join(textwrap.wrap(note, 150)), ha="center", fontsize=9.5,
+        tab_ax = fig.add_axes([0.03, 0.14, 0.94, 0.34])
+        draw_table(tab_ax, finetune_table(part), 9.5, row_height=0.1)
+        lines = [*textwrap.wrap(note, 170),
+                 *(w for line in finetune_warnings(part) for w in textwrap.wrap(line, 170))]
+        fig.text(0.5, 0.01, "\n".join(lines[:9]), ha="center", va="bottom", fontsize=8.5,
                  color="#444444")
         out.append(fig)
     return out

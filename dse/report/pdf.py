@@ -20,7 +20,8 @@ from dse.report.plots import STYLE
 
 #: pareto.csv columns added for the fine-tuning subsets (prefix + result column)
 SUBSET_COLUMNS = ("subset", "accuracy", "entire_accuracy", "baseline_accuracy", "ops_ratio",
-                  "best_subset", "best_subset_accuracy")
+                  "best_subset", "best_subset_accuracy", "estimated_gap", "estimated_gap_se",
+                  "warning")
 _NUMBER_COLUMNS = ("number", "trial", "trial_number")
 
 

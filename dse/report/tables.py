@@ -84,10 +84,34 @@ def finetune_table(subsets: pd.DataFrame) -> pd.DataFrame:
             "Entire\nacc (%)": _num(s["entire_accuracy"], ".2f"),
             "No fine-tuning\nacc (%)": _num(s["baseline_accuracy"], ".2f"),
             "Train ops\nvs entire": _num(s["ops_ratio"], ".3f"),
+            "Probe: gap to entire\n(points ± se)": _gap(s),
+            "Original test acc (%)\nselective / entire": (
+                f"{_num(s.get('original_accuracy'), '.2f')} / "
+                f"{_num(s.get('original_entire_accuracy'), '.2f')}"),
             "Reference subset\n(all fine-tuned, tried)":
                 f"{s['best_subset']} ({_num(s['best_subset_accuracy'], '.2f')}%)",
         })
     return pd.DataFrame(rows)
+
+
+def _gap(s: Any) -> str:
+    """The probe's estimated gap of the rule's pick to re-training every exit; with a warning
+    (the safe choice, every exit, was finished instead) the pick is named and marked '!'."""
+    gap = s.get("estimated_gap")
+    if gap is None or gap != gap:
+        return "-"
+    text = f"{float(gap):+.2f} ± {_num(s.get('estimated_gap_se'), '.2f')}"
+    if isinstance(s.get("warning"), str) and s.get("warning"):
+        return f"{s.get('rule_subset')}: {text} !"
+    return text
+
+
+def finetune_warnings(subsets: pd.DataFrame) -> list[str]:
+    """One line per configuration whose probe could not decide (the safe choice was taken)."""
+    if "warning" not in subsets:
+        return []
+    return [f"#{int(s['number'])}: {s['warning']}" for _, s in subsets.iterrows()
+            if isinstance(s["warning"], str) and s["warning"]]
 
 
 def counts_line(data: ReportData) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from dse.cli import cli
@@ -69,3 +70,27 @@ def test_config_without_early_exits(make_config):
               "--shift", "jitter")
     assert res.exit_code == 2
     assert "exits.count must be >= 1, got 0" in res.output
+
+
+@pytest.mark.slow  # two 100-step fine-tunings of a ConvX configuration
+def test_rotate_never_recommends_a_much_worse_subset_silently(make_config):
+    """Issue 16: on a front configuration with --shift rotate, the one-epoch probe (9 steps on
+    digits) and the one-se rule picked BFF at 66.85 % against 95.26 % for re-training every
+    exit, without a word. With the default probe, and with the old 9-step one, a subset more
+    than 2 points below re-training all must now come with a warning (and the safe choice)."""
+    config = make_config(count=2, placement="linear", steps=100, branch="convx")
+    for probe in ([], ["--steps", "9"]):
+        res = run("finetune", "--config", config, "--shift", "rotate", *probe, "--json")
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.stdout)
+        assert out["probe_steps"] == (30 if not probe else 9)
+        for key in ("estimated_gap", "estimated_gap_se", "probe_gain", "probe_gain_se",
+                    "rule_subset", "warning"):
+            assert key in out
+        assert out["estimated_gap_se"] >= 0
+        if out["accuracy"] < out["entire_accuracy"] - 2:
+            assert out["warning"] and "re-training every exit" in out["warning"]
+        if out["warning"]:
+            assert out["subset"] == "FFF" and out["ops_ratio"] == 1.0
+        if probe:  # below the 30-step floor the probe is not trusted: said, and every exit
+            assert "9-step probe is too short" in out["warning"]

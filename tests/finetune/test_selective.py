@@ -139,10 +139,10 @@ def test_choose_subset_one_se_prefers_the_cheaper_subset_within_noise():
     masks = subset_masks(2)                    # [], [1], [2], [1, 2]
     costs = np.array([0.0, 10.0, 1.0, 11.0])   # exit 1 is the expensive one
     base, probe, y = crafted(1)                # {1, 2} is 1 image (se 0.01) ahead of {2}
-    assert choose_subset(base, probe, y, masks, costs, "best") == 3
-    assert choose_subset(base, probe, y, masks, costs, "one-se") == 2
+    assert choose_subset(base, probe, y, masks, costs, "best").rule_index == 3
+    assert choose_subset(base, probe, y, masks, costs, "one-se").rule_index == 2
     base, probe, y = crafted(5)                # 5 images ahead, se ~0.022: a real difference
-    assert choose_subset(base, probe, y, masks, costs, "one-se") == 3
+    assert choose_subset(base, probe, y, masks, costs, "one-se").rule_index == 3
 
 
 @pytest.mark.parametrize("selection,score_on,samples", [("one-se", "train+val", 128),
@@ -164,7 +164,8 @@ def test_run_selective_scores_on_the_chosen_splits(selection, score_on, samples)
     if selection == "best":  # the plain rule: highest val score, then fewest exits
         from dse.finetune.subsets import best_subset, pattern, subset_masks
         masks = subset_masks(4)
-        assert r.subset == pattern(masks[best_subset(score_subsets(l0, l1, y, masks), masks)])
+        assert r.rule_subset == pattern(masks[best_subset(score_subsets(l0, l1, y, masks),
+                                                          masks)])
 
 
 def test_unknown_selection_and_score_splits_are_config_errors(make_config):
@@ -173,7 +174,7 @@ def test_unknown_selection_and_score_splits_are_config_errors(make_config):
 
     base, data = toy()
     sched = Schedule(probe_steps=2, steps=6, lr=0.05, batch_size=16)
-    with pytest.raises(ConfigError, match="selection must be one of one-se, best, got 'top'"):
+    with pytest.raises(ConfigError, match="selection must be one of budget, one-se, best, got 'top'"):
         run_selective(base, data, sched, "jitter", selection="top")
     with pytest.raises(ConfigError, match="scored on one of train\\+val, val, got 'test'"):
         run_selective(base, data, sched, "jitter", score_on="test")

@@ -24,7 +24,7 @@ def stored_study(study_factory, folder, checkpoint=None, **kwargs):
 def test_report_from_storage(study_factory, tmp_path, pdf):
     out = tmp_path / "reports" / "fake"
     stored_study(study_factory, out, n_trials=12)
-    res = run("report", "--study", "fake", "--out", str(out), "--json")
+    res = run("report", "--study", "fake", "--out", str(out), "--shift", "none", "--json")
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert info["pages"] == 8 and info["report"] == str(out / "report.pdf")
@@ -37,7 +37,7 @@ def test_report_from_storage(study_factory, tmp_path, pdf):
 def test_report_says_where_it_wrote_once(study_factory, tmp_path):
     out = tmp_path / "fake"
     stored_study(study_factory, out, n_trials=6)
-    res = run("report", "--study", "fake", "--out", str(out))
+    res = run("report", "--study", "fake", "--out", str(out), "--shift", "none")
     assert res.exit_code == 0, res.output
     assert res.stdout.count("report.pdf") == 1 and res.stdout.startswith("study fake: ")
     assert "report.pdf" not in res.stderr
@@ -59,6 +59,9 @@ def test_report_with_shift_chooses_subsets(study_factory, tmp_path, pdf, digits_
     assert (out / "finetune_jitter.csv").is_file()
     text = pdf.text(out / "report.pdf")
     assert "deployment shift 'jitter'" in text and subsets[0]["subset"] in text
+    for s in subsets:   # the probe's evidence is in every row, with a warning when it failed
+        assert s["estimated_gap_se"] >= 0 and "rule_subset" in s and "warning" in s
+        assert s["original_accuracy"] is not None
 
 
 def test_missing_database(tmp_path):

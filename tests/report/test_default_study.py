@@ -23,3 +23,5 @@ def test_default_search_writes_the_report(tmp_path, pdf):
     for title in SECTIONS.values():
         assert pdf.has(text, title), title
     assert "digits-resnet" in text and "4 complete" in text
+    # issue 16: the subsets page is filled by default (shift random), every config has an exit
+    assert "deployment shift 'random'" in text and (out / "finetune_random.csv").is_file()

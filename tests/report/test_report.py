@@ -24,7 +24,7 @@ def test_fake_study_report(fake_study, tmp_path, pdf):
     assert "Generated 2025-01-02 03:04 by dse" in text
     assert "Expected latency predicted on jetson-nano (ms per input)" in text
     assert "Validation accuracy (%)" in text
-    assert "No deployment shift was given" in text
+    assert "Fine-tuning subsets were turned off" in text
     assert not list(tmp_path.glob("*.tmp*")), "no temporary file is left behind"
 
 

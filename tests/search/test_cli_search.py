@@ -269,10 +269,15 @@ def test_report_is_written_when_available(tmp_path, search_args, monkeypatch):
 
     calls = []
     monkeypatch.setattr(dse.api._search, "render_study_report",
-                        lambda study, out, shift=None: calls.append((study.study_name, out, shift))
-                        or SimpleNamespace(path=Path(out) / "report.pdf"))
+                        lambda study, out, shift=None, **kw: calls.append(
+                            (study.study_name, out, shift)) or SimpleNamespace(
+                            path=Path(out) / "report.pdf"))
     args = [a for a in search_args(tmp_path / "r", trials=2) if a != "--no-report"]
     result = run(*args, "--shift", "jitter")
     assert result.exit_code == 0, result.output
     assert calls == [(STUDY, tmp_path / "r", "jitter")]
     assert "report " in result.stdout
+    calls.clear()   # by default the report picks the subsets under shift 'random'; 'none': none
+    assert run(*args).exit_code == 0 and calls == [(STUDY, tmp_path / "r", "random")]
+    calls.clear()
+    assert run(*args, "--shift", "none").exit_code == 0 and calls == [(STUDY, tmp_path / "r", None)]
