@@ -39,6 +39,7 @@ from dse.cost.microbench import forcing_thresholds, timer
 from dse.cost.op_trace import trace_multiexit
 from dse.cost.profiles import Profile, Runtime
 from dse.device import set_threads
+from dse.errors import ConfigError
 from dse.models.backbones import build_backbone
 
 #: Backbones validated by default with their input size (CPU-sized: a run takes minutes).
@@ -174,8 +175,14 @@ def case_model(case: Case) -> tuple[Any, InputSpec, list[int]]:
     backbone = build_backbone(case.backbone, num_classes=inputs.num_classes,
                               in_channels=inputs.in_channels)
     attach_points = len(backbone.blocks) - 1 - backbone.first_attach  # the stem is skipped
-    num_exits = min(case.num_exits, attach_points)
-    a = assemble(backbone, inputs, num_exits, case.placement, case.branch)
+    for n in range(min(case.num_exits, attach_points), 0, -1):
+        try:  # a rule may fit fewer exits than asked on a short backbone: take what fits
+            a = assemble(backbone, inputs, n, case.placement, case.branch)
+            break
+        except ConfigError:
+            continue
+    else:
+        a = assemble(backbone, inputs, 0, case.placement, case.branch)
     return a.model.eval(), inputs, list(a.exit_macs)
 
 
