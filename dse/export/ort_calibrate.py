@@ -20,6 +20,15 @@ alike. What differs is what ONNX Runtime runs:
   graph runs, is the per-inference cost;
 - **composites**: the synthetic early-exit networks, cut into bundles and run by the bundle
   runner through every exit, fit the in-network extras (stage 2) as for PyTorch.
+
+Known limit (measured on a 2-core host under heavy load, 2026-11-30): the fitted model ranks
+exits well (Spearman 0.99) but predicts real networks 1.3-2x too slow. A one-op graph run also
+pays the layout reorders ONNX Runtime puts at the graph's edges (``ReorderInput`` /
+``ReorderOutput`` around blocked-layout convolutions) and the output's copy to numpy, which a
+network pays once per graph, not per op (ONNX Runtime's profiler: a 32-channel 16x16 3x3
+convolution ran 42 us in its kernel, 10 us in reorders, 67 us per run), and stage 2 only adds
+costs. Fitting stage 1 to the profiler's kernel times instead was tried and dropped: the
+profiler times wall clock, which a loaded machine inflates.
 """
 from __future__ import annotations
 
