@@ -21,14 +21,18 @@ alike. What differs is what ONNX Runtime runs:
 - **composites**: the synthetic early-exit networks, cut into bundles and run by the bundle
   runner through every exit, fit the in-network extras (stage 2) as for PyTorch.
 
-Known limit (measured on a 2-core host under heavy load, 2026-11-30): the fitted model ranks
-exits well (Spearman 0.99) but predicts real networks 1.3-2x too slow. A one-op graph run also
-pays the layout reorders ONNX Runtime puts at the graph's edges (``ReorderInput`` /
+Measured on a 2-core host under heavy load (load average 10-18, 2026-11-30), two runs of the
+same code (``benchmarks/latency_model.py``): 61 % of 59 exits within +-10 %, MAPE 9.4 %,
+Spearman 0.997 in one; every exit 1.3-2x too slow, Spearman 0.995, in the other, whose
+calibration ran under a heavier load than its validation. The repeatability of 0.37-0.53 seen
+there says the measurements, not only the model, moved; the targets are for a machine at rest.
+Where a model misses on a quiet machine, the first suspect is what a one-op graph run pays
+besides its op: the layout reorders ONNX Runtime puts at a graph's edges (``ReorderInput`` /
 ``ReorderOutput`` around blocked-layout convolutions) and the output's copy to numpy, which a
-network pays once per graph, not per op (ONNX Runtime's profiler: a 32-channel 16x16 3x3
-convolution ran 42 us in its kernel, 10 us in reorders, 67 us per run), and stage 2 only adds
-costs. Fitting stage 1 to the profiler's kernel times instead was tried and dropped: the
-profiler times wall clock, which a loaded machine inflates.
+network pays once per graph, not per op (ONNX Runtime's profiler, on this host: a 32-channel
+16x16 3x3 convolution ran 42 us in its kernel and 10 us in reorders, 67 us per run). Fitting
+stage 1 to the profiler's kernel times instead was tried and dropped: the profiler times wall
+clock, which a loaded machine inflates.
 """
 from __future__ import annotations
 
