@@ -107,7 +107,10 @@ def _provider(provider: str | None, onnxruntime: bool) -> str:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @options.json_flag
 def calibrate(name, engine, provider, out, threads, power_w, quick, statistic, force, as_json):
-    """Fit a profile runtime to this machine by micro-benchmarks (PyTorch eager or ONNX Runtime)."""
+    """Fit a profile runtime to this machine by micro-benchmarks (PyTorch eager or ONNX Runtime).
+
+    --threads pins torch's threads, or ONNX Runtime's intra-op threads (inter-op: 1).
+    """
     onnxruntime = check_engine(engine) == "onnxruntime"
     provider = _provider(provider, onnxruntime)
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
