@@ -21,11 +21,12 @@ alike. What differs is what ONNX Runtime runs:
 - **composites**: the synthetic early-exit networks, cut into bundles and run by the bundle
   runner through every exit, fit the in-network extras (stage 2) as for PyTorch.
 
-Measured on a 2-core host under heavy load (load average 10-18, 2026-11-30), two runs of the
+Measured on a 2-core host under heavy load (load average 8-18, 2026-11-30), three runs of the
 same code (``benchmarks/latency_model.py``): 61 % of 59 exits within +-10 %, MAPE 9.4 %,
-Spearman 0.997 in one; every exit 1.3-2x too slow, Spearman 0.995, in the other, whose
-calibration ran under a heavier load than its validation. The repeatability of 0.37-0.53 seen
-there says the measurements, not only the model, moved; the targets are for a machine at rest.
+Spearman 0.997 in one; every exit 1.2-2.5x too slow, Spearman 0.994-0.995, in the two others.
+The repeatability of 0.17-0.53 seen there (in the worst run the second half of every exit's
+samples took 10-50 % more CPU time than the first) says the measurements, not only the model,
+moved; the targets are for a machine at rest.
 Where a model misses on a quiet machine, the first suspect is what a one-op graph run pays
 besides its op: the layout reorders ONNX Runtime puts at a graph's edges (``ReorderInput`` /
 ``ReorderOutput`` around blocked-layout convolutions) and the output's copy to numpy, which a
