@@ -21,12 +21,13 @@ alike. What differs is what ONNX Runtime runs:
 - **composites**: the synthetic early-exit networks, cut into bundles and run by the bundle
   runner through every exit, fit the in-network extras (stage 2) as for PyTorch.
 
-Measured on a 2-core host under heavy load (load average 8-18, 2026-11-30), three runs of the
-same code (``benchmarks/latency_model.py``): 61 % of 59 exits within +-10 %, MAPE 9.4 %,
-Spearman 0.997 in one; every exit 1.2-2.5x too slow, Spearman 0.994-0.995, in the two others.
-The repeatability of 0.17-0.53 seen there (in the worst run the second half of every exit's
-samples took 10-50 % more CPU time than the first) says the measurements, not only the model,
-moved; the targets are for a machine at rest.
+Measured on a 2-core shared host (2026-11-30), four runs of the same code
+(``benchmarks/latency_model.py``, one thread, median): at a load average of 5, 73 % of 59 exits
+within +-10 %, MAPE 8.2 %, Spearman 0.997, repeatability 0.64; under loads of 8-18, 61 %, and
+twice every exit 1.2-2.5x too slow (0 % and 2 % within +-10 %, Spearman 0.994-0.995) with
+repeatability 0.17-0.53 (in the worst run the second half of every exit's samples took 10-50 %
+more CPU time than the first): the measurements, not only the model, moved; the targets are for
+a machine at rest.
 Where a model misses on a quiet machine, the first suspect is what a one-op graph run pays
 besides its op: the layout reorders ONNX Runtime puts at a graph's edges (``ReorderInput`` /
 ``ReorderOutput`` around blocked-layout convolutions) and the output's copy to numpy, which a
