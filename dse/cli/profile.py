@@ -20,6 +20,9 @@ from dse.cost.profiles import (error_line, list_profiles, load_profile, profile_
 from dse.cost.validate import ValidationSettings
 from dse.cost.validate import validate as validate_here
 from dse.errors import ConfigError
+from dse.export.ort_bench import DEFAULT_PROVIDER, ENGINES, check_engine, check_provider
+from dse.export.ort_calibrate import calibrate_ort
+from dse.export.ort_validate import is_ort_runtime, resolve_runtime, validate_ort
 from dse.paths import check_writable_file
 
 #: text tables fit this many columns
@@ -81,8 +84,30 @@ def show(name: str, runtime: str | None, power_mode: str | None, as_json: bool) 
         click.echo(f"# {error_line(profile, r)}")
 
 
+provider_option = click.option(
+    "--provider", default=None,
+    help=f"ONNX Runtime execution provider, with an ONNX Runtime runtime (default "
+         f"{DEFAULT_PROVIDER}; CUDAExecutionProvider, TensorrtExecutionProvider where installed).")
+statistic_option = click.option(
+    "--statistic", type=click.Choice(["median", "trimmed", "min"]), default="median",
+    show_default=True, help="Statistic of the timed samples: median, 20%-trimmed mean, or min "
+                            "(the least disturbed sample, on a loaded machine).")
+
+
+def _provider(provider: str | None, onnxruntime: bool) -> str:
+    """The execution provider to use, checked before minutes of measuring."""
+    if provider is not None and not onnxruntime:
+        raise ConfigError(f"--provider {provider} applies to ONNX Runtime only (--runtime "
+                          "onnxruntime)")
+    return check_provider(provider or DEFAULT_PROVIDER) if onnxruntime else DEFAULT_PROVIDER
+
+
 @command.command("calibrate")
 @click.option("--name", required=True, help="Name of the new profile (also its file name).")
+@click.option("--runtime", "engine", default="pytorch", show_default=True,
+              help=f"What to time: {' or '.join(ENGINES)} (the fitted runtime is 'host', or "
+                   "'onnxruntime-<provider>-fp32' with fusion on).")
+@provider_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the YAML (default: hardware_profiles/NAME.yaml, or the first "
                    "DSE_PROFILES_DIR folder).")
@@ -90,12 +115,16 @@ def show(name: str, runtime: str | None, power_mode: str | None, as_json: bool) 
 @click.option("--power-w", type=options.FloatRange(min=0), default=15.0, show_default=True,
               help="Average power while running, for energy estimates (not measurable here).")
 @click.option("--quick", is_flag=True, help="A small benchmark grid (seconds; for smoke tests).")
-@click.option("--statistic", type=click.Choice(["median", "min"]), default="median",
-              show_default=True, help="Statistic of the timed rounds (min on a loaded machine).")
+@statistic_option
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @options.json_flag
-def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
-    """Fit a profile with a 'host' runtime to this machine by micro-benchmarks (< 3 min)."""
+def calibrate(name, engine, provider, out, threads, power_w, quick, statistic, force, as_json):
+    """Fit a profile runtime to this machine by micro-benchmarks (PyTorch eager or ONNX Runtime).
+
+    --threads pins torch's threads, or ONNX Runtime's intra-op threads (inter-op: 1).
+    """
+    onnxruntime = check_engine(engine) == "onnxruntime"
+    provider = _provider(provider, onnxruntime)
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise ConfigError(f"--name must be a plain profile name (no spaces or slashes), got {name!r}")
     path = Path(out) if out else profile_dirs()[0] / f"{name}.yaml"
@@ -104,11 +133,18 @@ def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
     check_writable_file(path, "--out")  # before minutes of measuring, not after
     log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
     settings = CalibrationSettings(threads=threads, power_w=power_w, quick=quick, statistic=statistic)
-    profile = calibrate_here(name, settings, log=log)
-    written = write_profile(profile, path, header=f"Fitted by `dse profile calibrate --name {name}`; "
-                            "see dse/cost/calibrate.py for what each value measures.")
+    if onnxruntime:
+        profile = calibrate_ort(name, settings, provider, log=log)
+        how = f"--runtime onnxruntime --provider {provider}"
+    else:
+        profile = calibrate_here(name, settings, log=log)
+        how = "--runtime pytorch"
+    written = write_profile(profile, path, header=f"Fitted by `dse profile calibrate --name {name} "
+                            f"{how}`; see dse/cost/calibrate.py for what each value measures.")
     rt = profile.runtime()
-    summary = {"profile": name, "path": str(written), "runtime": rt.name, "threads": rt.threads,
+    summary = {"profile": name, "path": str(written), "runtime": rt.name, "engine": engine,
+               "provider": provider if onnxruntime else None, "threads": rt.threads,
+               "fusion": rt.fusion, "graph_run_overhead_us": round(rt.graph_run_overhead_us, 3),
                "peak_gflops": profile.device.peak_gflops["fp32"],
                "memory_bandwidth_gbs": profile.device.memory_bandwidth_gbs,
                "decision_overhead_us": rt.decision_overhead_us,
@@ -116,29 +152,37 @@ def calibrate(name, out, threads, power_w, quick, statistic, force, as_json):
     if as_json:
         echo_json(summary)
     else:
-        click.echo(f"wrote {written} (runtime 'host', {rt.threads} thread(s), "
+        click.echo(f"wrote {written} (runtime '{rt.name}', {rt.threads} thread(s), "
                    f"peak {summary['peak_gflops']:.1f} GFLOPS, "
                    f"{summary['memory_bandwidth_gbs']:.1f} GB/s)")
 
 
 @command.command("validate")
 @options.profile
-@options.runtime
+@click.option("--runtime", default=None,
+              help="Runtime within the profile (default: the profile's own). A runtime named "
+                   "onnxruntime-* is measured through exported bundles on ONNX Runtime; "
+                   "'onnxruntime' picks the profile's one. Others: PyTorch eager.")
+@provider_option
 @options.threads
 @click.option("--quick", is_flag=True, help="Two tiny cases instead of 7 backbones x 3 exit configurations.")
 @click.option("--rounds", type=click.IntRange(min=1), default=None,
               help="Timed samples per exit (default 12, over 4 passes).")
-@click.option("--statistic", type=click.Choice(["median", "min"]), default="median",
-              show_default=True, help="Statistic of the samples (min on a loaded machine).")
+@statistic_option
 @options.json_flag
-def validate(profile, runtime, threads, quick, rounds, statistic, as_json):
+def validate(profile, runtime, provider, threads, quick, rounds, statistic, as_json):
     """Measure per-exit latency here and compare it with the profile's model."""
     prof = load_profile(profile)
-    prof.runtime(runtime)  # unknown runtime: fail before measuring anything
+    rt = resolve_runtime(prof, runtime, provider)  # unknown runtime: fail before measuring
+    onnxruntime = is_ort_runtime(rt.name)
+    provider = _provider(provider, onnxruntime)
     settings = ValidationSettings(threads=threads, quick=quick, statistic=statistic,
                                   **({"rounds": rounds} if rounds else {}))
     log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
-    result = validate_here(prof, runtime, settings, log=log)
+    if onnxruntime:
+        result = validate_ort(prof, rt.name, settings, provider, log=log)
+    else:
+        result = validate_here(prof, rt.name, settings, log=log)
     if as_json:
         echo_json(result)
         return
@@ -148,9 +192,13 @@ def validate(profile, runtime, threads, quick, rounds, statistic, as_json):
     click.echo(table(["backbone", "exits", "branch", "exit", "block", "model ms", "measured ms",
                       "error %"], rows))
     b = result["baseline"]
-    click.echo(f"\n{result['profile']}/{result['runtime']} on this machine ({result['threads']} "
-               f"thread(s)): n={result['n']}, MAPE {result['mape']:.1f}%, "
+    engine = result.get("provider") or "PyTorch eager"
+    click.echo(f"\n{result['profile']}/{result['runtime']} on this machine ({engine}, "
+               f"{result['threads']} thread(s)): n={result['n']}, MAPE {result['mape']:.1f}%, "
                f"{100 * result['within_10pct']:.0f}% within +-10%, Spearman {result['spearman']:.3f}")
+    click.echo(f"repeatability: {100 * result['repeatability']:.0f}% of exits measured twice "
+               f"(two halves of the samples) agree within +-10%; load average "
+               f"{result['load_avg']['before']} -> {result['load_avg']['after']}")
     click.echo(f"MACs-only baseline (fitted): MAPE {b['mape']:.1f}%, "
                f"{100 * b['within_10pct']:.0f}% within +-10%, Spearman {b['spearman']:.3f}")
     sys.stdout.flush()

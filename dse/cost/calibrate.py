@@ -71,7 +71,8 @@ class CalibrationSettings:
     quick: bool = False          # a small grid (tests, smoke runs)
     power_w: float = 15.0        # not measurable here; recorded for energy
     clock: str = "auto"          # wall, cpu, or auto (cpu time when single-threaded)
-    statistic: str = "median"    # of the rounds: median, or min on a loaded machine
+    statistic: str = "median"    # of the rounds: median, trimmed (mean), or min (loaded machine)
+    passes: int = 2              # the rounds are spread over this many passes (dse.cost.harness)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class Measurements:
     decision_us: float
     inference_us: float
     threads: int
+    runtime: str = "host"         # name of the fitted runtime
+    description: str = ""         # what was timed (engine, dtype, threads, batch)
+    fusion: bool = False          # the runtime fuses conv+bn(+add)(+relu) into one kernel
+    graph_run_us: float = 0.0     # per graph run of a cut network (ONNX Runtime session run)
+    engine: str = "PyTorch eager"
 
 
 def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
@@ -99,7 +105,8 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
         benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick,
                                                                              settings.criterion)
         seconds = mb.measure([fn for _, fn, _ in benches], rounds=settings.rounds,
-                             target_s=target_s, clock=clock, statistic=settings.statistic)
+                             target_s=target_s, clock=clock, statistic=settings.statistic,
+                             passes=settings.passes)
         call_us, decision_us, inference_us = mb.exit_path_costs(
             settings.criterion, settings.rounds, target_s, clock, settings.statistic)
     log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
@@ -169,8 +176,10 @@ def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
         ks = kernels(records, rt.fusion)
         host_us, device_us = (sum(x) for x in zip(*(kernel_time_us(k, device, rt) for k in ks)))
         decisions = sum(r.name == DECISION and r.kind == "call" for r in records)
+        whole = any(r.name == INFERENCE and r.kind == "call" for r in records)
         fixed = (decisions * rt.decision_overhead_us
-                 + any(r.name == INFERENCE and r.kind == "call" for r in records) * rt.inference_overhead_us)
+                 + whole * (rt.inference_overhead_us
+                            + 2 * (decisions + 1) * rt.graph_run_overhead_us))
         n_library = sum(k.kind in LIBRARY_KINDS for k in ks)
         n_other = sum(k.kind not in ("call", "view", *LIBRARY_KINDS) for k in ks)
         fresh_mb = sum(alloc_us(k, unit) for k in ks)
@@ -190,7 +199,8 @@ def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
 
 def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = CalibrationSettings(),
                 description: str = "") -> Profile:
-    """Fit a profile with one runtime, ``host``, to the measurements (pure: numbers in and out)."""
+    """Fit a profile with one runtime (``m.runtime``: ``host`` for PyTorch eager) to the
+    measurements (pure: numbers in and out)."""
     by_kind: dict[str, list[tuple[list[LayerRecord], float]]] = {k: [] for k in (*_KINDS, "composite")}
     for kind, records, t in m.cases:
         by_kind[kind].append((list(records), t))
@@ -207,20 +217,22 @@ def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = Cali
                              f"({time.strftime('%Y-%m-%d')}): peak = best of torch.mm, conv and "
                              "linear benchmarks; bandwidth = best memory-bound benchmark",))
     generic = OpParams(overhead_us=1.0, compute_eff=0.5, memory_eff=0.5)
-    rt = Runtime(name="host", description=f"PyTorch eager, fp32, {m.threads} thread(s), batch 1 "
-                 "(fitted on this machine)", dtype="fp32", ops={k: generic for k in _KINDS if k in OP_KINDS or by_kind[k]},
+    rt = Runtime(name=m.runtime, description=m.description or f"{m.engine}, fp32, {m.threads} "
+                 "thread(s), batch 1 (fitted on this machine)", dtype="fp32",
+                 ops={k: generic for k in _KINDS if k in OP_KINDS or by_kind[k]}, fusion=m.fusion,
                  threads=m.threads, call_overhead_us=m.call_us, decision_overhead_us=m.decision_us,
-                 inference_overhead_us=m.inference_us, power_w=settings.power_w,
-                 sources=(f"{len(m.cases)} micro-benchmarks, {settings.rounds} interleaved "
-                          f"rounds, {settings.statistic}; decision cost of criterion {settings.criterion!r}; "
-                          "power_w is not measured (set with --power-w)",))
+                 inference_overhead_us=m.inference_us, graph_run_overhead_us=m.graph_run_us,
+                 power_w=settings.power_w,
+                 sources=(f"{len(m.cases)} micro-benchmarks through {m.engine}, {settings.rounds} "
+                          f"interleaved rounds, {settings.statistic}; decision cost of criterion "
+                          f"{settings.criterion!r}; power_w is not measured (set with --power-w)",))
     for kind in _KINDS:
         if by_kind[kind]:
             rt = _fit_kind(kind, by_kind[kind], device, rt)
     if by_kind["composite"]:
         rt = _fit_overheads(by_kind["composite"], device, rt)
     return Profile(name=name, description=description or f"{_host()}: fitted by dse profile calibrate",
-                   device=device, runtimes={"host": rt}, default_runtime="host")
+                   device=device, runtimes={rt.name: rt}, default_runtime=rt.name)
 
 
 def calibrate(name: str, settings: CalibrationSettings = CalibrationSettings(),

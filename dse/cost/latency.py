@@ -48,6 +48,10 @@ exit k-1 up to exit k's block plus branch k, each ended by its decision::
     latency(exit n) = inference_overhead + sum_{k<=n} (stretch_k + decision)
     latency(final)  = inference_overhead + sum_{k<=N} (stretch_k + decision) + rest + head
 
+A runtime that runs a cut network (:mod:`dse.export`: one graph per backbone segment and one
+per exit head, e.g. ONNX Runtime sessions) pays ``graph_run_overhead_us`` per graph run: two
+per stretch, the final stretch included (0 for eager runtimes, which run no graphs).
+
 Expected latency is ``sum_n p_n * latency(n)`` (DESIGN.md); energy is ``power_w * latency``
 (W x ms = mJ).
 """
@@ -201,7 +205,8 @@ def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None"
     head = segment_time_us(net.head, dev, rt, scale, hs)
 
     def stretch(parts: Sequence[tuple[float, float]]) -> float:
-        return combine(sum(h for h, _ in parts), sum(d for _, d in parts))
+        runs = 2 * rt.graph_run_overhead_us  # a segment and an exit head
+        return combine(runs + sum(h for h, _ in parts), sum(d for _, d in parts))
 
     decision, inference = rt.decision_overhead_us * hs, rt.inference_overhead_us * hs
     exit_us, acc, start = [], inference, 0

@@ -15,14 +15,15 @@ sees (:func:`dse.cost.op_trace.trace_call` / :func:`~dse.cost.op_trace.trace`):
 - the real ``MultiExitNet.early_exit`` on identity blocks, for the per-exit decision and the fixed
   per-inference cost.
 
-Timing (:func:`measure`) samples every benchmark in interleaved rounds and keeps the median, so
-a burst of load on a shared machine hits one round of every benchmark rather than all rounds of
-a few.
+Timing (:func:`measure`) is the shared harness (:mod:`dse.cost.harness`): every benchmark is
+sampled in interleaved (round-robin) rounds and a robust statistic kept, so a burst of load on a
+shared machine hits one round of every benchmark rather than all rounds of a few. The single ops
+are also given as ``(op, input)`` pairs (:func:`op_specs`), so the ONNX Runtime calibration
+(:mod:`dse.export.ort_calibrate`) exports and times exactly the same ops.
 """
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from typing import Any, Callable, Sequence
 
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dse.cost.harness import time_groups
 from dse.cost.op_trace import LayerRecord, trace_call, trace_multiexit
 from dse.models.backbones import Backbone
 from dse.models.criteria import get_criterion
@@ -52,37 +54,13 @@ def timer(clock: str = "auto", threads: int | None = None) -> Callable[[], float
     return time.perf_counter
 
 
-STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
-    "median": statistics.median,  # the default: the typical round
-    "min": min,                   # the least disturbed round (a shared, loaded machine)
-}
-
-
 def measure(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float, warmup: int = 2,
-            clock: Callable[[], float] = time.perf_counter, statistic: str = "median") -> list[float]:
-    """Seconds per call of each function (median round by default), sampled round-robin."""
-    stat = STATISTICS[statistic]
-    return [stat(s) for s in measure_samples(fns, rounds, target_s, warmup, clock)]
-
-
-def measure_samples(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float,
-                    warmup: int = 2, clock: Callable[[], float] = time.perf_counter) -> list[list[float]]:
-    """Seconds per call of each function in each round (warm-up first, then round-robin)."""
-    inner = []
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-        t0 = time.perf_counter()
-        fn()
-        inner.append(max(1, min(20000, int(target_s / max(time.perf_counter() - t0, 1e-7)))))
-    samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            t0 = clock()
-            for _ in range(inner[i]):
-                fn()
-            samples[i].append((clock() - t0) / inner[i])
-    return samples
+            clock: Callable[[], float] = time.perf_counter, statistic: str = "median",
+            passes: int = 1) -> list[float]:
+    """Seconds per call of each function (``statistic`` of its samples), sampled round robin
+    by the shared harness (:func:`dse.cost.harness.time_groups`, one group)."""
+    return time_groups([fns], rounds=rounds, passes=passes, target_s=target_s, clock=clock,
+                       statistic=statistic, warmup=warmup).seconds()
 
 
 # --- micro-benchmarks ----------------------------------------------------------------------
@@ -118,46 +96,56 @@ def _quick(items: list, keep: int) -> list:
     return items[::step]
 
 
-def op_benchmarks(quick: bool) -> list[tuple[str, Callable[[], Any], list[LayerRecord]]]:
+#: (kind, op, input, records): ``op(input)`` is the benchmark; records are what the model sees.
+OpSpec = tuple[str, Callable[[torch.Tensor], Any], torch.Tensor, list[LayerRecord]]
+
+
+def op_benchmarks(quick: bool) -> list[Bench]:
     """(kind, fn, records) for every single-op micro-benchmark (functional calls)."""
+    return [(kind, (lambda f=f, x=x: f(x)), records) for kind, f, x, records in op_specs(quick)]
+
+
+def op_specs(quick: bool) -> list[OpSpec]:
+    """(kind, op, input, records) of every single-op micro-benchmark (seeded)."""
     gen = torch.Generator().manual_seed(0)
     rnd = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
-    out: list[tuple[str, Callable[[], Any], list[LayerRecord]]] = []
+    out: list[OpSpec] = []
 
-    def add(kind: str, fn: Callable[[], Any], weights: Sequence[Any] = ()) -> None:
-        records = trace_call(fn, weights)
-        out.append((records[0].kind if kind == "conv" else kind, fn, records))  # or conv_gemm
+    def add(kind: str, f: Callable[[torch.Tensor], Any], x: torch.Tensor,
+            weights: Sequence[Any] = ()) -> None:
+        records = trace_call(lambda: f(x), weights)
+        out.append((records[0].kind if kind == "conv" else kind, f, x, records))  # or conv_gemm
 
     convs, dws, lins, maps = _CONVS, _DWCONVS, _LINEARS, _MAPS
     if quick:
         convs, dws, lins, maps = (_quick(convs, 8), _quick(dws, 3), _quick(lins, 3), _quick(maps, 3))
     for cin, cout, hw, k, s in convs:
-        x, w = rnd(1, cin, hw, hw), rnd(cout, cin, k, k)
-        add("conv", lambda x=x, w=w, s=s, k=k: F.conv2d(x, w, None, s, k // 2), [w])
+        w = rnd(cout, cin, k, k)
+        add("conv", lambda x, w=w, s=s, k=k: F.conv2d(x, w, None, s, k // 2), rnd(1, cin, hw, hw), [w])
     for c, hw, s in dws:
-        x, w = rnd(1, c, hw, hw), rnd(c, 1, 3, 3)
-        add("dwconv", lambda x=x, w=w, s=s, c=c: F.conv2d(x, w, None, s, 1, 1, c), [w])
+        w = rnd(c, 1, 3, 3)
+        add("dwconv", lambda x, w=w, s=s, c=c: F.conv2d(x, w, None, s, 1, 1, c), rnd(1, c, hw, hw), [w])
     for cin, cout in lins:
-        x, w, b = rnd(1, cin), rnd(cout, cin), rnd(cout)
-        add("linear", lambda x=x, w=w, b=b: F.linear(x, w, b), [w, b])
+        w, b = rnd(cout, cin), rnd(cout)
+        add("linear", lambda x, w=w, b=b: F.linear(x, w, b), rnd(1, cin), [w, b])
     for c, hw in maps:
         x, y = rnd(1, c, hw, hw), rnd(1, c, hw, hw)
         stats = [rnd(c).abs() + 0.5 for _ in range(4)]
-        add("norm", lambda x=x, m=stats: F.batch_norm(x, m[0], m[1], m[2], m[3], False, 0.1, 1e-5),
-            stats)
-        add("elementwise", lambda x=x: F.relu(x, inplace=True))
-        add("elementwise", lambda x=x, y=y: x + y)
+        add("norm", lambda x, m=stats: F.batch_norm(x, m[0], m[1], m[2], m[3], False, 0.1, 1e-5),
+            x, stats)
+        add("elementwise", lambda x: F.relu(x, inplace=True), x)
+        add("elementwise", lambda x, y=y: x + y, x)
         if not quick:
-            add("elementwise", lambda x=x: F.relu(x))
-            add("elementwise", lambda x=x: F.hardtanh(x, 0.0, 6.0, inplace=True))
-            add("pad", lambda x=x, c=c: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, c // 2, c // 2)))
-        add("reduce", lambda x=x: F.adaptive_avg_pool2d(x, 1))
+            add("elementwise", lambda x: F.relu(x), x)
+            add("elementwise", lambda x: F.hardtanh(x, 0.0, 6.0, inplace=True), x)
+            add("pad", lambda x, c=c: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, c // 2, c // 2)), x)
+        add("reduce", lambda x: F.adaptive_avg_pool2d(x, 1), x)
         if hw >= 4:
-            add("pool", lambda x=x: F.max_pool2d(x, 3, 2, 1))
-            add("pool", lambda x=x: F.max_pool2d(x, 2, 2))
+            add("pool", lambda x: F.max_pool2d(x, 3, 2, 1), x)
+            add("pool", lambda x: F.max_pool2d(x, 2, 2), x)
     v = rnd(1, 64, 1, 1)
-    for fn in (lambda: torch.flatten(v, 1), lambda: v.view(1, -1), lambda: v.squeeze(3)):
-        add("view", fn)
+    for f in (lambda x: torch.flatten(x, 1), lambda x: x.view(1, -1), lambda x: x.squeeze(3)):
+        add("view", f, v)
     return out
 
 
@@ -225,17 +213,21 @@ def composite_benchmarks(quick: bool, criterion: str = "maxprob") -> list[Bench]
     (weights and feature maps evicted by the rest of the chain, the dispatcher's code evicted
     by the kernels), the early-exit loop and, on the nets with large feature maps, the
     allocator's fresh pages for big outputs. The records are the path the model sums
-    (:func:`dse.cost.latency.predict`): an ``inference`` marker, then blocks, each branch
-    followed by an ``exit_decision`` marker, then the head (markers are ``call`` records with
-    no calls: free in the model, counted by the fit).
+    (:func:`early_exit_records`).
     """
+    return [("composite", *early_exit_bench(net, shape, criterion))
+            for net, shape in composite_nets(quick)]
+
+
+def composite_nets(quick: bool) -> list[tuple[MultiExitNet, tuple[int, int, int]]]:
+    """(net in eval mode, input shape C, H, W) of every composite benchmark (seeded)."""
     rng = random.Random(0)
     torch.manual_seed(0)
-    out: list[Bench] = []
+    out = []
     for i in range(6 if quick else 48):
         # every third net works on large feature maps: fresh-page costs of big outputs
         net, cin, hw = _random_net(("resnet", "mobile", "vgg")[i % 3], rng, large=(i // 3) % 3 == 2)
-        out.append(("composite", *early_exit_bench(net, (cin, hw, hw), criterion)))
+        out.append((net, (cin, hw, hw)))
     return out
 
 
@@ -350,9 +342,17 @@ def _random_body(family: str, rng: random.Random, cin: int, c: int,
 
 def early_exit_bench(net: Any, input_shape: Sequence[int], criterion: str) -> tuple[Callable[[], Any], list[LayerRecord]]:
     """(fn, records) timing ``net.early_exit`` through every exit to the final one (batch 1)."""
-    exits = list(net.exit_blocks)
     x = torch.randn(1, *input_shape)
-    ths = forcing_thresholds(criterion, len(exits), len(exits))
+    ths = forcing_thresholds(criterion, len(net.exit_blocks), len(net.exit_blocks))
+    return (lambda: net.early_exit(x, criterion, ths)), early_exit_records(net, input_shape)
+
+
+def early_exit_records(net: Any, input_shape: Sequence[int]) -> list[LayerRecord]:
+    """The records of ``net``'s path through every exit to the final one, as the model sums
+    them (:func:`dse.cost.latency.predict`): an ``inference`` marker, then blocks, each branch
+    followed by an ``exit_decision`` marker, then the head (markers are ``call`` records with
+    no calls: free in the model, counted by the fit)."""
+    exits = list(net.exit_blocks)
     r = trace_multiexit(net.backbone, input_shape, exits, list(net.branches))
     records = [LayerRecord(name=INFERENCE, kind="call")]
     start = 0
@@ -361,7 +361,7 @@ def early_exit_bench(net: Any, input_shape: Sequence[int], criterion: str) -> tu
         records += [*r.branches[n], LayerRecord(name=DECISION, kind="call")]
         start = b + 1
     records += [rec for block in r.blocks[start:] for rec in block] + list(r.head)
-    return (lambda: net.early_exit(x, criterion, ths)), records
+    return records
 
 
 #: Marker records (kind ``call``, no calls: free in the model) of composite benchmarks.

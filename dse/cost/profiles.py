@@ -97,6 +97,7 @@ class Runtime:
     call_overhead_us: float = 0.0          # per nn.Module call (Python), eager runtimes only
     decision_overhead_us: float = 0.0      # per early exit evaluated (score, compare, sync)
     inference_overhead_us: float = 0.0     # once per inference (entry, input copy, output)
+    graph_run_overhead_us: float = 0.0     # per graph run of a cut net (segment, exit head)
     alloc_us_per_mb: float = 0.0           # fresh-page cost of large new outputs (eager CPU)
     alloc_min_kb: float = 128.0            # outputs below this reuse allocator memory
     power_w: float = 0.0                   # average power while running, for energy
@@ -268,7 +269,8 @@ def _op_params(c: _Checker, raw: Any, where: str) -> OpParams:
 _RUNTIME_KEYS = {"description", "dtype", "ops", "fusion", "async_launch", "threads",
                  "call_overhead_us", "decision_overhead_us", "inference_overhead_us",
                  "alloc_us_per_mb", "alloc_min_kb", "power_w", "power_mode", "sources",
-                 "tensor_core_align", "unaligned_eff", "fit", "fit_error"}
+                 "tensor_core_align", "unaligned_eff", "fit", "fit_error",
+                 "graph_run_overhead_us"}
 
 
 def _fit(c: _Checker, raw: dict, where: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -308,6 +310,7 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
         call_overhead_us=c.number(raw, where, "call_overhead_us", default=0.0),
         decision_overhead_us=c.number(raw, where, "decision_overhead_us"),
         inference_overhead_us=c.number(raw, where, "inference_overhead_us", default=0.0),
+        graph_run_overhead_us=c.number(raw, where, "graph_run_overhead_us", default=0.0),
         alloc_us_per_mb=c.number(raw, where, "alloc_us_per_mb", default=0.0),
         alloc_min_kb=c.number(raw, where, "alloc_min_kb", default=128.0),
         power_w=c.number(raw, where, "power_w"), power_mode=mode,
@@ -483,6 +486,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         for key in ("call_overhead_us", "decision_overhead_us", "inference_overhead_us",
                     "alloc_us_per_mb", "alloc_min_kb", "power_w"):
             body[key] = _round(getattr(rt, key))
+        if rt.graph_run_overhead_us:
+            body["graph_run_overhead_us"] = _round(rt.graph_run_overhead_us)
         if rt.power_mode:
             body["power_mode"] = rt.power_mode
         body["ops"] = {k: {f: _round(getattr(p, f)) for f in p.__dataclass_fields__}

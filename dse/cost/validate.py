@@ -7,8 +7,13 @@ thresholds that force every input out at that exit, so the time is "reach and ev
 its exits round-robin); the samples of each exit are spread over several passes over all cases,
 so a burst of load on a shared machine hits one pass of everything rather than every sample of
 one case; the median sample is kept (``statistic="min"`` keeps the least disturbed one, for a
-loaded machine; calibrate with the same statistic). The model predicts the same quantity from the traced
+loaded machine; calibrate with the same statistic). This is the shared harness
+(:mod:`dse.cost.harness`); the same exits through ONNX Runtime bundles are
+:mod:`dse.export.ort_validate`. The model predicts the same quantity from the traced
 records (:func:`dse.cost.latency.predict`).
+
+Beside every validation: ``repeatability``, the share of exits whose two halves of the samples
+(the first half of the passes and the second) agree within +-10 %.
 
 Reported: mean absolute percentage error, the fraction of exits within +-10 %, and Spearman's
 rank correlation, for the model and for the MACs-only baseline that nn-Meter (Zhang et al.,
@@ -27,12 +32,14 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from dse.cost.assemble import assemble, default_input_spec
+from dse.cost.assemble import InputSpec, assemble, default_input_spec
+from dse.cost.harness import Timing, time_groups
 from dse.cost.latency import predict
+from dse.cost.microbench import forcing_thresholds, timer
 from dse.cost.op_trace import trace_multiexit
-from dse.cost.microbench import STATISTICS, forcing_thresholds, measure_samples, timer
 from dse.cost.profiles import Profile, Runtime
 from dse.device import set_threads
+from dse.errors import ConfigError
 from dse.models.backbones import build_backbone
 
 #: Backbones validated by default with their input size (CPU-sized: a run takes minutes).
@@ -67,7 +74,7 @@ class ValidationSettings:
     criterion: str = "maxprob"   # the exit criterion of the timed path (calibrate's default)
     quick: bool = False          # two tiny cases (tests, smoke runs)
     clock: str = "auto"          # wall, cpu, or auto (cpu time when single-threaded)
-    statistic: str = "median"    # of the samples of an exit: median, or min on a loaded machine
+    statistic: str = "median"    # of an exit's samples: median, trimmed (mean), or min (loaded)
 
 
 def _ranks(values: Sequence[float]) -> list[float]:
@@ -93,83 +100,115 @@ def macs_baseline(macs: Sequence[float], measured_ms: Sequence[float]) -> tuple[
 def validate(profile: Profile, runtime: str | None = None,
              settings: ValidationSettings = ValidationSettings(), cases: Sequence[Case] | None = None,
              log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Measure per-exit latency of every case here and compare it with the model."""
+    """Measure per-exit latency of every case here (PyTorch eager) and compare it with the model."""
     rt = profile.runtime(runtime)
     threads = set_threads(settings.threads or rt.threads)
     clock = timer(settings.clock, threads)
-    load_before = _load()
+    load_before = load_average()
     rows: list[dict[str, Any]] = []
     groups: list[list[Callable[[], Any]]] = []  # the exits of each case
     for case in cases or default_cases(settings.quick):
-        case_rows, fns = _case_exits(case, profile, rt, settings.criterion)
+        model, inputs, exit_macs = case_model(case)
+        case_rows = exit_rows(case, model, inputs, exit_macs, profile, rt)
+        fns = []
+        x = torch.randn(1, *inputs.shape)
+        for k in range(len(case_rows)):
+            ths = forcing_thresholds(settings.criterion, len(case_rows) - 1, k)
+            fn = lambda m=model, x=x, t=ths: m.early_exit(x, settings.criterion, t)  # noqa: E731
+            check_forced(case, k, int(fn()[1][0]))
+            fns.append(fn)
         rows += case_rows
         groups.append(fns)
-    # Each pass times every case in turn (warm-up, then its exits round-robin), so a case runs
-    # warm as deployed, and the passes spread each case over the whole run: a burst of load on a
-    # shared machine hits one pass of every case rather than every round of one case.
-    passes = max(1, min(settings.passes, settings.rounds))
-    per_pass = max(1, round(settings.rounds / passes))
-    samples: list[list[float]] = [[] for _ in rows]
     with torch.no_grad():
-        for p in range(passes):
-            log(f"pass {p + 1}/{passes}: timing {len(rows)} exits of {len(groups)} configurations")
-            i = 0
-            for fns in groups:
-                for j, s in enumerate(measure_samples(fns, per_pass, settings.target_ms / 1e3,
-                                                      clock=clock)):
-                    samples[i + j] += s
-                i += len(fns)
-    seconds = [STATISTICS[settings.statistic](s) for s in samples]
-    for row, t in zip(rows, seconds):
+        timing = time_exits(groups, settings, clock, log)
+    return report(profile, rt, rows, timing, settings, threads=threads,
+                  clock="cpu" if clock is not time.perf_counter else "wall",
+                  load_before=load_before, engine="pytorch")
+
+
+def time_exits(groups: Sequence[Sequence[Callable[[], Any]]], settings: ValidationSettings,
+               clock: Callable[[], float], log: Callable[[str], None]) -> Timing:
+    """Time every exit with the shared harness (:func:`dse.cost.harness.time_groups`).
+
+    Each pass times every case in turn (warm-up, then its exits round robin), so a case runs
+    warm as deployed, and the passes spread each case over the whole run: a burst of load on a
+    shared machine hits one pass of every case rather than every sample of one case.
+    """
+    return time_groups(groups, rounds=settings.rounds, passes=settings.passes,
+                       target_s=settings.target_ms / 1e3, clock=clock,
+                       statistic=settings.statistic, log=log)
+
+
+def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Timing,
+           settings: ValidationSettings, *, threads: int, clock: str, load_before: list[float],
+           engine: str, **extra: Any) -> dict[str, Any]:
+    """The validation result: per-exit rows with their measurements, the model's and the
+    MACs-only baseline's summaries, and the measurement's ``repeatability``."""
+    seconds = timing.seconds()
+    first, second = timing.halves()
+    for row, t, a, b in zip(rows, seconds, first, second):
         row["measured_ms"] = round(t * 1e3, 5)
+        row["measured_halves_ms"] = [round(a * 1e3, 5), round(b * 1e3, 5)]
         row["error"] = round(row["predicted_ms"] / (t * 1e3) - 1, 4)
     measured = [r["measured_ms"] for r in rows]
     slope, base = macs_baseline([r["cum_macs"] for r in rows], measured)
     return {
-        "profile": profile.name, "runtime": rt.name, "threads": threads,
-        "clock": "cpu" if clock is not time.perf_counter else "wall",
-        "criterion": settings.criterion, "statistic": settings.statistic,
+        "profile": profile.name, "runtime": rt.name, "engine": engine, **extra,
+        "threads": threads, "clock": clock, "criterion": settings.criterion,
+        "statistic": settings.statistic, "rounds": settings.rounds, "passes": settings.passes,
         **summarize([r["predicted_ms"] for r in rows], measured),
+        "repeatability": round(timing.repeatability(), 4),
+        "repeatability_meaning": "share of exits whose two halves of the samples (first and "
+                                 "second half of the passes) agree within +-10%",
         "baseline": {"model": "latency = s x MACs (s fitted to these measurements)",
                      "ms_per_gmac": round(slope * 1e9, 4), **summarize(base, measured)},
-        "load_avg": {"before": load_before, "after": _load()},
+        "load_avg": {"before": load_before, "after": load_average()},
         "rows": rows,
     }
 
 
-def _case_exits(case: Case, profile: Profile, rt: Runtime,
-                criterion: str) -> tuple[list[dict[str, Any]], list[Callable[[], Any]]]:
-    """One row (predicted ms) and one timed call forcing that exit, for every exit of ``case``."""
+def case_model(case: Case) -> tuple[Any, InputSpec, list[int]]:
+    """(multi-exit model in eval mode, its input spec, cumulative MACs per exit) of a case
+    (seeded random weights: latency does not depend on what they learned)."""
     torch.manual_seed(0)
     inputs = default_input_spec(case.backbone, case.input_size)
     backbone = build_backbone(case.backbone, num_classes=inputs.num_classes,
                               in_channels=inputs.in_channels)
-    num_exits = min(case.num_exits, len(backbone.blocks) - 1)
-    a = assemble(backbone, inputs, num_exits, case.placement, case.branch)
-    model = a.model.eval()
+    attach_points = len(backbone.blocks) - 1 - backbone.first_attach  # the stem is skipped
+    for n in range(min(case.num_exits, attach_points), 0, -1):
+        try:  # a rule may fit fewer exits than asked on a short backbone: take what fits
+            a = assemble(backbone, inputs, n, case.placement, case.branch)
+            break
+        except ConfigError:
+            continue
+    else:
+        a = assemble(backbone, inputs, 0, case.placement, case.branch)
+    return a.model.eval(), inputs, list(a.exit_macs)
+
+
+def exit_rows(case: Case, model: Any, inputs: InputSpec, exit_macs: Sequence[int],
+              profile: Profile, rt: Runtime) -> list[dict[str, Any]]:
+    """One row per exit of ``model`` (early exits, then the final) with the model's prediction."""
     blocks = list(model.exit_blocks)
     records = trace_multiexit(model.backbone, inputs.shape, blocks, list(model.branches))
     pred = predict(records, profile, rt)
-    x = torch.randn(1, *inputs.shape)
     final_block = len(model.backbone.blocks) - 1
-    rows, fns = [], []
-    for k in range(len(blocks) + 1):
-        ths = forcing_thresholds(criterion, len(blocks), k)
-        fn = lambda m=model, x=x, t=ths: m.early_exit(x, criterion, t)  # noqa: E731
-        got = int(fn()[1][0])
-        if got != k:  # the thresholds really force exit k
-            raise AssertionError(f"{case}: forced exit {k} but the sample left at {got}")
-        fns.append(fn)
-        rows.append({
-            "backbone": case.backbone, "input_size": inputs.input_size,
-            "exits": len(blocks), "placement": case.placement, "branch": case.branch,
-            "exit": k, "block": blocks[k] if k < len(blocks) else final_block,
-            "cum_macs": a.exit_macs[k], "predicted_ms": round(pred.exit_ms[k], 5),
-        })
-    return rows, fns
+    return [{
+        "backbone": case.backbone, "input_size": inputs.input_size,
+        "exits": len(blocks), "placement": case.placement, "branch": case.branch,
+        "exit": k, "block": blocks[k] if k < len(blocks) else final_block,
+        "cum_macs": exit_macs[k], "predicted_ms": round(pred.exit_ms[k], 5),
+    } for k in range(len(blocks) + 1)]
 
 
-def _load() -> list[float]:
+def check_forced(case: Case, wanted: int, got: int) -> None:
+    """The forcing thresholds really send the sample out at exit ``wanted``."""
+    if got != wanted:
+        raise AssertionError(f"{case}: forced exit {wanted} but the sample left at {got}")
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (empty where the platform has none)."""
     try:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:  # pragma: no cover - not on every platform

@@ -1,0 +1,143 @@
+"""ONNX Runtime as a measuring instrument: sessions, cut networks and forced exits.
+
+What ``dse profile calibrate|validate --runtime onnxruntime`` time is what a board runs:
+
+- single ops and small graphs: the micro-benchmark modules exported with the same exporter as
+  ``dse export`` (:func:`dse.export.graphs.to_onnx`, opset :data:`~dse.export.graphs.OPSET`)
+  and run by an ``InferenceSession`` at batch 1 with the bundle runner's session options
+  (graph optimisation on: ONNX Runtime folds batch norms into convolutions and fuses
+  activations and residual adds into them, which is why an ONNX Runtime profile sets
+  ``fusion: true``);
+- early-exit networks: cut into segment and head graphs by :func:`dse.export.graphs.export_graphs`
+  and run by the bundle runner itself (:class:`dse.export.runner.Bundle`, the code ``dse run``
+  uses and bundles ship), with thresholds that force a chosen exit.
+
+Threads are pinned: ``intra_op_num_threads`` = the thread count, ``inter_op_num_threads`` = 1.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dse.cost.microbench import forcing_thresholds
+from dse.errors import ConfigError, UnknownNameError
+from dse.export.graphs import export_graphs, to_onnx
+from dse.export.runner import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, Bundle
+from dse.models.multiexit import MultiExitNet
+
+#: The measuring engines of ``dse profile calibrate --runtime``.
+ENGINES = ("pytorch", "onnxruntime")
+DEFAULT_PROVIDER = "CPUExecutionProvider"
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if known (``pytorch``, ``onnxruntime``), else a one-line error."""
+    if engine not in ENGINES:
+        raise UnknownNameError(f"--runtime {engine!r}: expected one of {', '.join(ENGINES)}")
+    return engine
+
+
+def check_provider(provider: str) -> str:
+    """``provider`` if this ONNX Runtime build has it, else a one-line error naming those it has."""
+    import onnxruntime as ort  # heavy; only the ONNX Runtime path needs it
+
+    available = ort.get_available_providers()
+    if provider not in available:
+        raise UnknownNameError(f"--provider {provider!r} is not available in this ONNX Runtime "
+                               f"build; available: {', '.join(available)}")
+    return provider
+
+
+def runtime_name(provider: str, dtype: str = "fp32") -> str:
+    """The profile runtime an ONNX Runtime calibration writes: ``onnxruntime-cpu-fp32`` for
+    ``CPUExecutionProvider``, ``onnxruntime-cuda-fp32`` for ``CUDAExecutionProvider``, ..."""
+    short = provider[:-len("ExecutionProvider")] if provider.endswith("ExecutionProvider") else provider
+    return f"onnxruntime-{short.lower()}-{dtype}"
+
+
+def session_options(threads: int):
+    """The bundle runner's session options with ``threads`` intra-op threads (pinned)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return opts
+
+
+class _Op(nn.Module):
+    """A functional op as a module, so it exports with its input as the graph's input."""
+
+    def __init__(self, f: Callable[[torch.Tensor], Any]) -> None:
+        super().__init__()
+        self.f = f
+
+    def forward(self, x: torch.Tensor):
+        return self.f(x)  # an in-place op exports as its ONNX node, writing a new output
+
+
+def op_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int,
+              provider: str = DEFAULT_PROVIDER) -> Callable[[], Any]:
+    """A call running ``f(x)`` exported to ONNX, on one ONNX Runtime session, at batch 1."""
+    import onnxruntime as ort
+
+    graph = to_onnx(_Op(f), x.clone(), "op.onnx", ["x"], ["y"])
+    providers = list(dict.fromkeys([provider, DEFAULT_PROVIDER]))
+    session = ort.InferenceSession(graph.data, sess_options=session_options(threads),
+                                   providers=providers)
+    feed = {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)}
+    return lambda: session.run(None, feed)
+
+
+def write_cut_bundle(model: MultiExitNet, input_shape: Sequence[int], folder: str | os.PathLike,
+                     criterion: str = "maxprob") -> Path:
+    """Cut ``model`` into segment and head graphs in ``folder`` with the manifest keys the
+    bundle runner reads (a calibration network has no dataset, classes or config to record;
+    ``dse export`` writes the full manifest for trained models)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    plan, segments, heads, _ = export_graphs(model, input_shape, confidence=criterion == "learned")
+    exits = []
+    for n, (seg, head) in enumerate(zip(segments, heads)):
+        exits.append({"index": n, "segment": seg.name, "head": head.name,
+                      "final": n == len(heads) - 1})
+    for g in segments + heads:
+        (out / g.name).write_bytes(g.data)
+    manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION,
+                "input": {"name": "input", "shape": [1, *input_shape], "dtype": "float32"},
+                "criterion": {"name": criterion, "thresholds": [0.5] * (len(exits) - 1)},
+                "isc": bool(model.isc), "exits": exits,
+                "graphs": {g.name: {"inputs": g.inputs, "outputs": g.outputs}
+                           for g in segments + heads}}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def forced(bundle: Bundle, exit_at: int) -> Bundle:
+    """The bundle (sharing its sessions) with thresholds that send every input out at early
+    exit ``exit_at`` (== number of early exits: the final exit)."""
+    out = copy.copy(bundle)
+    out.thresholds = forcing_thresholds(bundle.criterion, len(bundle.exits) - 1, exit_at)
+    return out
+
+
+def exit_calls(bundle: Bundle, x: np.ndarray) -> list[Callable[[], Any]]:
+    """One call per exit of ``bundle`` (early exits, then the final): ``infer`` forced there,
+    each checked to leave where it is sent."""
+    x = bundle.check_inputs(x)
+    calls = []
+    for k in range(len(bundle.exits)):
+        b = forced(bundle, k)
+        got = b.infer(x)[1]
+        if got != k:
+            raise ConfigError(f"{bundle.folder}: forced exit {k} but the input left at {got}")
+        calls.append(lambda b=b: b.infer(x))
+    return calls

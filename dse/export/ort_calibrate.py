@@ -1,0 +1,163 @@
+"""``dse profile calibrate --runtime onnxruntime``: fit a profile runtime to ONNX Runtime here.
+
+The same micro-benchmarks as the PyTorch calibration (:mod:`dse.cost.microbench`), exported to
+ONNX in a temporary folder and timed through ONNX Runtime at batch 1 with pinned intra-op
+threads, by the shared harness (:mod:`dse.cost.harness`: round robin, robust statistic); the fit
+is the PyTorch one (:func:`dse.cost.calibrate.fit_profile`), so the two runtimes are fitted
+alike. What differs is what ONNX Runtime runs:
+
+- **fusion**: its graph optimiser folds batch norms into convolutions and fuses activations and
+  residual adds into them, so the fitted runtime sets ``fusion: true`` (the model then joins a
+  norm / element-wise op to the kernel before it, :func:`dse.cost.latency.kernels`);
+- **no module calls**: a graph has no ``nn.Module`` dispatch, so ``call_overhead_us`` is 0;
+- **graph runs**: an exported early-exit network is one graph per backbone segment and one per
+  exit head (:mod:`dse.export.graphs`), and each ``session.run`` costs a fixed
+  ``graph_run_overhead_us``, measured on a one-node graph. It is subtracted from every
+  single-op benchmark (each is one graph run) before stage 1;
+- **decision and entry**: the bundle runner's early-exit loop (:class:`dse.export.runner.Bundle`)
+  on identity segments with never-taken exits: the time per extra exit, less its two graph
+  runs, is the decision (the criterion in numpy); a network with no early exit, less its two
+  graph runs, is the per-inference cost;
+- **composites**: the synthetic early-exit networks, cut into bundles and run by the bundle
+  runner through every exit, fit the in-network extras (stage 2) as for PyTorch.
+
+Measured on a 2-core shared host (2026-11-30), four runs of the same code
+(``benchmarks/latency_model.py``, one thread, median): at a load average of 5, 73 % of 59 exits
+within +-10 %, MAPE 8.2 %, Spearman 0.997, repeatability 0.64; under loads of 8-18, 61 %, and
+twice every exit 1.2-2.5x too slow (0 % and 2 % within +-10 %, Spearman 0.994-0.995) with
+repeatability 0.17-0.53 (in the worst run the second half of every exit's samples took 10-50 %
+more CPU time than the first): the measurements, not only the model, moved; the targets are for
+a machine at rest.
+Where a model misses on a quiet machine, the first suspect is what a one-op graph run pays
+besides its op: the layout reorders ONNX Runtime puts at a graph's edges (``ReorderInput`` /
+``ReorderOutput`` around blocked-layout convolutions) and the output's copy to numpy, which a
+network pays once per graph, not per op (ONNX Runtime's profiler, on this host: a 32-channel
+16x16 3x3 convolution ran 42 us in its kernel and 10 us in reorders, 67 us per run). Fitting
+stage 1 to the profiler's kernel times instead was tried and dropped: the profiler times wall
+clock, which a loaded machine inflates.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from dse.cost import microbench as mb
+from dse.cost.calibrate import CalibrationSettings, Measurements, fit_profile
+from dse.cost.harness import time_groups
+from dse.cost.profiles import Profile
+from dse.device import available_cpus, set_threads
+from dse.export.ort_bench import (DEFAULT_PROVIDER, check_provider, exit_calls, op_runner,
+                                  runtime_name, write_cut_bundle)
+from dse.export.runner import Bundle
+from dse.models.backbones import Backbone
+from dse.models.multiexit import MultiExitNet
+
+
+def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
+                       provider: str = DEFAULT_PROVIDER,
+                       log: Callable[[str], None] = lambda _: None) -> Measurements:
+    """Time every micro-benchmark through ONNX Runtime here (see the module docstring)."""
+    check_provider(provider)
+    threads = settings.threads or available_cpus()
+    set_threads(threads)  # torch only exports here; pinned alike for a quiet machine
+    clock = mb.timer(settings.clock, threads) if provider == DEFAULT_PROVIDER else time.perf_counter
+    target_s = settings.target_ms / 1e3
+    started = time.perf_counter()
+    log(f"exporting micro-benchmarks to ONNX for {provider} with {threads} thread(s) ...")
+    with tempfile.TemporaryDirectory(prefix="dse-ort-calibrate-") as tmp, torch.no_grad():
+        ops = mb.op_specs(settings.quick)
+        one_node = op_runner(lambda x: x + 1.0, torch.zeros(1, 4), threads, provider)
+        calls = [one_node] + [op_runner(f, x, threads, provider) for _, f, x, _ in ops]
+        nets = mb.composite_nets(settings.quick)
+        composites = []
+        for i, (net, shape) in enumerate(nets):
+            bundle = Bundle(write_cut_bundle(net, shape, Path(tmp) / f"net{i}", settings.criterion),
+                            provider=provider, threads=threads)
+            composites.append(exit_calls(bundle, np.random.default_rng(i).standard_normal(
+                (1, *shape)).astype(np.float32))[-1])
+        fixed = _fixed_cost_calls(Path(tmp), settings.criterion, provider, threads)
+        peak_calls = [op_runner(lambda x, b=torch.randn(n, n): x @ b, torch.randn(n, n), threads,
+                                provider) for n in ((256, 512) if settings.quick else (512, 1024))]
+        log(f"timing {len(calls) + len(composites) + len(fixed)} graphs "
+            f"({time.perf_counter() - started:.0f} s so far) ...")
+        seconds = time_groups([calls + composites + fixed + peak_calls], rounds=settings.rounds,
+                              passes=settings.passes, target_s=target_s, clock=clock,
+                              statistic=settings.statistic).seconds()
+    graph_run = seconds[0]
+    t_ops = seconds[1:1 + len(ops)]
+    t_nets = seconds[1 + len(ops):1 + len(ops) + len(composites)]
+    t0, tk, k = seconds[-len(peak_calls) - 2], seconds[-len(peak_calls) - 1], _IDENTITY_EXITS
+    peak = max(2 * n ** 3 / t / 1e9 for n, t in zip((256, 512) if settings.quick else (512, 1024),
+                                                      seconds[-len(peak_calls):]))
+    decision = max((tk - t0) / k - 2 * graph_run, 0.0)
+    inference = max(t0 - 2 * graph_run, 0.0)
+    cases = [(kind, tuple(recs), max(t - graph_run, 0.05 * t))
+             for (kind, _, _, recs), t in zip(ops, t_ops)]
+    cases += [("composite", tuple(mb.early_exit_records(net, shape)), t)
+              for (net, shape), t in zip(nets, t_nets)]
+    log(f"timed {len(cases)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
+    return Measurements(tuple(cases), peak, call_us=0.0, decision_us=decision * 1e6,
+                        inference_us=inference * 1e6, threads=threads,
+                        runtime=runtime_name(provider), fusion=True,
+                        graph_run_us=graph_run * 1e6, engine=f"ONNX Runtime ({provider})",
+                        description=f"ONNX Runtime, {provider}, fp32, {threads} intra-op "
+                                    "thread(s), batch 1, graph optimisation on (conv+bn+relu "
+                                    "fused), cut graphs run by the bundle runner (fitted on "
+                                    "this machine)")
+
+
+#: Never-taken exits of the identity network that measures the decision cost.
+_IDENTITY_EXITS = 8
+
+
+def _fixed_cost_calls(tmp: Path, criterion: str, provider: str,
+                      threads: int) -> list[Callable[[], Any]]:
+    """Bundle-runner calls on identity segments with tiny heads: no early exit, then
+    ``_IDENTITY_EXITS`` never-taken ones (every exit evaluated, the final one taken)."""
+    torch.manual_seed(0)
+    calls = []
+    for n in (0, _IDENTITY_EXITS):
+        net = MultiExitNet(Backbone([nn.Identity() for _ in range(n + 1)], _TinyHead()),
+                           list(range(n)), [_TinyBranch() for _ in range(n)]).eval()
+        bundle = Bundle(write_cut_bundle(net, (4, 1, 1), tmp / f"identity{n}", criterion),
+                        provider=provider, threads=threads)
+        calls.append(exit_calls(bundle, np.ones((1, 4, 1, 1), np.float32))[-1])
+    return calls
+
+
+class _TinyHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class _TinyBranch(_TinyHead):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conf = nn.Linear(4, 1)
+
+    def forward(self, x):
+        z = x.flatten(1)
+        return self.fc(z), torch.sigmoid(self.conf(z)).squeeze(1)
+
+
+def calibrate_ort(name: str, settings: CalibrationSettings = CalibrationSettings(),
+                  provider: str = DEFAULT_PROVIDER,
+                  log: Callable[[str], None] = lambda _: None) -> Profile:
+    """Run every micro-benchmark through ONNX Runtime and return the fitted profile, whose one
+    runtime is :func:`~dse.export.ort_bench.runtime_name` (``onnxruntime-cpu-fp32`` on CPU)."""
+    started = time.perf_counter()
+    m = run_ort_benchmarks(settings, provider, log)
+    profile = fit_profile(name, m, settings, description=f"this machine through ONNX Runtime "
+                          f"({provider}): fitted by dse profile calibrate --runtime onnxruntime")
+    log(f"calibrated in {time.perf_counter() - started:.0f} s")
+    return profile

@@ -1,0 +1,113 @@
+"""``dse profile validate --runtime onnxruntime``: the model against exported bundles timed here.
+
+The cases are the PyTorch validation's (:func:`dse.cost.validate.default_cases`: backbones x
+exit configurations, seeded random weights). Each is saved as a ``dse train`` model file,
+exported by ``dse export``'s own code (:func:`dse.export.bundle.export_bundle`: one ONNX graph
+per backbone segment and per exit head, the manifest) and opened by the bundle runner
+(:func:`dse.export.run.open_bundle`, the code ``dse run`` uses and bundles ship). Every exit is
+timed through :meth:`dse.export.runner.Bundle.infer` at batch 1 with thresholds that force
+that exit, by the shared harness (:mod:`dse.cost.harness`: round robin over a case's exits,
+passes over all cases, a robust statistic, pinned intra-op threads), and compared with the
+profile runtime's prediction (:func:`dse.cost.latency.predict`). Reported as for PyTorch
+(:func:`dse.cost.validate.report`): MAPE, the share within +-10 %, Spearman, the MACs-only
+baseline and ``repeatability``.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from dse.cost.assemble import InputSpec
+from dse.cost.microbench import timer
+from dse.cost.profiles import Profile, Runtime
+from dse.cost.validate import (Case, ValidationSettings, case_model, default_cases, exit_rows,
+                               load_average, report, time_exits)
+from dse.design import ExitDesign, ExitPolicy, LossSpec, RunConfig, TrainingSpec
+from dse.device import available_cpus, set_threads
+from dse.errors import UnknownNameError
+from dse.export.bundle import export_bundle
+from dse.export.ort_bench import DEFAULT_PROVIDER, check_provider, exit_calls
+from dse.export.run import open_bundle
+from dse.train.model_file import save_model
+
+#: Prefix of the profile runtimes measured through ONNX Runtime (``onnxruntime-cpu-fp32``, ...).
+ORT_PREFIX = "onnxruntime"
+
+
+def is_ort_runtime(name: str) -> bool:
+    """Whether a profile runtime is measured through ONNX Runtime (its name says so)."""
+    return name == ORT_PREFIX or name.startswith(ORT_PREFIX + "-")
+
+
+def resolve_runtime(profile: Profile, runtime: str | None, provider: str | None) -> Runtime:
+    """The profile runtime ``--runtime`` names; ``onnxruntime`` picks the profile's ONNX Runtime
+    runtime (the one for ``provider`` when there are several)."""
+    if runtime != ORT_PREFIX or ORT_PREFIX in profile.runtimes:
+        return profile.runtime(runtime)
+    ort = [name for name in profile.runtimes if is_ort_runtime(name)]
+    if provider:
+        short = provider.removesuffix("ExecutionProvider").lower()
+        ort = [name for name in ort if f"-{short}-" in name] or ort
+    if len(ort) == 1:
+        return profile.runtime(ort[0])
+    if not ort:
+        raise UnknownNameError(f"profile {profile.name!r} has no ONNX Runtime runtime (runtimes: "
+                               f"{', '.join(profile.runtimes)}); fit one with 'dse profile "
+                               "calibrate --runtime onnxruntime'")
+    raise UnknownNameError(f"profile {profile.name!r} has several ONNX Runtime runtimes "
+                           f"({', '.join(ort)}); name one with --runtime")
+
+
+def validate_ort(profile: Profile, runtime: str | None = None,
+                 settings: ValidationSettings = ValidationSettings(),
+                 provider: str = DEFAULT_PROVIDER, cases: Sequence[Case] | None = None,
+                 log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Time every case's exported bundle here through ONNX Runtime and compare with the model."""
+    rt = resolve_runtime(profile, runtime, provider)
+    check_provider(provider)
+    threads = settings.threads or rt.threads or available_cpus()
+    set_threads(threads)
+    clock = timer(settings.clock, threads) if provider == DEFAULT_PROVIDER else time.perf_counter
+    load_before = load_average()
+    rows: list[dict[str, Any]] = []
+    groups: list[list[Callable[[], Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="dse-ort-validate-") as tmp:
+        for i, case in enumerate(cases or default_cases(settings.quick)):
+            log(f"exporting {case.backbone} with {case.num_exits} exit(s) ...")
+            model, inputs, exit_macs = case_model(case)
+            folder = _export_case(case, model, inputs, exit_macs, settings.criterion,
+                                  Path(tmp) / f"case{i}")
+            bundle = open_bundle(folder / "bundle", provider, threads)
+            x = np.random.default_rng(i).standard_normal((1, *inputs.shape)).astype(np.float32)
+            groups.append(exit_calls(bundle, x))
+            rows += exit_rows(case, model, inputs, exit_macs, profile, rt)
+        timing = time_exits(groups, settings, clock, log)
+    return report(profile, rt, rows, timing, settings, threads=threads,
+                  clock="cpu" if clock is not time.perf_counter else "wall",
+                  load_before=load_before, engine="onnxruntime", provider=provider)
+
+
+def _export_case(case: Case, model: Any, inputs: InputSpec, exit_macs: Sequence[int], criterion: str,
+                 folder: Path) -> Path:
+    """Save ``model`` as a model file and export it with ``dse export``'s code to
+    ``folder/bundle`` (criterion thresholds are placeholders: timing forces every exit)."""
+    folder.mkdir(parents=True)
+    blocks = tuple(int(b) for b in model.exit_blocks)
+    n = len(blocks)
+    config = RunConfig(backbone=case.backbone, dataset="random",
+                       exits=ExitDesign(n, case.placement, None, blocks, case.branch, ()),
+                       training=TrainingSpec(loss=LossSpec("ce", {}, False)),
+                       policy=ExitPolicy(criterion, (0.5,) if n else ()), seed=0)
+    spec = {"dataset": None, "dataset_name": "random", "num_classes": inputs.num_classes,
+            "in_channels": inputs.in_channels, "input_size": inputs.input_size,
+            "class_names": [str(i) for i in range(inputs.num_classes)],
+            "mean": [0.0] * inputs.in_channels, "std": [1.0] * inputs.in_channels}
+    path = save_model(folder / "model.pt", model, config, spec, {}, {}, list(exit_macs))
+    with torch.no_grad():
+        export_bundle(path, folder / "bundle")
+    return folder
