@@ -14,7 +14,7 @@ per branch type, parameters and block), so costing a trial takes milliseconds:
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -28,7 +28,7 @@ from dse.device import select_device
 from dse.errors import ConfigError
 from dse.models.exits import build_branch
 from dse.train.backbone import ensure_backbone
-from dse.train.features import build_feature_cache
+from dse.train.features import budget_samples, build_feature_cache
 
 Log = Callable[[str], None]
 
@@ -153,12 +153,14 @@ class SearchContext:
 
 
 def build_context(settings: StudySettings, *, max_exits: int | None = None,
-                  progress: bool | None = None,
-                  device: str = "auto", log: Log | None = _stderr) -> SearchContext:
+                  progress: bool | None = None, device: str = "auto", log: Log | None = _stderr,
+                  cache_budget: int | None = None) -> SearchContext:
     """Load data and backbone (training and caching it when needed), count MACs, trace layer
     records, load the profile and build the feature cache of every attach point.
 
-    ``progress``: tqdm bars on stderr (None: only on a terminal).
+    ``progress``: tqdm bars on stderr (None: only on a terminal). ``cache_budget`` (bytes):
+    the feature cache's ``max_samples`` is the largest that fits (:func:`budget_samples`);
+    the returned context's settings hold it, so the study records it.
     """
     s = settings
     if s.batch < 1:
@@ -180,6 +182,12 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
                           f"has only {attach} attach points; lower exits.count")
     records = trace_multiexit(backbone, shape, batch=s.batch)
     backbone_ms = predict(records, profile, runtime).backbone_ms
+    if cache_budget is not None:
+        choice = budget_samples(backbone, splits, cache_budget, dtype=s.feature_dtype,
+                                device=device)
+        if log is not None:
+            log(choice.describe())
+        s = replace(s, max_samples=choice.max_samples)
     features = build_feature_cache(backbone, splits, dtype=s.feature_dtype,
                                    max_samples=s.max_samples, device=device, seed=s.seed,
                                    dataset_key=s.dataset, progress=progress, log=log)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import optuna
 from click.testing import CliRunner
 
 from dse.cli import cli
@@ -36,6 +37,25 @@ def test_over_budget_search_fails_in_one_line_naming_max_samples(checkpoint, tmp
                                    "--out", str(tmp_path / "study"), "--profile", "jetson",
                                    "--max-samples", fit])
     assert res.exit_code == 0, res.output
+
+
+def test_cache_budget_chooses_the_samples_and_says_so(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DSE_CACHE", str(tmp_path / "cache"))
+    args = ["search", "--checkpoint", checkpoint, "--space", str(DATA / "tiny.yaml"),
+            "--trials", "1", "--no-report", "--profile", "jetson", "--max-drop", "none"]
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a"), "--cache-budget", "4M",
+                                   "--max-samples", "10"])
+    assert res.exit_code == 2 and "not both" in res.stderr
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "s"), "--cache-budget", "4M",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    said = [line for line in res.stderr.splitlines() if "feature cache budget" in line]
+    assert len(said) == 1 and "seeded subset of" in said[0], res.stderr
+    n = int(said[0].split("seeded subset of ")[1].split()[0])
+    files = list((tmp_path / "cache" / "features").glob("*.feat"))
+    assert 1 <= n < 1078 and sum(f.stat().st_size for f in files) <= 4 * 2**20
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
+    assert study.user_attrs["max_samples"] == n
 
 
 def test_frozen_train_reuses_the_study_feature_cache(checkpoint, tmp_path, monkeypatch):
