@@ -28,7 +28,8 @@ from dse.device import select_device
 from dse.errors import ConfigError
 from dse.models.exits import build_branch
 from dse.train.backbone import ensure_backbone
-from dse.train.features import budget_samples, build_feature_cache
+from dse.train.features import SPLITS, budget_samples, build_feature_cache
+from dse.train.streamed import StreamedFeatures, choose_source, describe_choice
 
 Log = Callable[[str], None]
 
@@ -57,6 +58,7 @@ class StudySettings:
     backbone_epochs: int | None = None   # for a backbone trained on the fly (None: the default)
     feature_dtype: str = "float16"
     max_samples: int | None = None       # cap on cached samples per split (None: all)
+    feature_source: str = "cache"        # "cache", or "stream": backbone per batch (no cache)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -183,16 +185,8 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
     records = trace_multiexit(backbone, shape, batch=s.batch)
     backbone_ms = predict(records, profile, runtime).backbone_ms
     if cache_budget is not None:
-        choice = budget_samples(backbone, splits, cache_budget, dtype=s.feature_dtype,
-                                device=device)
-        if log is not None:
-            log(choice.describe())
-        s = replace(s, max_samples=choice.max_samples)
-    features = build_feature_cache(backbone, splits, dtype=s.feature_dtype,
-                                   max_samples=s.max_samples, device=device, seed=s.seed,
-                                   dataset_key=s.dataset, progress=progress, log=log)
-    if device.type == "cuda":
-        features = features.to(device)
+        s = _apply_budget(s, backbone, splits, cache_budget, device, log)
+    features = _features(s, backbone, splits, device, progress, log)
     return SearchContext(
         settings=s, backbone=backbone, info=info, checkpoint=binfo.path,
         checkpoint_source=binfo.source, macs=macs,
@@ -201,7 +195,34 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
         backbone_test_accuracy=_accuracy(features, "test"), backbone_latency_ms=backbone_ms)
 
 
+def _apply_budget(s: StudySettings, backbone: Any, splits: Any, budget: int, device: Any,
+                  log: Log | None) -> StudySettings:
+    """The settings with the feature source and ``max_samples`` a cache budget allows
+    (:func:`dse.train.streamed.choose_source`), the choice logged."""
+    choice = budget_samples(backbone, splits, budget, dtype=s.feature_dtype, device=device)
+    source = choose_source(choice, [len(splits.split(n)) for n in SPLITS])
+    if log is not None:
+        log(describe_choice(choice, source))
+    if source == "stream":
+        return replace(s, max_samples=None, feature_source="stream")
+    return replace(s, max_samples=choice.max_samples, feature_source="cache")
+
+
+def _features(s: StudySettings, backbone: Any, splits: Any, device: Any,
+              progress: bool | None, log: Log | None) -> Any:
+    """The trials' feature source: the feature cache, or features streamed per batch."""
+    if s.feature_source == "stream":
+        features = StreamedFeatures(backbone, splits, device)
+        if log is not None:
+            log(features.describe())
+        return features
+    features = build_feature_cache(backbone, splits, dtype=s.feature_dtype,
+                                   max_samples=s.max_samples, device=device, seed=s.seed,
+                                   dataset_key=s.dataset, progress=progress, log=log)
+    return features.to(device) if device.type == "cuda" else features
+
+
 def _accuracy(features: Any, split: str) -> float:
-    """The frozen backbone's accuracy (percent) on a cached split: its final exit."""
-    s = features.split(split)
-    return 100.0 * float((s.logits.argmax(1) == s.labels).float().mean())
+    """The frozen backbone's accuracy (percent) on a split: its final exit."""
+    logits, labels = features.final_logits(split), features.labels(split)
+    return 100.0 * float((logits.argmax(1).cpu() == labels.cpu()).float().mean())

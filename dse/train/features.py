@@ -97,6 +97,13 @@ class FeatureCache:
     def num_samples(self, split: str) -> int:
         return len(self.split(split))
 
+    def final_logits(self, split: str) -> torch.Tensor:
+        """The backbone's own logits on a split [N, K] (float32)."""
+        return self.split(split).logits
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self.split(split).labels
+
     def check_blocks(self, blocks: Sequence[int]) -> None:
         missing = [b for b in blocks if b not in self.shapes]
         if missing:
@@ -427,6 +434,9 @@ class BudgetChoice:
         if self.max_samples is None:
             return (f"feature cache budget {gib(self.budget)}: every sample fits "
                     f"({gib(self.full_bytes)})")
+        if self.max_samples == 0:
+            return (f"feature cache budget {gib(self.budget)}: not one sample per split fits "
+                    f"(every sample would need {gib(self.full_bytes)})")
         return (f"feature cache budget {gib(self.budget)}: caching a seeded subset of "
                 f"{self.max_samples} samples per split ({gib(self.bytes)}; every sample would "
                 f"need {gib(self.full_bytes)})")
@@ -436,8 +446,8 @@ def budget_samples(backbone: Backbone, data, budget: int, *, blocks: Sequence[in
                    splits: Sequence[str] = SPLITS, dtype: torch.dtype | str = torch.float16,
                    device: torch.device | str = "cpu") -> BudgetChoice:
     """The largest per-split ``max_samples`` whose cache of ``blocks`` (None: every attach
-    point) takes at most ``budget`` bytes (``--cache-budget``). Cheap: one image through the
-    backbone gives the shapes. Raises ConfigError when not even one sample per split fits."""
+    point) takes at most ``budget`` bytes (``--cache-budget``); 0 when not even one sample of
+    each split fits. Cheap: one image through the backbone gives the shapes."""
     dtype = parse_dtype(dtype)
     blocks = tuple(sorted(set(attach_points(backbone) if blocks is None else blocks)))
     shapes, num_classes = probe_shapes(backbone, data.split(splits[0]), blocks, device)
@@ -447,10 +457,8 @@ def budget_samples(backbone: Backbone, data, budget: int, *, blocks: Sequence[in
     if full <= budget:
         return BudgetChoice(None, full, full, budget)
     fit = fitting_max_samples(per_sample, overhead, sizes, budget)
-    if fit < 1:
-        raise ConfigError(f"--cache-budget {gib(budget)} holds no sample: one sample of each "
-                          f"split needs {gib(total_bytes(per_sample, overhead, sizes, 1))}")
-    return BudgetChoice(fit, total_bytes(per_sample, overhead, sizes, fit), full, budget)
+    return BudgetChoice(fit, total_bytes(per_sample, overhead, sizes, fit) if fit else 0, full,
+                        budget)
 
 
 def _load_split(path: Path, blocks: Sequence[int]) -> SplitFeatures | None:
