@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = []
     for row in rows:
         out.append(_spawn(args, row))
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)  # a partial run keeps its rows
         if not args.json:
             r = out[-1]
             print(f"{r['backbone']} samples {r['samples']}: build {r['build_s']} s, cache "

@@ -2,7 +2,6 @@
 built once (or found), and --max-samples."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import pytest
 import torch
