@@ -28,7 +28,8 @@ from dse.device import select_device
 from dse.errors import ConfigError
 from dse.models.exits import build_branch
 from dse.train.backbone import ensure_backbone
-from dse.train.features import SPLITS, budget_samples, build_feature_cache
+from dse.train.cache_budget import budget_samples
+from dse.train.features import SPLITS, build_feature_cache
 from dse.train.streamed import StreamedFeatures, choose_source, describe_choice
 
 Log = Callable[[str], None]

@@ -36,8 +36,7 @@ from dse.cache import digest, file_lock, state_digest
 from dse.data import DataSplits, split_batches, split_labels
 from dse.errors import ConfigError
 from dse.models.backbones import Backbone
-from dse.train.cache_size import (available_memory, check_fits, fitting_max_samples, free_disk,
-                                  gib, total_bytes)
+from dse.train.cache_size import available_memory, check_fits, free_disk, total_bytes
 from dse.train.cache_files import touch
 from dse.train.feature_file import (ALIGN, SUFFIX, FeatureWriter, RowFile, file_bytes, open_rows,
                                     read_feature_file)
@@ -400,7 +399,7 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
     return cache
 
 
-def _row_bytes(shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype
+def row_bytes(shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype
                ) -> tuple[int, int]:
     """(bytes per cached sample, bytes per split file at most besides its rows)."""
     specs = file_specs(shapes, num_classes, dtype)
@@ -413,52 +412,12 @@ def _check_room(data, todo: Sequence[str], splits: Sequence[str],
                 shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype,
                 max_samples: int | None, folder: Path | None) -> None:
     """Raise before any work when the splits still to build do not fit (disk, or RAM)."""
-    per_sample, overhead = _row_bytes(shapes, num_classes, dtype)
+    per_sample, overhead = row_bytes(shapes, num_classes, dtype)
     need = total_bytes(per_sample, overhead, [len(data.split(n)) for n in todo], max_samples)
     free, where = ((free_disk(folder), f"disk in {folder}") if folder is not None
                    else (available_memory(), "memory"))
     check_fits(need, free, where, per_sample=per_sample, overhead=overhead,
                sizes=[len(data.split(n)) for n in splits])
-
-
-@dataclass(frozen=True)
-class BudgetChoice:
-    """What a cache budget allows: ``max_samples`` per split (None: every sample fits)."""
-
-    max_samples: int | None
-    bytes: int          # the cache's size with that cap
-    full_bytes: int     # with every sample
-    budget: int
-
-    def describe(self) -> str:
-        if self.max_samples is None:
-            return (f"feature cache budget {gib(self.budget)}: every sample fits "
-                    f"({gib(self.full_bytes)})")
-        if self.max_samples == 0:
-            return (f"feature cache budget {gib(self.budget)}: not one sample per split fits "
-                    f"(every sample would need {gib(self.full_bytes)})")
-        return (f"feature cache budget {gib(self.budget)}: caching a seeded subset of "
-                f"{self.max_samples} samples per split ({gib(self.bytes)}; every sample would "
-                f"need {gib(self.full_bytes)})")
-
-
-def budget_samples(backbone: Backbone, data, budget: int, *, blocks: Sequence[int] | None = None,
-                   splits: Sequence[str] = SPLITS, dtype: torch.dtype | str = torch.float16,
-                   device: torch.device | str = "cpu") -> BudgetChoice:
-    """The largest per-split ``max_samples`` whose cache of ``blocks`` (None: every attach
-    point) takes at most ``budget`` bytes (``--cache-budget``); 0 when not even one sample of
-    each split fits. Cheap: one image through the backbone gives the shapes."""
-    dtype = parse_dtype(dtype)
-    blocks = tuple(sorted(set(attach_points(backbone) if blocks is None else blocks)))
-    shapes, num_classes = probe_shapes(backbone, data.split(splits[0]), blocks, device)
-    per_sample, overhead = _row_bytes(shapes, num_classes, dtype)
-    sizes = [len(data.split(n)) for n in splits]
-    full = total_bytes(per_sample, overhead, sizes, None)
-    if full <= budget:
-        return BudgetChoice(None, full, full, budget)
-    fit = fitting_max_samples(per_sample, overhead, sizes, budget)
-    return BudgetChoice(fit, total_bytes(per_sample, overhead, sizes, fit) if fit else 0, full,
-                        budget)
 
 
 def _load_split(path: Path, blocks: Sequence[int]) -> SplitFeatures | None:

@@ -27,7 +27,8 @@ from torch import nn
 
 from dse.data import split_labels
 from dse.errors import ConfigError
-from dse.train.features import BudgetChoice, attach_points, probe_shapes
+from dse.train.cache_budget import BudgetChoice
+from dse.train.features import attach_points, probe_shapes
 from dse.train.frozen_features import gather
 
 #: our choice: the smallest cached subset per split worth a proxy (else stream)

@@ -7,6 +7,7 @@ import torch
 
 from dse.errors import ConfigError
 from dse.train import cache_size
+from dse.train.cache_budget import budget_samples
 from dse.train import features as tf
 from dse.train.feature_file import FeatureWriter, file_bytes, read_feature_file
 from dse.train.ticker import LineTicker
@@ -142,11 +143,11 @@ def test_cache_budget_picks_the_largest_subset_that_fits(backbone, digits):
     sizes = [1078, 360, 359]
     at_100 = cache_size.total_bytes(6200, overhead, sizes, 100)
     assert at_100 == 300 * 6200 + 3 * overhead
-    choice = tf.budget_samples(backbone, digits, at_100 + 6199, blocks=[0, 1, 2])
+    choice = budget_samples(backbone, digits, at_100 + 6199, blocks=[0, 1, 2])
     assert choice.max_samples == 100 and choice.bytes == at_100
     assert "seeded subset of 100 samples per split" in choice.describe()
     full = cache_size.total_bytes(6200, overhead, sizes, None)
-    everything = tf.budget_samples(backbone, digits, full, blocks=[0, 1, 2])
+    everything = budget_samples(backbone, digits, full, blocks=[0, 1, 2])
     assert everything.max_samples is None and "every sample fits" in everything.describe()
-    nothing = tf.budget_samples(backbone, digits, 3 * overhead, blocks=[0, 1, 2])
+    nothing = budget_samples(backbone, digits, 3 * overhead, blocks=[0, 1, 2])
     assert nothing.max_samples == 0 and "not one sample per split fits" in nothing.describe()

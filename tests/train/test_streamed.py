@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dse.train.features import BudgetChoice
+from dse.train.cache_budget import BudgetChoice
 from dse.train.proxy import exit_outputs, train_branches
 from dse.train.streamed import MIN_SUBSET, StreamedFeatures, choose_source, describe_choice
 
