@@ -92,3 +92,12 @@ def test_batches_and_trials_from_disk_equal_the_in_memory_cache(backbone, digits
         outs = [exit_outputs(c, [0, 2], r.branches, "test", batch_size=64)
                 for c, r in zip((mem, disk), runs)]
         assert (outs[0].logits == outs[1].logits).all()
+
+
+def test_moving_a_file_backed_cache_copies_it_in_chunks(backbone, digits, tmp_path):
+    disk = tf.build_feature_cache(backbone, digits, [1], splits=("val",), cache_dir=tmp_path)
+    mem = tf.build_feature_cache(backbone, digits, [1], splits=("val",), cache_dir=False)
+    moved = disk.to("cpu")  # what a CUDA search does, chunk by chunk, on the host here
+    assert torch.equal(moved.split("val").features[1], mem.split("val").features[1])
+    assert torch.equal(tf._moved(disk.split("val"), 1, "cpu", chunk=7),
+                       mem.split("val").features[1])
