@@ -21,6 +21,7 @@ from dse.api._report import DEFAULT_SHIFT, render_study_report, resolve_shift
 from dse.cost.profiles import load_profile
 from dse.design import RunConfig, config_from_section
 from dse.device import select_device, set_threads
+from dse.errors import ConfigError
 from dse.paths import check_study_name, check_writable_dir
 from dse.search.context import StudySettings, build_context
 from dse.search.export import pareto_frame, write_outputs
@@ -34,6 +35,7 @@ from dse.search.storage import open_storage, process_index, redact, sqlite_url
 from dse.search.study import (ENCODING, REFINE, attach_sampler, check_resumable,
                               create_or_resume, default_study_name, parse_objectives, study_attrs)
 from dse.search.worker import count_trials, run_worker, spawn_workers
+from dse.train.cache_files import parse_size
 from dse.yamlio import Section
 
 Log = Callable[[str], None]
@@ -107,9 +109,9 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
            sampler: str = "tpe", objectives: str | Sequence[str] = "accuracy,latency",
            budget_ms: float | None = None, max_drop: float | None = 5.0,
            study: str | None = None, out: str | Path | None = None, storage: str | None = None,
-           batch: int = 1, shift: str | None = DEFAULT_SHIFT, report: bool = True,
-           heartbeat: int = 5,
-           max_samples: int | None = None, backbone_epochs: int | None = None, seed: int = 0,
+           batch: int = 1, shift: str | None = DEFAULT_SHIFT, report: bool = True, heartbeat: int = 5,
+           max_samples: int | None = None, cache_budget: int | str | None = None,
+           backbone_epochs: int | None = None, seed: int = 0,
            device: str = "auto", threads: int | None = 1, unlabeled: bool = False,
            log: Log | None = None, progress: bool | None = False) -> SearchResult:
     """Search early-exit designs: maximise val accuracy, minimise expected latency on a hardware
@@ -142,6 +144,9 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
         report: draw ``report.pdf`` (False: CSVs and configs only).
         heartbeat: seconds between trial heartbeats (a dead worker's trial is retried after 3).
         max_samples: cache at most this many samples per split (large datasets).
+        cache_budget: bytes, or a size such as ``"8G"``: cache as many samples per split as
+            fit (every one when they all do, else a seeded subset; logged); not with
+            ``max_samples``.
         backbone_epochs: epochs when the backbone is trained on the fly (tests, demos).
         seed: random seed.
         device: where torch runs: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
@@ -168,6 +173,9 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
     at_least("batch", batch, 1)
     at_least("heartbeat", heartbeat, 1)
     at_least("max_samples", max_samples, 1)
+    budget = None if cache_budget is None else parse_size(cache_budget)
+    if budget is not None and max_samples is not None:
+        raise ConfigError("give --max-samples or --cache-budget, not both")
     at_least("backbone_epochs", backbone_epochs, 1)
     at_least("input_size", input_size, 1)
     at_least("threads", threads, 1)
@@ -197,7 +205,7 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
         opened = open_storage(url, heartbeat_s=heartbeat)
         check_resumable(opened, name, settings, spec)
     ctx = build_context(settings, max_exits=spec.max_exits, device=device, progress=progress,
-                        log=log)
+                        log=log, cache_budget=budget)
     check_writable_dir(out_dir, "--out")
     st, resumed = create_or_resume(opened or open_storage(url, heartbeat_s=heartbeat), name,
                                    study_attrs(ctx, spec, trials), None)

@@ -62,6 +62,9 @@ DEFAULT_TRIALS = 100
               help="Seconds between trial heartbeats (a dead worker's trial is retried after 3).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=None,
               help="Cache at most this many samples per split (large datasets).")
+@click.option("--cache-budget", default=None, metavar="SIZE",
+              help="Cache as many samples per split as fit in SIZE (e.g. 8G): a seeded subset "
+                   "when every sample would not fit; the choice is printed.")
 @click.option("--backbone-epochs", type=click.IntRange(min=1), default=None, hidden=True,
               help="Epochs when the backbone is trained on the fly (tests).")
 @options.seed
@@ -72,8 +75,8 @@ DEFAULT_TRIALS = 100
 @options.json_flag
 def command(backbone, checkpoint, dataset, input_size, profile, runtime, power_mode, space, trials, jobs,
             sampler, objectives, budget_ms, max_drop, study_name, out, storage, batch, shift,
-            no_report, unlabeled, heartbeat, max_samples, backbone_epochs, seed, device, threads,
-            as_json):
+            no_report, unlabeled, heartbeat, max_samples, cache_budget, backbone_epochs, seed, device,
+            threads, as_json):
     """Search early-exit designs: maximise val accuracy, minimise expected latency on PROFILE."""
     runtime = options.with_power_mode(runtime, power_mode)
     try:
@@ -83,7 +86,7 @@ def command(backbone, checkpoint, dataset, input_size, profile, runtime, power_m
                         budget_ms=budget_ms, max_drop=max_drop, study=study_name, out=out,
                         storage=storage, batch=batch, shift=shift, report=not no_report,
                         heartbeat=heartbeat, max_samples=max_samples,
-                        backbone_epochs=backbone_epochs, seed=seed, device=device,
+                        cache_budget=cache_budget, backbone_epochs=backbone_epochs, seed=seed, device=device,
                         threads=threads, unlabeled=unlabeled, log=_stderr, progress=None)
     except SearchInterrupted as stop:
         click.echo(f"interrupted: {stop.complete} of {stop.target} trials complete; run the same "

@@ -14,7 +14,7 @@ per branch type, parameters and block), so costing a trial takes milliseconds:
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -28,7 +28,9 @@ from dse.device import select_device
 from dse.errors import ConfigError
 from dse.models.exits import build_branch
 from dse.train.backbone import ensure_backbone
-from dse.train.features import build_feature_cache
+from dse.train.cache_budget import budget_samples
+from dse.train.features import SPLITS, build_feature_cache
+from dse.train.streamed import StreamedFeatures, choose_source, describe_choice
 
 Log = Callable[[str], None]
 
@@ -57,6 +59,7 @@ class StudySettings:
     backbone_epochs: int | None = None   # for a backbone trained on the fly (None: the default)
     feature_dtype: str = "float16"
     max_samples: int | None = None       # cap on cached samples per split (None: all)
+    feature_source: str = "cache"        # "cache", or "stream": backbone per batch (no cache)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -153,12 +156,14 @@ class SearchContext:
 
 
 def build_context(settings: StudySettings, *, max_exits: int | None = None,
-                  progress: bool | None = None,
-                  device: str = "auto", log: Log | None = _stderr) -> SearchContext:
+                  progress: bool | None = None, device: str = "auto", log: Log | None = _stderr,
+                  cache_budget: int | None = None) -> SearchContext:
     """Load data and backbone (training and caching it when needed), count MACs, trace layer
     records, load the profile and build the feature cache of every attach point.
 
-    ``progress``: tqdm bars on stderr (None: only on a terminal).
+    ``progress``: tqdm bars on stderr (None: only on a terminal). ``cache_budget`` (bytes):
+    the feature cache's ``max_samples`` is the largest that fits (:func:`budget_samples`);
+    the returned context's settings hold it, so the study records it.
     """
     s = settings
     if s.batch < 1:
@@ -180,11 +185,9 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
                           f"has only {attach} attach points; lower exits.count")
     records = trace_multiexit(backbone, shape, batch=s.batch)
     backbone_ms = predict(records, profile, runtime).backbone_ms
-    features = build_feature_cache(backbone, splits, dtype=s.feature_dtype,
-                                   max_samples=s.max_samples, device=device, seed=s.seed,
-                                   dataset_key=s.dataset, progress=progress, log=log)
-    if device.type == "cuda":
-        features = features.to(device)
+    if cache_budget is not None:
+        s = _apply_budget(s, backbone, splits, cache_budget, device, log)
+    features = _features(s, backbone, splits, device, progress, log)
     return SearchContext(
         settings=s, backbone=backbone, info=info, checkpoint=binfo.path,
         checkpoint_source=binfo.source, macs=macs,
@@ -193,7 +196,34 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
         backbone_test_accuracy=_accuracy(features, "test"), backbone_latency_ms=backbone_ms)
 
 
+def _apply_budget(s: StudySettings, backbone: Any, splits: Any, budget: int, device: Any,
+                  log: Log | None) -> StudySettings:
+    """The settings with the feature source and ``max_samples`` a cache budget allows
+    (:func:`dse.train.streamed.choose_source`), the choice logged."""
+    choice = budget_samples(backbone, splits, budget, dtype=s.feature_dtype, device=device)
+    source = choose_source(choice, [len(splits.split(n)) for n in SPLITS])
+    if log is not None:
+        log(describe_choice(choice, source))
+    if source == "stream":
+        return replace(s, max_samples=None, feature_source="stream")
+    return replace(s, max_samples=choice.max_samples, feature_source="cache")
+
+
+def _features(s: StudySettings, backbone: Any, splits: Any, device: Any,
+              progress: bool | None, log: Log | None) -> Any:
+    """The trials' feature source: the feature cache, or features streamed per batch."""
+    if s.feature_source == "stream":
+        features = StreamedFeatures(backbone, splits, device)
+        if log is not None:
+            log(features.describe())
+        return features
+    features = build_feature_cache(backbone, splits, dtype=s.feature_dtype,
+                                   max_samples=s.max_samples, device=device, seed=s.seed,
+                                   dataset_key=s.dataset, progress=progress, log=log)
+    return features.to(device) if device.type == "cuda" else features
+
+
 def _accuracy(features: Any, split: str) -> float:
-    """The frozen backbone's accuracy (percent) on a cached split: its final exit."""
-    s = features.split(split)
-    return 100.0 * float((s.logits.argmax(1) == s.labels).float().mean())
+    """The frozen backbone's accuracy (percent) on a split: its final exit."""
+    logits, labels = features.final_logits(split), features.labels(split)
+    return 100.0 * float((logits.argmax(1).cpu() == labels.cpu()).float().mean())

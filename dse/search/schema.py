@@ -81,6 +81,8 @@ STUDY = _table(
     Attr("backbone_epochs", "int"),
     Attr("feature_dtype", "str", default="float16"),
     Attr("max_samples", "int"),
+    Attr("feature_source", "str", default="cache",
+         doc="cache, or stream: features from the backbone per batch (--cache-budget)"),
     Attr("population_size", "int"),
     Attr("n_startup_trials", "int"),
     Attr("encoding", "str", doc="fixed or conditional"),

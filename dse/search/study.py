@@ -98,6 +98,7 @@ def study_attrs(ctx: Any, space: Any, target: int) -> dict[str, Any]:
     return {"dse_version": __version__, **ctx.study_attrs(), "space_file": s.space_file,
             "space": space.to_plain(), "sampler": s.sampler, "backbone_epochs": s.backbone_epochs,
             "feature_dtype": s.feature_dtype, "max_samples": s.max_samples,
+            "feature_source": s.feature_source,
             "population_size": NSGA2_POPULATION, "n_startup_trials": TPE_STARTUP,
             "encoding": ENCODING[s.sampler], "refine": REFINE[s.sampler],
             "target_trials": target,
@@ -228,7 +229,7 @@ def settings_from_attrs(attrs: dict[str, Any]) -> StudySettings:
         space_file=get["space_file"], objectives=tuple(get["objectives"]),
         budget_ms=get["budget_ms"], max_drop=get["max_drop"], sampler=get["sampler"],
         backbone_epochs=get["backbone_epochs"], feature_dtype=get["feature_dtype"],
-        max_samples=get["max_samples"])
+        max_samples=get["max_samples"], feature_source=get["feature_source"])
 
 
 def _profile_ref(attrs: dict[str, Any]) -> str:

@@ -14,8 +14,12 @@ and ``max_samples`` keeps a seeded random subset of each split. :meth:`FeatureCa
 states the size. On disk, each split is one file keyed by sha256 of (backbone weights, dataset,
 split, seed, input size, dtype, max_samples, blocks) (:mod:`dse.train.feature_file`): written
 batch by batch as the backbone runs, so building holds one batch in memory, not the cache;
-renamed into place when complete; read back memory-mapped. Before a build, its size is checked
-against the free disk (:mod:`dse.train.cache_size`).
+renamed into place when complete; read back memory-mapped. Trials read the rows of each
+minibatch (and val/test in consecutive chunks) with ``os.preadv`` into fresh memory
+(:class:`~dse.train.feature_file.RowFile`), so a process holds about one batch of features
+whatever the cache's size; touching the mapped tensors instead would leave every page a trial
+read resident. Before a build, its size is checked against the free disk
+(:mod:`dse.train.cache_size`).
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ from dse.errors import ConfigError
 from dse.models.backbones import Backbone
 from dse.train.cache_size import available_memory, check_fits, free_disk, total_bytes
 from dse.train.cache_files import touch
-from dse.train.feature_file import ALIGN, SUFFIX, FeatureWriter, file_bytes, read_feature_file
+from dse.train.feature_file import (ALIGN, SUFFIX, FeatureWriter, RowFile, file_bytes, open_rows,
+                                    read_feature_file)
 from dse.train.ticker import progress as ticker
 
 SPLITS = ("train", "val", "test")
@@ -50,9 +55,19 @@ class SplitFeatures:
     logits: torch.Tensor               # [N, K] float32, the backbone's own output
     labels: torch.Tensor               # [N] int64 ground truth
     indices: torch.Tensor              # [N] rows of the split kept (all unless max_samples)
+    #: block -> reader of its rows from the file (on-disk caches): what :meth:`rows` uses
+    readers: dict[int, RowFile] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def rows(self, block: int, idx: torch.Tensor) -> torch.Tensor:
+        """Features of ``block`` at rows ``idx``, a new tensor in the cache dtype: read from
+        the file when there is one (bounded memory), else indexed in memory."""
+        reader = self.readers.get(block)
+        if reader is not None:
+            return reader.rows(idx)
+        return self.features[block].index_select(0, idx.to(self.features[block].device))
 
     @property
     def nbytes(self) -> int:
@@ -81,6 +96,13 @@ class FeatureCache:
     def num_samples(self, split: str) -> int:
         return len(self.split(split))
 
+    def final_logits(self, split: str) -> torch.Tensor:
+        """The backbone's own logits on a split [N, K] (float32)."""
+        return self.split(split).logits
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self.split(split).labels
+
     def check_blocks(self, blocks: Sequence[int]) -> None:
         missing = [b for b in blocks if b not in self.shapes]
         if missing:
@@ -93,26 +115,30 @@ class FeatureCache:
         """float32 features at each of ``blocks``, final logits and labels of rows ``idx``."""
         s = self.split(split)
         idx = idx.to(s.labels.device)
-        feats = [s.features[b].index_select(0, idx).to(device=device, dtype=torch.float32,
-                                                         non_blocking=True) for b in blocks]
+        feats = [s.rows(b, idx).to(device=device, dtype=torch.float32, non_blocking=True)
+                 for b in blocks]
         logits = s.logits.index_select(0, idx).to(device)
         return feats, logits, s.labels.index_select(0, idx).to(device)
 
     @torch.no_grad()
     def derived(self, split: str, block: int, key: Hashable,
-                fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 2048) -> torch.Tensor:
+                fn: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 1024) -> torch.Tensor:
         """``fn`` (a parameter-free map, e.g. global average pooling) of every cached feature
-        map of ``block``, float32, computed once and memoised under ``key``."""
+        map of ``block``, float32, computed once and memoised under ``key`` (read
+        ``batch_size`` rows at a time)."""
         memo_key = (split, block, key)
         if memo_key not in self._derived:
-            f = self.split(split).features[block]
-            self._derived[memo_key] = torch.cat([fn(f[i:i + batch_size].float())
-                                                 for i in range(0, f.shape[0], batch_size)])
+            s = self.split(split)
+            n = len(s)
+            self._derived[memo_key] = torch.cat([
+                fn(s.rows(block, torch.arange(i, min(n, i + batch_size))).float())
+                for i in range(0, n, batch_size)])
         return self._derived[memo_key]
 
     def to(self, device: torch.device | str) -> FeatureCache:
-        """A copy with every tensor on ``device`` (e.g. CUDA, when the cache fits there)."""
-        moved = {name: SplitFeatures({b: f.to(device) for b, f in s.features.items()},
+        """A copy with every tensor on ``device`` (e.g. CUDA, when the cache fits there),
+        copied in chunks of rows (a file-backed block never whole in host memory)."""
+        moved = {name: SplitFeatures({b: _moved(s, b, device) for b in s.features},
                                      s.logits.to(device), s.labels.to(device), s.indices.to(device))
                  for name, s in self.splits.items()}
         return FeatureCache(self.blocks, self.shapes, self.num_classes, self.dtype, moved, self.keys)
@@ -126,6 +152,16 @@ class FeatureCache:
         dtype = str(self.dtype).removeprefix("torch.")
         return (f"feature cache: {len(self.blocks)} blocks {list(self.blocks)}, samples {sizes}, "
                 f"{dtype}, {self.nbytes / 2**20:.1f} MiB")
+
+
+def _moved(s: SplitFeatures, block: int, device: torch.device | str, chunk: int = 1024
+           ) -> torch.Tensor:
+    """Block ``block`` of ``s`` on ``device``, copied ``chunk`` rows at a time."""
+    f = s.features[block]
+    out = torch.empty(f.shape, dtype=f.dtype, device=device)
+    for i in range(0, f.shape[0], chunk):
+        out[i:i + chunk] = s.rows(block, torch.arange(i, min(f.shape[0], i + chunk)))
+    return out
 
 
 def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -363,14 +399,20 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
     return cache
 
 
+def row_bytes(shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype
+               ) -> tuple[int, int]:
+    """(bytes per cached sample, bytes per split file at most besides its rows)."""
+    specs = file_specs(shapes, num_classes, dtype)
+    per_sample = sum(int(torch.Size(s).numel()) * torch.empty((), dtype=d).element_size()
+                     for _, d, s in specs)
+    return per_sample, file_bytes(specs, 0) + ALIGN * len(specs)  # header + alignment
+
+
 def _check_room(data, todo: Sequence[str], splits: Sequence[str],
                 shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype,
                 max_samples: int | None, folder: Path | None) -> None:
     """Raise before any work when the splits still to build do not fit (disk, or RAM)."""
-    specs = file_specs(shapes, num_classes, dtype)
-    per_sample = sum(int(torch.Size(s).numel()) * torch.empty((), dtype=d).element_size()
-                     for _, d, s in specs)
-    overhead = file_bytes(specs, 0) + ALIGN * len(specs)  # header + alignment, at most
+    per_sample, overhead = row_bytes(shapes, num_classes, dtype)
     need = total_bytes(per_sample, overhead, [len(data.split(n)) for n in todo], max_samples)
     free, where = ((free_disk(folder), f"disk in {folder}") if folder is not None
                    else (available_memory(), "memory"))
@@ -383,7 +425,10 @@ def _load_split(path: Path, blocks: Sequence[int]) -> SplitFeatures | None:
     try:
         raw = read_feature_file(path)
         feats = {b: raw[f"block{b}"] for b in blocks}
-        split = SplitFeatures(feats, raw["logits"], raw["labels"], raw["indices"])
+        readers = open_rows(path, [f"block{b}" for b in blocks])
+        # the small tensors in memory (KiB to MiB); the features stay in the file
+        split = SplitFeatures(feats, raw["logits"].clone(), raw["labels"].clone(),
+                              raw["indices"].clone(), {b: readers[f"block{b}"] for b in blocks})
     except (ValueError, KeyError, OSError):
         return None
     touch(path)  # its time is its last use: `dse cache prune --keep` keeps the recently used

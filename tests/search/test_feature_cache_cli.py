@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import optuna
 from click.testing import CliRunner
 
 from dse.cli import cli
+from dse.search.study import settings_from_attrs
 from dse.train import cache_size
 from dse.train import features as tf
+from dse.train import streamed
 
 DATA = Path(__file__).parent / "data"
 
@@ -36,6 +39,37 @@ def test_over_budget_search_fails_in_one_line_naming_max_samples(checkpoint, tmp
                                    "--out", str(tmp_path / "study"), "--profile", "jetson",
                                    "--max-samples", fit])
     assert res.exit_code == 0, res.output
+
+
+def test_cache_budget_chooses_the_samples_and_says_so(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(streamed, "MIN_SUBSET", 100)  # digits is small: 4M holds ~150 rows
+    args = ["search", "--checkpoint", checkpoint, "--space", str(DATA / "tiny.yaml"),
+            "--trials", "1", "--no-report", "--profile", "jetson", "--max-drop", "none"]
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a"), "--cache-budget", "4M",
+                                   "--max-samples", "10"])
+    assert res.exit_code == 2 and "not both" in res.stderr
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "s"), "--cache-budget", "4M",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    said = [line for line in res.stderr.splitlines() if "feature cache budget" in line]
+    assert len(said) == 1 and "seeded subset of" in said[0], res.stderr
+    n = int(said[0].split("seeded subset of ")[1].split()[0])
+    files = list((tmp_path / "cache" / "features").glob("*.feat"))
+    assert 1 <= n < 1078 and sum(f.stat().st_size for f in files) <= 4 * 2**20
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 's' / 'study.db'}")
+    assert study.user_attrs["max_samples"] == n
+    assert study.user_attrs["feature_source"] == "cache"
+    # a budget too small for a useful subset: no cache, features streamed per batch
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "t"), "--cache-budget", "1K",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    assert "streaming features from the frozen backbone per batch" in res.stderr
+    assert sorted((tmp_path / "cache" / "features").glob("*.feat")) == sorted(files)
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 't' / 'study.db'}")
+    assert study.user_attrs["feature_source"] == "stream"
+    assert study.user_attrs["max_samples"] is None
+    assert settings_from_attrs(study.user_attrs).feature_source == "stream"  # workers stream
 
 
 def test_frozen_train_reuses_the_study_feature_cache(checkpoint, tmp_path, monkeypatch):

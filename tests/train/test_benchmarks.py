@@ -46,3 +46,17 @@ def test_proxy_speed_reports_the_keys(shared_cache, monkeypatch, capsys):
         assert r[key] > 0
     assert r["speedup"] == pytest.approx(r["uncached_trial_s"] / r["cached_trial_s"], rel=0.01)
     assert '"speedup"' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_scale_benchmark_reports_one_row_per_request(tmp_path, capsys):
+    r = load("scale").main(["--json", "--rows", "resnet20:120", "--trials", "1",
+                            "--train", "600", "--test", "200", "--data", str(tmp_path / "c10"),
+                            "--work", str(tmp_path / "work")])
+    (row,) = r["rows"]
+    assert row["backbone"] == "resnet20" and row["samples"] == 120 and row["trials"] == 1
+    assert row["rows"] == {"train": 120, "val": 60, "test": 120}
+    for key in ("build_s", "cache_gib", "peak_rss_gib", "s_per_trial"):
+        assert row[key] > 0
+    assert list((tmp_path / "work").iterdir()) == []  # the row's private cache is removed
+    assert '"peak_rss_gib"' in capsys.readouterr().out

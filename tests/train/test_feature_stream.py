@@ -7,6 +7,7 @@ import torch
 
 from dse.errors import ConfigError
 from dse.train import cache_size
+from dse.train.cache_budget import budget_samples
 from dse.train import features as tf
 from dse.train.feature_file import FeatureWriter, file_bytes, read_feature_file
 from dse.train.ticker import LineTicker
@@ -133,3 +134,20 @@ def test_an_in_memory_cache_is_checked_against_available_memory(backbone, digits
     monkeypatch.setattr(tf, "available_memory", lambda: cache_size.MARGIN_MIN_BYTES + 1_000_000)
     with pytest.raises(ConfigError, match=r"GiB of memory but .*--max-samples \d+"):
         tf.build_feature_cache(backbone, digits, [0, 1, 2], cache_dir=False)
+
+
+def test_cache_budget_picks_the_largest_subset_that_fits(backbone, digits):
+    # blocks 0-2: 6,200 bytes per sample (see above); splits of 1078, 360 and 359 rows
+    specs = tf.file_specs({b: (16, 8, 8) for b in (0, 1, 2)}, 10, torch.float16)
+    overhead = file_bytes(specs, 0) + 4096 * len(specs)
+    sizes = [1078, 360, 359]
+    at_100 = cache_size.total_bytes(6200, overhead, sizes, 100)
+    assert at_100 == 300 * 6200 + 3 * overhead
+    choice = budget_samples(backbone, digits, at_100 + 6199, blocks=[0, 1, 2])
+    assert choice.max_samples == 100 and choice.bytes == at_100
+    assert "seeded subset of 100 samples per split" in choice.describe()
+    full = cache_size.total_bytes(6200, overhead, sizes, None)
+    everything = budget_samples(backbone, digits, full, blocks=[0, 1, 2])
+    assert everything.max_samples is None and "every sample fits" in everything.describe()
+    nothing = budget_samples(backbone, digits, 3 * overhead, blocks=[0, 1, 2])
+    assert nothing.max_samples == 0 and "not one sample per split fits" in nothing.describe()
