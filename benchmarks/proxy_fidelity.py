@@ -3,8 +3,9 @@
 Runs a search on the harder built-in data (``dse.api.search``, digits-resnet, the jetson
 profile), picks at least 12 complete trials: every front trial (up to the quota) and the rest
 spread evenly over the other trials' proxy accuracy ranks; fully trains each with
-:func:`dse.api.train` (frozen backbone on the feature cache, ``--epochs`` epochs, the trial's
-own thresholds: ``dse train`` does not re-tune thresholds yet), with two seeds; compares
+:func:`dse.api.train` (frozen backbone on the feature cache, ``--epochs`` epochs, at the
+thresholds training leaves in the config it writes: the trial's own until ``dse train``
+re-tunes them; the JSON's ``thresholds`` says which), with two seeds; compares
 (:mod:`dse.api._check`, :mod:`dse.search.fidelity`):
 
 - ``spearman`` / ``kendall``: proxy val accuracy vs full-training test accuracy (seed mean);
@@ -15,7 +16,7 @@ own thresholds: ``dse train`` does not re-tune thresholds yet), with two seeds; 
 
 Targets (issue 16): Spearman >= 0.8 and front_kept >= 0.8, seed noise beside them.
 
-    python benchmarks/proxy_fidelity.py --json            # 60 trials, 12 configs, 2 seeds
+    python benchmarks/proxy_fidelity.py --json            # 40 trials, 12 configs, 2 seeds
     python benchmarks/proxy_fidelity.py --quick --json    # 12 trials, 4 configs, 1 epoch
 
 Everything goes to ``--out`` (default: a new temporary folder).
@@ -51,7 +52,7 @@ def pick_trials(data, n: int):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--trials", type=int, default=60, help="search trials")
+    p.add_argument("--trials", type=int, default=40, help="search trials")
     p.add_argument("--configs", type=int, default=12, help="trials to fully train")
     p.add_argument("--epochs", type=int, default=5, help="full-training epochs")
     p.add_argument("--seeds", default="0,1", help="full-training seeds (two give seed noise)")

@@ -3,10 +3,12 @@
 
 Each checked trial's stored configuration is fully trained with :func:`dse.api.train` (frozen
 backbone, on the study's feature cache, no augmentation: the backbone never runs per step, so a
-check costs the exits' training only; our choice, for speed on a CPU) at the trial's own
-thresholds, once per seed. Full-training latency is the trial's per-exit latency on the
-study's profile weighted by the exit fractions measured after full training (the latency model
-depends on the design only; the fractions move).
+check costs the exits' training only; our choice, for speed on a CPU), once per seed, and
+evaluated at the thresholds training leaves in its written ``config.yaml``: the trial's own,
+or re-tuned ones where training re-tunes them (the summary's ``thresholds`` says which).
+Full-training latency is the trial's per-exit latency on the study's profile weighted by the
+exit fractions measured after full training (the latency model depends on the design only;
+the fractions move).
 
 Compared (:mod:`dse.search.fidelity`): the proxy's val accuracy (the search's objective) with
 the fully trained test accuracy (mean over seeds): Spearman and Kendall; the share of the
@@ -25,9 +27,10 @@ import pandas as pd
 
 from dse.api._report import trial_config
 from dse.api._train import train
+from dse.design import load_config
 from dse.errors import ConfigError
 from dse.report.data import study_frames
-from dse.train.full import METRICS, MODEL
+from dse.train.full import CONFIG, METRICS, MODEL
 from dse.search.fidelity import front_kept, kendall, seed_noise, spearman
 
 Log = Callable[[str], None]
@@ -77,7 +80,7 @@ def train_trial(row: pd.Series, meta: dict[str, Any], out_dir: Path, *, epochs: 
     if metrics is None:
         metrics = train(cfg, epochs=epochs, out=run, mode="frozen", augment=False, seed=seed,
                         device=device, log=None, progress=False).metrics
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {"retuned": _retuned(cfg, run)}
     for split in ("val", "test"):
         section = metrics[split]
         out[f"{split}_accuracy"] = float(section["accuracy"])
@@ -88,6 +91,17 @@ def train_trial(row: pd.Series, meta: dict[str, Any], out_dir: Path, *, epochs: 
             f"{out['test_accuracy']:.2f}% test, {out['test_latency_ms']:.4g} ms "
             f"(proxy {float(row['accuracy']):.2f}% val)")
     return out
+
+
+def _retuned(cfg, run: Path) -> bool:
+    """Whether the run's written config holds other thresholds than the trial's (training
+    re-tuned them) rather than the trial's own."""
+    path = run / CONFIG
+    if not path.is_file():
+        return False
+    trained = load_config(str(path))
+    num_early = max(len(trained.exits.blocks), trained.exits.count or 0)
+    return trained.policy.per_exit(num_early) != cfg.policy.per_exit(num_early)
 
 
 def _finished(run: Path, epochs: int) -> dict[str, Any] | None:
@@ -117,10 +131,13 @@ def check_trials(trials: pd.DataFrame, meta: dict[str, Any], out_dir: str | Path
         row = {"number": int(r["number"]), "on_front": bool(r.get("on_front", False)),
                "proxy_accuracy": float(r["accuracy"]), "proxy_latency_ms": float(r["latency_ms"]),
                "proxy_test_accuracy": _float(r.get("test_accuracy"))}
+        retuned = []
         for s in seeds:
             got = train_trial(r, meta, Path(out_dir), epochs=epochs, seed=int(s), device=device,
                               log=log)
+            retuned.append(got.pop("retuned"))
             row.update({f"{k}_s{s}": v for k, v in got.items()})
+        row["retuned"] = all(retuned)
         for key in ("val_accuracy", "test_accuracy", "val_latency_ms", "test_latency_ms"):
             row[f"full_{key}"] = sum(row[f"{key}_s{s}"] for s in seeds) / len(seeds)
         rows.append(row)
@@ -140,6 +157,12 @@ def _stats(frame: pd.DataFrame, split: str) -> dict[str, Any]:
                                      frame[f"full_{split}_latency_ms"].tolist())}
 
 
+def _thresholds_note(frame: pd.DataFrame) -> str:
+    if "retuned" not in frame or not frame["retuned"].any():
+        return "the trial's own (not re-tuned)"
+    return "re-tuned after full training" if frame["retuned"].all() else "re-tuned for some"
+
+
 def summarize(frame: pd.DataFrame, seeds: Sequence[int], epochs: int) -> dict[str, Any]:
     """The comparison of :func:`check_trials`' rows (accuracy in percent, latency in ms)."""
     main = _stats(frame, "test")
@@ -157,7 +180,7 @@ def summarize(frame: pd.DataFrame, seeds: Sequence[int], epochs: int) -> dict[st
         noise["note"] = "one seed: no seed noise measured"
     return {**main, "seed_noise": noise, "val": _stats(frame, "val"),
             "n_configs": int(len(frame)), "n_front": int(frame["on_front"].sum()),
-            "epochs": int(epochs), "thresholds": "the trial's own (not re-tuned)",
+            "epochs": int(epochs), "thresholds": _thresholds_note(frame),
             "compared": "proxy val accuracy vs full-training test accuracy (mean over seeds)"}
 
 

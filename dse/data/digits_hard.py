@@ -9,7 +9,7 @@ accuracy, one or two images apart. ``digits-hard`` keeps the same 1,797 real han
 - foreground and background grey levels are drawn at random, either polarity, with a
   contrast of at least ``MIN_CONTRAST``;
 - with probability ``DISTRACTOR_P`` a fainter, smaller second digit (another source image of
-  the same split) is drawn at another random place as clutter;
+  the same split, at any angle) is drawn at another random place as clutter;
 - Gaussian pixel noise with a random sigma in ``NOISE_SIGMA``.
 
 Source digits are split 60/20/20 (stratified by ``seed``) *before* rendering, so a test sample
