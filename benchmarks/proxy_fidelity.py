@@ -1,8 +1,8 @@
 """Proxy fidelity on ``digits-hard``: does the search's proxy rank designs as full training does?
 
 Runs a search on the harder built-in data (``dse.api.search``, digits-resnet, the jetson
-profile), picks at least 12 complete trials: every front trial (up to the quota) and the rest
-spread evenly over the other trials' proxy accuracy ranks; fully trains each with
+profile), picks 12 complete trials (``--configs``): half from the front, spread along its
+latency, half from the rest, spread over their proxy accuracy ranks; fully trains each with
 :func:`dse.api.train` (frozen backbone on the feature cache, ``--epochs`` epochs, at the
 thresholds training leaves in the config it writes: the trial's own until ``dse train``
 re-tunes them; the JSON's ``thresholds`` says which), with two seeds; compares
@@ -25,28 +25,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 
+#: share of the checked configurations taken from the proxy front (the rest from off it)
+FRONT_SHARE = 0.5
+
+
 def pick_trials(data, n: int):
-    """Every front trial (best proxy accuracy first, at most ``n``), then the others spread
-    evenly over their proxy accuracy ranks up to ``n`` rows in all."""
+    """``n`` trials: front trials spread evenly along the front's latency (half, or more when
+    too few trials are off the front), the rest spread evenly over the other trials' proxy
+    accuracy ranks."""
     import numpy as np
 
-    trials = data.trials[data.trials["config"].apply(lambda c: isinstance(c, dict))]
-    front = trials[trials["on_front"]].sort_values("accuracy", ascending=False).head(n)
-    rest = trials[~trials["on_front"]].sort_values("accuracy", ascending=False)
-    need = min(n - len(front), len(rest))
-    if need > 0:
-        idx = np.unique(np.round(np.linspace(0, len(rest) - 1, need)).astype(int))
-        rest = rest.iloc[idx]
-    else:
-        rest = rest.iloc[:0]
     import pandas as pd
 
+    def spread(frame, k: int, by: str):
+        frame = frame.sort_values(by)
+        k = min(k, len(frame))
+        if k <= 0:
+            return frame.iloc[:0]
+        return frame.iloc[np.unique(np.round(np.linspace(0, len(frame) - 1, k)).astype(int))]
+
+    trials = data.trials[data.trials["config"].apply(lambda c: isinstance(c, dict))]
+    on, off = trials[trials["on_front"]], trials[~trials["on_front"]]
+    front = spread(on, max(n - len(off), math.ceil(n * FRONT_SHARE)), "latency_ms")
+    rest = spread(off, n - len(front), "accuracy")
     return pd.concat([front, rest]).reset_index(drop=True)
 
 

@@ -71,8 +71,9 @@ def weighted_latency(fractions: Sequence[float], exit_latency_ms: Sequence[float
 
 
 def train_trial(row: pd.Series, meta: dict[str, Any], out_dir: Path, *, epochs: int,
-                seed: int, device: str, log: Log | None) -> dict[str, float]:
-    """Fully train one trial's configuration with ``seed``; its val/test accuracy and latency."""
+                seed: int, device: str, log: Log | None) -> dict[str, Any]:
+    """Fully train one trial's configuration with ``seed``: its val/test accuracy (percent) and
+    latency (ms), and whether training re-tuned its thresholds (``retuned``)."""
     number = int(row["number"])
     cfg = trial_config(row["config"], number, meta)
     run = out_dir / f"trial_{number}" / f"seed_{seed}"

@@ -44,7 +44,7 @@ from dse.data.splits import stratified_split
 from dse.errors import DataError
 
 #: bump when the rendering changes, so stale cached arrays are not reused
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: canvas height = width, pixels
 CANVAS = 16
 #: samples rendered per split
@@ -52,16 +52,16 @@ SPLIT_SIZES = {"train": 12000, "val": 3000, "test": 5000}
 #: the shares of the 1,797 source digits each split renders from
 SOURCE_FRACTIONS = (0.6, 0.2, 0.2)
 #: digit height on the canvas, pixels (uniform in [low, high])
-DIGIT_PX = (7.0, 14.0)
-MAX_ROTATION_DEG = 20.0
+DIGIT_PX = (8.0, 14.0)
+MAX_ROTATION_DEG = 15.0
 #: |foreground - background| grey level, on [0, 1]
-MIN_CONTRAST = 0.25
+MIN_CONTRAST = 0.35
 #: chance of a distractor digit, its height range in pixels and its ink weight range
-DISTRACTOR_P = 0.6
-DISTRACTOR_PX = (5.0, 10.0)
-DISTRACTOR_INK = (0.3, 0.7)
+DISTRACTOR_P = 0.5
+DISTRACTOR_PX = (4.0, 8.0)
+DISTRACTOR_INK = (0.2, 0.5)
 #: Gaussian noise sigma range, on [0, 1]
-NOISE_SIGMA = (0.03, 0.15)
+NOISE_SIGMA = (0.02, 0.10)
 CLASSES = tuple(str(i) for i in range(10))
 SPLITS = ("train", "val", "test")
 

@@ -34,7 +34,7 @@ from dse.train.engine import (NETWORK_ADAM_LR, NETWORK_SGD_LR, NETWORK_WEIGHT_DE
 
 #: epochs when none are given: enough for ~99% test accuracy on digits in seconds; digits-hard
 #: (12,000 16x16 training images, 8x the pixels) gets few, to stay within minutes on a CPU
-DEFAULT_EPOCHS = {"digits": 30, "digits-hard": 4}
+DEFAULT_EPOCHS = {"digits": 30, "digits-hard": 6}
 FALLBACK_EPOCHS = 30
 #: datasets whose images may be mirrored left-right without changing the class
 FLIP_DATASETS = frozenset({"cifar10", "cifar100", "imagefolder"})

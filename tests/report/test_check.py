@@ -66,6 +66,8 @@ def test_report_check_trains_the_best_front_config(study_factory, tmp_path, pdf,
         weighted_latency(metrics["test"]["exit_fractions"], best["exit_latency_ms"]))
     assert check["n_configs"] == 1 and check["front_kept"] == 1.0  # alone, nothing dominates it
     assert check["spearman"] is None and check["epochs"] == 1
+    assert check["thresholds"] == ("re-tuned after full training" if row["retuned"]
+                                   else "the trial's own (not re-tuned)")
     assert json.loads((out / "check.json").read_text())["n_configs"] == 1
     assert pd.read_csv(out / "check.csv")["number"].tolist() == [row["number"]]
     assert pdf.pages(out / "report.pdf") == 9 and pdf.has(pdf.text(out / "report.pdf"), TITLE)
