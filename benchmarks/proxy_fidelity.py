@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1", help="full-training seeds (two give seed noise)")
     p.add_argument("--dataset", default="digits-hard")
     p.add_argument("--profile", default="jetson")
+    p.add_argument("--space", default="default", help="search space (name or YAML path)")
     p.add_argument("--quick", action="store_true", help="12 trials, 4 configs, 1 epoch")
     p.add_argument("--out", default=None, help="work folder (default: a new temporary one)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="dse-fidelity-"))
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     start = time.perf_counter()
-    result = search(dataset=args.dataset, profile=args.profile, trials=args.trials,
-                    out=out / "study", report=False, log=log)
+    result = search(dataset=args.dataset, profile=args.profile, space=args.space,
+                    trials=args.trials, out=out / "study", report=False, log=log)
     searched = time.perf_counter() - start
     data = study_frames(result.study, importances=False)
     chosen = pick_trials(data, args.configs)
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({int(chosen['on_front'].sum())} on the front) with seeds {seeds}")
     check = check_trials(chosen, data.meta, out / "check", epochs=args.epochs, seeds=seeds,
                          device="cpu", log=log)
-    report = {"dataset": args.dataset, "profile": args.profile, "trials": result.n_complete,
+    report = {"dataset": args.dataset, "profile": args.profile, "space": args.space,
+              "trials": result.n_complete,
               "backbone_val_accuracy": data.meta.get("backbone_val_accuracy"),
               "backbone_test_accuracy": data.meta.get("backbone_test_accuracy"),
               **check.to_dict(), "search_seconds": round(searched, 1),
