@@ -46,11 +46,12 @@ def resolve_shift(shift: str | None) -> str | None:
 
 def render_study_report(study, out_dir: str | Path, shift: str | None = DEFAULT_SHIFT, *,
                         device: torch.device | str = "cpu", probe_steps: int | None = None,
-                        log: Log | None = None) -> ReportOutput:
+                        log: Log | None = None,
+                        check: tuple[pd.DataFrame, dict] | None = None) -> ReportOutput:
     """Write ``out_dir/report.pdf`` for ``study``; with a ``shift`` (default
     :data:`DEFAULT_SHIFT`; None or ``"none"``: no subsets), first choose the fine-tuning
     subset of every front configuration (``finetune_<shift>.csv`` and columns of
-    ``pareto.csv``)."""
+    ``pareto.csv``); ``check``: the rows and summary of :func:`dse.api._check.front_check`."""
     shift = resolve_shift(shift)  # fail before any work
     data = study_frames(study)
     subsets = None
@@ -58,7 +59,7 @@ def render_study_report(study, out_dir: str | Path, shift: str | None = DEFAULT_
         subsets = front_subsets(data.front, data.meta, shift, probe_steps=probe_steps,
                                 device=device, log=log)
     # no log: the caller says where the report went (dse report prints it once, on stdout)
-    return render_frames(data, out_dir, shift, subsets=subsets)
+    return render_frames(data, out_dir, shift, subsets=subsets, check=check)
 
 
 def trial_config(config: dict, number: int, meta: dict[str, Any]) -> RunConfig:

@@ -121,8 +121,8 @@ def search(*, backbone: str = "digits-resnet", checkpoint: str | None = None,
         backbone: built-in backbone name or ``package.module:factory`` for your own.
         checkpoint: backbone weights (a state_dict or a checkpoint holding one); None: the
             cached trained backbone (trained on the first run).
-        dataset: ``NAME`` or ``NAME:PATH`` (digits, cifar10, cifar100, mnist, fashion-mnist,
-            svhn, imagefolder).
+        dataset: ``NAME`` or ``NAME:PATH`` (digits, digits-hard, cifar10, cifar100, mnist,
+            fashion-mnist, svhn, imagefolder).
         input_size: input height/width in pixels (None: the dataset's, or the backbone's usual).
         profile: hardware profile name, alias, or path to a profile YAML.
         runtime: runtime within the profile (None: the profile's own).

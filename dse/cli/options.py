@@ -47,7 +47,8 @@ checkpoint = click.option(
 )
 dataset = click.option(
     "--dataset", default="digits", show_default=True,
-    help="NAME or NAME:PATH (digits, cifar10, cifar100, mnist, fashion-mnist, svhn, imagefolder).",
+    help="NAME or NAME:PATH (digits, digits-hard, cifar10, cifar100, mnist, fashion-mnist, svhn, "
+         "imagefolder).",
 )
 input_size = click.option(
     "--input-size", type=click.IntRange(min=1), default=None,

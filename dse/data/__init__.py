@@ -2,7 +2,8 @@
 
 Registered (``DATASETS.names()``): ``digits`` (scikit-learn's bundled 8x8 digits, the embedded
 default), ``cifar10`` / ``cifar100`` (the python pickle folders), ``mnist`` / ``fashion-mnist``
-(IDX files, gzipped or not), ``svhn`` (``*_32x32.mat``), ``imagefolder`` (class-per-folder
+(IDX files, gzipped or not), ``svhn`` (``*_32x32.mat``), ``digits-hard`` (digits rendered
+onto a cluttered 16x16 canvas, generated and cached on first use), ``imagefolder`` (class-per-folder
 images via Pillow). Nothing is downloaded: real datasets are read from PATH.
 
     splits = load_dataset("cifar10:/data/cifar-10-batches-py", seed=0)
@@ -17,6 +18,7 @@ from dse.data.base import (ArrayDataset, DatasetInfo, DataSplits, Normalizer, sp
                            split_labels, split_tensors)
 from dse.data.registry import DATASETS, DEFAULT_DATASET, load_dataset, parse_spec
 from dse.data import builtin as _builtin  # noqa: F401  (registers the array datasets)
+from dse.data import digits_hard as _digits_hard  # noqa: F401  (registers digits-hard)
 from dse.data import imagefolder as _imagefolder  # noqa: F401  (registers imagefolder, last)
 from dse.data.imagefolder import ImageFolderDataset
 from dse.data.normalization import normalize_splits, parse_normalize

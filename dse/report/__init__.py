@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from dse import __version__
 from dse.report import pages, pdf, plots
+from dse.report.check import check_pages
 from dse.report.data import ReportData, pareto_mask, study_frames
 from dse.report.plots import SECTIONS, STYLE
 from dse.report.tables import front_table
@@ -31,8 +32,10 @@ __all__ = ["SECTIONS", "ReportData", "ReportOutput", "build_pages", "pareto_mask
 
 
 def build_pages(data: ReportData, subsets: pd.DataFrame | None = None, shift: str | None = None,
-                *, now: _dt.datetime | None = None, subsets_note: str = "") -> list[Figure]:
-    """Every page of the report, in order (sections 1-8 of the issue)."""
+                *, now: _dt.datetime | None = None, subsets_note: str = "",
+                check: tuple[pd.DataFrame, dict] | None = None) -> list[Figure]:
+    """Every page of the report, in order (sections 1-8 of the issue; ``check``: the rows and
+    summary of ``dse report --check``, a last page)."""
     with rc_context(STYLE):
         figs = [pages.title_page(data, __version__, now=now, shift=shift),
                 plots.pareto_latency(data), plots.accuracy_vs_cost(data)]
@@ -41,6 +44,7 @@ def build_pages(data: ReportData, subsets: pd.DataFrame | None = None, shift: st
         figs.append(plots.importances(data))
         figs += pages.front_table_pages(front_table(data, subsets))
         figs += pages.finetune_pages(subsets, shift, reason=subsets_note)
+        figs += check_pages(*check) if check is not None else []
     return figs
 
 
@@ -64,7 +68,8 @@ def render_report(study, out_dir: str | Path, shift: str | None = None, *,
 
 def render_frames(data: ReportData, out_dir: str | Path, shift: str | None = None, *,
                   subsets: pd.DataFrame | None = None, log: Callable[[str], None] | None = None,
-                  now: _dt.datetime | None = None) -> ReportOutput:
+                  now: _dt.datetime | None = None,
+                  check: tuple[pd.DataFrame, dict] | None = None) -> ReportOutput:
     """Write ``out_dir/report.pdf`` from a study read by :func:`study_frames`.
 
     ``subsets``: the fine-tuning subset chosen for every front configuration under the
@@ -76,7 +81,7 @@ def render_frames(data: ReportData, out_dir: str | Path, shift: str | None = Non
     if shift is not None and subsets is not None and subsets.empty:
         note = (f"Shift '{shift}': no front configuration with early exits could be "
                 "fine-tuned (see the log).")
-    figures = build_pages(data, subsets, shift, now=now, subsets_note=note)
+    figures = build_pages(data, subsets, shift, now=now, subsets_note=note, check=check)
     out = Path(out_dir) / "report.pdf"
     n_pages = pdf.write_pdf(out, figures, title=f"dse report: {data.study_name}",
                             subject="early-exit design-space exploration")
