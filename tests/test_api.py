@@ -91,6 +91,7 @@ def test_every_argument_is_documented():
             assert re.search(rf"^\s+{name}:", doc, re.M), f"{fn.__name__}: {name} undocumented"
 
 
+@pytest.mark.slow
 def test_import_dse_is_light_and_names_resolve_lazily():
     code = ("import sys, dse; assert 'torch' not in sys.modules; "
             "import dse.search.pareto; assert 'torch' not in sys.modules; "

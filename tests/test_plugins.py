@@ -94,6 +94,7 @@ def python(code: str, cwd: Path, *paths: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_installed_plugins_register_backbone_branch_loss_and_shift(site, tmp_path):
     r = python("""
         import json, warnings
@@ -141,6 +142,7 @@ def test_installed_plugins_register_backbone_branch_loss_and_shift(site, tmp_pat
     assert lat["backbone"] == "tiny-net" and lat["input_size"] == 8 and len(lat["exits"]) == 2
 
 
+@pytest.mark.slow
 def test_module_factory_and_module_fn_resolve_from_the_current_folder(tmp_path):
     (tmp_path / "mynets.py").write_text(PLUGIN)
     dse = [sys.executable, "-c", "from dse.cli import main; main()"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from dse.cli import cli
@@ -21,6 +22,7 @@ def stored_study(study_factory, folder, checkpoint=None, **kwargs):
     return study
 
 
+@pytest.mark.slow
 def test_report_from_storage(study_factory, tmp_path, pdf):
     out = tmp_path / "reports" / "fake"
     stored_study(study_factory, out, n_trials=12)
@@ -43,6 +45,7 @@ def test_report_says_where_it_wrote_once(study_factory, tmp_path):
     assert "report.pdf" not in res.stderr
 
 
+@pytest.mark.slow
 def test_report_with_shift_chooses_subsets(study_factory, tmp_path, pdf, digits_checkpoint):
     out = tmp_path / "fake"
     stored_study(study_factory, out, checkpoint=digits_checkpoint, n_trials=8, seed=1)

@@ -35,6 +35,7 @@ def test_front_rows_are_in_the_table(fake_study, tmp_path, pdf):
         assert f"#{number}" in text
 
 
+@pytest.mark.slow
 def test_many_front_configurations_paginate(study_factory, tmp_path, pdf):
     study = study_factory(n_trials=60, objectives=("accuracy", "latency_ms", "macs", "energy_mj"),
                           budget_ms=None, max_drop=None, seed=3)

@@ -138,6 +138,7 @@ def test_resume_with_other_settings_is_refused(tiny_study):
     assert f"study '{STUDY}' exists with seed=0, but this run asks for seed=3" in result.output
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_trials(tmp_path, search_args):
     runs = []
     for name in ("a", "b"):

@@ -122,6 +122,7 @@ def test_every_loss_trains(tmp_path, splits, backbone_ckpt, config):
     assert len(r.metrics["exit_blocks"]) == config.exits.count
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_epoch_exactly(tmp_path, splits, backbone_ckpt):
     # joint + GE + HDKD: model, optimizer, schedule, RNG, loss weights and EMA all resume
     config = make_config("dense_kd", lam=0.5, temperature=3.0)
