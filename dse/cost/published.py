@@ -26,6 +26,8 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Sequence
 
+from scipy.stats import spearmanr
+
 from dse.cost.latency import predict
 from dse.cost.op_trace import NetRecords, trace_multiexit
 from dse.cost.profiles import FIT_GROUPS, Profile, PublishedRow, Runtime
@@ -142,27 +144,10 @@ def evaluate_profile(profile: Profile, refit: bool = False) -> list[dict[str, An
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation (average ranks for ties)."""
-    def ranks(x: Sequence[float]) -> list[float]:
-        order = sorted(range(len(x)), key=lambda i: x[i])
-        r = [0.0] * len(x)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2.0
-            i = j + 1
-        return r
-
-    if len(a) < 2:
+    """Spearman rank correlation (average ranks for ties); nan for fewer than 2 rows."""
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
         return float("nan")
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    var = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
-    return cov / var if var else float("nan")
+    return float(spearmanr(a, b)[0])
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

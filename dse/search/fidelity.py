@@ -16,27 +16,17 @@ Numbers in, numbers out (no torch, no files); used by ``dse report --check`` and
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import kendalltau, rankdata, spearmanr
 
 from dse.search.pareto import front_mask, to_losses
 
 
 def average_ranks(values: Sequence[float]) -> list[float]:
     """1-based ranks, ascending; tied values share the mean of the ranks they span."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
+    return [float(r) for r in rankdata(values, method="average")]
 
 
 def _check_pair(x: Sequence[float], y: Sequence[float]) -> None:
@@ -47,34 +37,17 @@ def _check_pair(x: Sequence[float], y: Sequence[float]) -> None:
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman's rank correlation in [-1, 1]; None for fewer than 2 points or a constant side."""
     _check_pair(x, y)
-    if len(x) < 2:
+    if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
-    rx, ry = average_ranks(list(x)), average_ranks(list(y))
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return None if vx == 0 or vy == 0 else cov / math.sqrt(vx * vy)
+    return float(spearmanr(x, y)[0])
 
 
 def kendall(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Kendall's tau-b in [-1, 1]; None for fewer than 2 points or a constant side."""
     _check_pair(x, y)
-    n = len(x)
-    if n < 2:
+    if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
-    concordant = discordant = tied_x = tied_y = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            tied_x += dx == 0
-            tied_y += dy == 0
-            if dx != 0 and dy != 0:
-                concordant += (dx > 0) == (dy > 0)
-                discordant += (dx > 0) != (dy > 0)
-    n0 = n * (n - 1) / 2
-    denominator = math.sqrt((n0 - tied_x) * (n0 - tied_y))
-    return None if denominator == 0 else (concordant - discordant) / denominator
+    return float(kendalltau(x, y, variant="b")[0])
 
 
 def front_kept(proxy_front: Sequence[bool], accuracy: Sequence[float],
