@@ -82,6 +82,7 @@ def front_subsets(front: pd.DataFrame, meta: dict[str, Any], shift: str, *,
     """
     shift = check_shift(shift)
     rows, ctx = [], None
+    done: dict[str, tuple[int, Any]] = {}  # fine-tuning key -> (trial, result)
     for k, (_, r) in enumerate(front.iterrows()):
         number = int(r["number"])
         _say(log, f"fine-tuning subsets under shift {shift}: trial {number} "
@@ -94,11 +95,18 @@ def front_subsets(front: pd.DataFrame, meta: dict[str, Any], shift: str, *,
             if not (cfg.exits.blocks or cfg.exits.count):
                 _say(log, f"trial {number}: no early exit, nothing to choose")
                 continue
-            ctx = ctx if ctx is not None else context_for(cfg, device=device, log=log)
             seed = r.get("proxy_seed")
-            result = finetune_config(cfg, shift, probe_steps=probe_steps, ctx=ctx,
-                                     proxy_seed=None if seed is None or seed != seed else int(seed),
-                                     log=log)
+            seed = None if seed is None or seed != seed else int(seed)
+            key = finetune_key(cfg, seed)
+            if key in done:
+                _say(log, f"trial {number}: same exits and training as trial {done[key][0]} "
+                          "(only thresholds differ): its fine-tuning result applies")
+                result = done[key][1]
+            else:
+                ctx = ctx if ctx is not None else context_for(cfg, device=device, log=log)
+                result = finetune_config(cfg, shift, probe_steps=probe_steps, ctx=ctx,
+                                         proxy_seed=seed, log=log)
+                done[key] = (number, result)
         except DseError as exc:
             _say(log, f"trial {number}: no fine-tuning subset ({exc})")
             continue
@@ -108,6 +116,14 @@ def front_subsets(front: pd.DataFrame, meta: dict[str, Any], shift: str, *,
                   f"(entire {d['entire_accuracy']:.2f}%, ops x{d['ops_ratio']:.2f})"
                   + (f"; warning: {d['warning']}" if d["warning"] else ""))
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def finetune_key(cfg: RunConfig, proxy_seed: int | None) -> str:
+    """What a fine-tuning result depends on: the exits, their training, the seeds and the data;
+    not the thresholds (selective fine-tuning scores the last-exit ensemble, which uses none),
+    so front configurations that differ only in thresholds share one fine-tuning run."""
+    return repr((cfg.backbone, cfg.checkpoint, cfg.dataset, cfg.input_size, cfg.exits,
+                 cfg.training, cfg.seed, proxy_seed))
 
 
 def _say(log: Log | None, msg: str) -> None:
