@@ -50,7 +50,7 @@ def trial_config(study: str, trial: int, *, out: str | Path | None = None,
     if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
         raise ConfigError(f"--trial must be a trial number >= 0, got {trial!r}")
     study_dir = Path("reports") / study
-    s = _open(study, storage, study_dir)
+    s = load_dse_study(study, study_storage(study, storage, study_dir))
     t = _find(s, study, trial)
     a = trial_attrs(t)
     if not isinstance(a["config"], dict):
@@ -78,22 +78,32 @@ def trial_config(study: str, trial: int, *, out: str | Path | None = None,
             "test_accuracy": a["test_accuracy"], "expected_latency_ms": a["expected_latency_ms"]}
 
 
-def _open(study: str, storage: str | None, study_dir: Path) -> Any:
+def study_storage(study: str, storage: str | None, study_dir: Path, *,
+                  storage_hint: str = "") -> str:
+    """The storage URL of ``study``: ``storage``, or ``study_dir/study.db`` (one line,
+    ConfigError, when missing; ``storage_hint``: more ways to name the storage)."""
+    if storage is not None:
+        return storage
+    db = study_dir / "study.db"
+    if not db.is_file():
+        raise ConfigError(f"{db}: no such file; run 'dse search --study {study}' first, or "
+                          f"pass --storage URL{storage_hint}")
+    return sqlite_url(db)
+
+
+def load_dse_study(study: str, storage: str) -> Any:
+    """The dse study ``study`` in ``storage``; one line (ConfigError) for a damaged database or
+    a study dse did not write."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    if storage is None:
-        db = study_dir / "study.db"
-        if not db.is_file():
-            raise ConfigError(f"{db}: no such file; run 'dse search --study {study}' first, or "
-                              "pass --storage URL")
-        storage = sqlite_url(db)
     try:
         s = load_study(open_storage(storage), study)
         attrs = s.user_attrs
     except SQLAlchemyError as exc:  # a damaged database file
         first = " ".join(str(exc).split())[:200]
         raise ConfigError(f"--storage {redact(storage)}: cannot read the study ({first})") from None
-    if "dse_version" not in attrs:
-        raise ConfigError(f"study {study!r} in {redact(storage)} is not a dse study")
+    if "dse_version" not in attrs or "objectives" not in attrs:
+        raise ConfigError(f"study {study!r} in {redact(storage)} is not a dse study (it has no "
+                          "dse settings); dse reads studies written by dse search")
     return s
 
 

@@ -5,20 +5,17 @@ import sys
 from pathlib import Path
 
 import click
-import optuna
-from sqlalchemy.exc import SQLAlchemyError
 
 from dse.cli import options
 from dse.cli.output import echo_json
 from dse.api import DEFAULT_SHIFT, render_study_report
 from dse.api._check import CHECK_EPOCHS, front_check
+from dse.api._trial_config import load_dse_study, study_storage
 from dse.device import select_device, set_threads
-from dse.errors import ConfigError
 from dse.finetune.shifts import SHIFTS
 from dse.paths import check_study_name, check_writable_dir
 from dse.search.export import write_outputs
-from dse.search.storage import open_storage, redact, sqlite_url
-from dse.search.study import load_study
+from dse.search.storage import redact
 
 
 def _log(msg: str) -> None:
@@ -61,26 +58,13 @@ def _seeds(ctx, param, value: str) -> tuple[int, ...]:
 def command(study_name, storage, out, shift, probe_steps, check_k, check_epochs, check_seeds,
             device, threads, as_json):
     """Write report.pdf, trials.csv, pareto.csv and configs/ for a study."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     check_study_name(study_name)
     out_dir = Path(out) if out else Path("reports") / study_name
-    if storage is None:
-        db = out_dir / "study.db"
-        if not db.is_file():
-            raise ConfigError(f"{db}: no such file; run 'dse search --study {study_name}' first, "
-                              "or pass --storage URL (or --out FOLDER holding study.db)")
-        storage = sqlite_url(db)
+    storage = study_storage(study_name, storage, out_dir,
+                            storage_hint=" (or --out FOLDER holding study.db)")
     check_writable_dir(out_dir, "--out")
     set_threads(threads)
-    try:
-        study = load_study(open_storage(storage), study_name)
-        attrs = study.user_attrs
-    except SQLAlchemyError as exc:  # a damaged database file
-        first = " ".join(str(exc).split())[:200]
-        raise ConfigError(f"--storage {redact(storage)}: cannot read the study ({first})") from None
-    if "dse_version" not in attrs or "objectives" not in attrs:
-        raise ConfigError(f"study {study_name!r} in {redact(storage)} is not a dse study (it has "
-                          "no dse settings); dse report reads studies written by dse search")
+    study = load_dse_study(study_name, storage)
     written = write_outputs(study, out_dir)
     check = None
     if check_k is not None:
