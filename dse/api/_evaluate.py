@@ -48,12 +48,8 @@ def evaluate(checkpoint: str | Path, *, profile: str | None = None, runtime: str
     check_writable_dir(out_dir, "--out")
     torch_device = select_device(device)
     set_threads(threads)
-    with code_guard(str(checkpoint), allow_code):
-        loaded = load_model(str(checkpoint))
-        model, config, inp = loaded.model, loaded.config, loaded.inputs
-        spec = dataset or inp.get("dataset") or config.dataset
-        splits = load_dataset(spec, seed=config.seed, input_size=inp["input_size"])
-    check_dataset_fits(splits.info, inp, spec, str(checkpoint))
+    loaded, splits, spec = load_model_and_data(checkpoint, dataset, allow_code)
+    model, config, inp = loaded.model, loaded.config, loaded.inputs
     exit_ms, predicted = predicted_latency(model, config, inp, profile, runtime)  # on the CPU
     model = model.to(torch_device)
     isc = dict(isc=config.training.loss.isc, isc_final=model.isc_final)
@@ -67,3 +63,16 @@ def evaluate(checkpoint: str | Path, *, profile: str | None = None, runtime: str
                               latency_samples=latency_samples, warmup=warmup, n_budgets=budgets,
                               out=out_dir, title=title)
     return {"checkpoint": str(checkpoint), "dataset": spec, **result}
+
+
+def load_model_and_data(checkpoint: str | Path, dataset: str | None,
+                        allow_code: bool) -> tuple[Any, Any, str]:
+    """(the model file, the dataset splits it is measured on, their dataset name): ``dataset``
+    or the one the model was trained on, at the model's input size; a dataset the model cannot
+    take fails here."""
+    with code_guard(str(checkpoint), allow_code):
+        loaded = load_model(str(checkpoint))
+        spec = dataset or loaded.inputs.get("dataset") or loaded.config.dataset
+        splits = load_dataset(spec, seed=loaded.config.seed, input_size=loaded.inputs["input_size"])
+    check_dataset_fits(splits.info, loaded.inputs, spec, str(checkpoint))
+    return loaded, splits, spec

@@ -8,13 +8,13 @@ from typing import Any
 
 from dse.api._checks import at_least
 from dse.api._config import code_guard
-from dse.data import load_dataset, split_tensors
+from dse.api._evaluate import load_model_and_data
+from dse.data import split_tensors
 from dse.design import load_config, save_config
 from dse.device import select_device, set_threads
 from dse.errors import ConfigError
-from dse.evaluation.model import check_dataset_fits
 from dse.export.thresholds import write_bundle_thresholds
-from dse.train.model_file import collect_outputs, load_model, rewrite_config
+from dse.train.model_file import collect_outputs, rewrite_config
 from dse.train.retune import make_objective, retune_model
 
 #: the config ``dse train`` writes beside its model file
@@ -65,13 +65,10 @@ def thresholds(checkpoint: str | Path, *, objective: str | None = None,
     config_path = _config_path(checkpoint, config)
     torch_device = select_device(device)
     set_threads(threads)
+    loaded, splits, spec = load_model_and_data(checkpoint, dataset, allow_code)
+    model, cfg, inp = loaded.model, loaded.config, loaded.inputs
     with code_guard(str(checkpoint), allow_code):
-        loaded = load_model(str(checkpoint))
-        model, cfg, inp = loaded.model, loaded.config, loaded.inputs
-        spec = dataset or inp.get("dataset") or cfg.dataset
-        splits = load_dataset(spec, seed=cfg.seed, input_size=inp["input_size"])
         target = load_config(str(config_path)) if config_path is not None else None
-    check_dataset_fits(splits.info, inp, spec, str(checkpoint))
     if target is not None:
         _check_same_model(target, cfg, config_path)
     isc = dict(isc=cfg.training.loss.isc, isc_final=model.isc_final)
