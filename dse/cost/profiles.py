@@ -28,8 +28,8 @@ from dse.yamlio import read_yaml
 #: Multipliers a runtime's ``fit:`` may hold (dse.cost.published fits them to the profile's
 #: ``fitted_to`` rows); each scales the written parameters of one op class, so the YAML keeps the
 #: physical prior and the fitted correction apart. ``overhead`` scales every host cost.
-#: ``saturation`` scales the GEMM half-saturation sizes (m_half, n_half, k_half) of convolutions:
-#: how large a layer must be to fill the device (SMs, vector lanes, threads).
+#: ``saturation`` scales the GEMM half-saturation sizes (m_half, n_half, k_half, mn_half) of
+#: convolutions: how large a layer must be to fill the device (SMs, vector lanes, threads).
 FIT_GROUPS = ("conv_compute", "saturation", "pwconv_compute", "dwconv", "linear", "memory",
               "overhead")
 #: Bytes per element of each dtype a runtime may compute in.
@@ -48,6 +48,8 @@ class OpParams:
     n_half: float = 0.0         # GEMM N (output channels)
     k_half: float = 0.0         # GEMM K (input channels x kernel area)
     overlap: float = 1.0        # 1: time = max(compute, memory); 0: their sum
+    mn_half: float = 0.0        # GEMM output elements M x N at which efficiency halves
+                                # (too few output tiles to occupy every SM; 0: no such limit)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class PublishedRow:
     power_mode: str      # one of the device's power modes
     ms: float            # the published latency, milliseconds
     notes: str = ""
+    classes: int = 1000  # classifier outputs of the measured network (its last linear layer)
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ def fitted_op(kind: str, p: OpParams, fit: dict[str, float]) -> OpParams:
     sat = fit.get("saturation", 1.0) if kind in ("conv", "conv_gemm", "pwconv", "dwconv") else 1.0
     return replace(p, compute_eff=min(p.compute_eff * compute, 1.0),
                    memory_eff=min(p.memory_eff * memory, 1.0),
-                   m_half=p.m_half * sat, n_half=p.n_half * sat, k_half=p.k_half * sat)
+                   m_half=p.m_half * sat, n_half=p.n_half * sat, k_half=p.k_half * sat,
+                   mn_half=p.mn_half * sat)
 
 
 @dataclass(frozen=True)
@@ -256,13 +260,14 @@ class _Checker:
 
 def _op_params(c: _Checker, raw: Any, where: str) -> OpParams:
     c.mapping(raw, where, {"overhead_us", "compute_eff", "memory_eff"},
-              {"m_half", "n_half", "k_half", "overlap"})
+              {"m_half", "n_half", "k_half", "overlap", "mn_half"})
     return OpParams(
         overhead_us=c.number(raw, where, "overhead_us"),
         compute_eff=c.number(raw, where, "compute_eff", 0.0, 1.0, low_open=True),
         memory_eff=c.number(raw, where, "memory_eff", 0.0, 1.0, low_open=True),
         **{k: c.number(raw, where, k, default=0.0) for k in ("m_half", "n_half", "k_half")},
         overlap=c.number(raw, where, "overlap", 0.0, 1.0, default=1.0),
+        mn_half=c.number(raw, where, "mn_half", default=0.0),
     )
 
 
@@ -363,9 +368,9 @@ def _fitted_to(c: _Checker, raw: Any, device: Device, runtimes: dict[str, Runtim
     rows = []
     for i, row in enumerate(raw):
         where = f"fitted_to[{i}]"
-        c.mapping(row, where, _ROW_KEYS, {"notes"})
-        batch, size = row["batch"], row["input_size"]
-        for key, value in (("batch", batch), ("input_size", size)):
+        c.mapping(row, where, _ROW_KEYS, {"notes", "classes"})
+        batch, size, classes = row["batch"], row["input_size"], row.get("classes", 1000)
+        for key, value in (("batch", batch), ("input_size", size), ("classes", classes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 c.fail(f"{where}.{key}", f"must be an integer >= 1, got {value!r}")
         rows.append(PublishedRow(
@@ -374,7 +379,8 @@ def _fitted_to(c: _Checker, raw: Any, device: Device, runtimes: dict[str, Runtim
             precision=c.string(row, where, "precision", choices=tuple(DTYPE_BYTES)),
             batch=batch, input_size=size,
             power_mode=c.string(row, where, "power_mode", choices=tuple(device.power_modes)),
-            ms=c.number(row, where, "ms", low_open=True), notes=str(row.get("notes", ""))))
+            ms=c.number(row, where, "ms", low_open=True), notes=str(row.get("notes", "")),
+            classes=classes))
     return tuple(rows)
 
 
@@ -519,7 +525,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             **({"cpu_clock_mhz": dev.cpu_clock_mhz} if dev.cpu_clock_mhz else {}),
         },
         "runtimes": {name: runtime(rt) for name, rt in profile.runtimes.items()},
-        **({"fitted_to": [{k: v for k, v in r.__dict__.items() if k != "notes" or v}
+        **({"fitted_to": [{k: v for k, v in r.__dict__.items()
+                           if (k != "notes" or v) and (k != "classes" or v != 1000)}
                           for r in profile.fitted_to]} if profile.fitted_to else {}),
     }
 

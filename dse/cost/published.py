@@ -43,19 +43,20 @@ BOUND = 8.0
 
 
 @lru_cache(maxsize=None)
-def model_records(model: str, input_size: int, batch: int = 1) -> NetRecords:
-    """Layer records of dse backbone ``model`` (1000 classes) at ``input_size`` px, no exits."""
+def model_records(model: str, input_size: int, batch: int = 1, classes: int = 1000) -> NetRecords:
+    """Layer records of dse backbone ``model`` (``classes`` outputs) at ``input_size`` px, no exits."""
     import torch
 
     torch.manual_seed(0)
-    backbone = build_backbone(model, num_classes=1000)
+    backbone = build_backbone(model, num_classes=classes)
     return trace_multiexit(backbone, (3, input_size, input_size), batch=batch)
 
 
 def predict_row(profile: Profile, runtime: Runtime, row: PublishedRow) -> float:
     """The model's latency (ms) of a published row's network on ``runtime`` in its power mode."""
     rt = replace(runtime, power_mode=row.power_mode)
-    return predict(model_records(row.model, row.input_size, row.batch), profile, rt).backbone_ms
+    return predict(model_records(row.model, row.input_size, row.batch, row.classes), profile,
+                   rt).backbone_ms
 
 
 def _groups(rows: Sequence[PublishedRow]) -> list[str]:
