@@ -35,7 +35,15 @@ faults when first written. Runtimes with a memory pool (TensorRT, ncnn, CUDA's c
 allocator) set it to 0.
 
 ``sat`` is the half-saturation (Hockney n_1/2) form: small GEMMs fill few vector lanes, tiles or
-SMs. ``overlap`` = 1 is the classic roofline (compute and memory traffic overlap, GPUs); 0 adds
+SMs. Besides each dimension's own half size, ``sat`` has an output-size factor
+``MN / (MN + p.mn_half)``: a GPU computes a GEMM's M x N output in tiles (one thread block
+each) spread over its SMs, and a batch-1 layer whose output covers few tiles leaves SMs idle
+(wave quantisation), however large K is. The shipped Jetson profiles set it to one 128 x 128
+output tile per SM (``mn_half = SMs x 16384``, our choice: the fits to published rows put it
+at 0.3-0.5 x two tiles per SM). This is what sets VGG-16 apart from the ResNets: at every
+resolution VGG's layers are 4x wider (256 channels at 56 x 56 against 64; M x N of 0.1-3.2 M
+against 0.025-0.2 M), so they reach a larger fraction of the peak; without the factor, a fit to
+the ResNets alone predicted VGG-16 1.5-3x too slow (benchmarks/published_latency.py, README). ``overlap`` = 1 is the classic roofline (compute and memory traffic overlap, GPUs); 0 adds
 them (e.g. CPU weight re-layout before the GEMM). Host cost (framework dispatch, launch) and
 device cost add up, except on ``async_launch`` runtimes (PyTorch on a GPU) where, between two
 synchronisations, the host queues kernels while the device runs them: that stretch costs
@@ -122,11 +130,15 @@ def kernels(records: Sequence[LayerRecord], fusion: bool) -> list[Kernel]:
 
 
 def saturation(gemm: Sequence[int], p: "OpParams") -> float:
-    """prod d / (d + d_half) over the GEMM dims that have a half-saturation size."""
+    """prod d / (d + d_half) over the GEMM dims that have a half-saturation size, times
+    MN / (MN + mn_half) for the output size (see the module docstring)."""
     sat = 1.0
     for d, half in zip(gemm, (p.m_half, p.n_half, p.k_half)):
         if half > 0 and d > 0:
             sat *= d / (d + half)
+    out = gemm[0] * gemm[1]
+    if p.mn_half > 0 and out > 0:
+        sat *= out / (out + p.mn_half)
     return sat
 
 
@@ -234,5 +246,7 @@ def expected_latency_ms(exit_ms: Sequence[float], exit_fractions: Sequence[float
 
 
 def energy_mj(latency_ms: float, runtime: "Runtime") -> float:
-    """Energy of one inference: average power (W) x latency (ms) = millijoules."""
+    """Energy of one inference: average power (W) x latency (ms) = millijoules. A runtime
+    selected in a power mode (``Profile.runtime("NAME@MODE")``) has its power capped at the
+    mode's budget, so this is at most budget_w x latency_ms."""
     return runtime.power_w * latency_ms

@@ -165,7 +165,11 @@ class Profile:
         """The named runtime, or the profile's default; unknown names list the valid ones.
 
         ``NAME@MODE`` (or ``@MODE`` for the default runtime) runs it in power mode MODE (an
-        nvpmodel name on Jetsons); the returned runtime is named ``NAME@MODE``.
+        nvpmodel name on Jetsons); the returned runtime is named ``NAME@MODE``. The mode's
+        budget bounds the average power: its ``power_w`` is ``min(power_w, budget_w)``, so
+        energy per inference (``power_w x latency``, dse.cost.latency.energy_mj) never exceeds
+        the mode's watts x the latency in that mode (its clocks: :meth:`clock_scale`,
+        :meth:`host_scale`).
         """
         key, _, mode = (name or "").partition("@")
         key = key or self.default_runtime
@@ -180,7 +184,9 @@ class Profile:
             raise UnknownNameError(
                 f"profile {self.name!r} has no power mode {mode!r}; expected one of: "
                 f"{', '.join(self.device.power_modes)}")
-        return replace(rt, name=f"{key}@{mode}", power_mode=mode)
+        budget = self.device.power_modes[mode].budget_w
+        return replace(rt, name=f"{key}@{mode}", power_mode=mode,
+                       power_w=min(rt.power_w, budget) if budget > 0 else rt.power_w)
 
     def power_mode(self, runtime: Runtime) -> PowerMode:
         """The power mode the runtime runs in (its own, else the device's default)."""
@@ -306,6 +312,11 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
     if isinstance(align, bool) or not isinstance(align, int) or align < 0:
         c.fail(f"{where}.tensor_core_align", f"must be an integer >= 0, got {align!r}")
     fit, fit_error = _fit(c, raw, where)
+    power_w = c.number(raw, where, "power_w")
+    budget = device.power_modes[mode or device.default_power_mode].budget_w
+    if budget > 0 and power_w > budget:
+        c.fail(f"{where}.power_w", f"must be <= the budget of its power mode "
+               f"{mode or device.default_power_mode!r} ({budget:g} W), got {power_w:g}")
     return Runtime(
         name=name, description=str(raw.get("description", "")), dtype=dtype,
         ops={k: _op_params(c, ops_raw[k], f"{where}.ops.{k}") for k in (*OP_KINDS, *FALLBACK_KINDS)
@@ -318,7 +329,7 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
         graph_run_overhead_us=c.number(raw, where, "graph_run_overhead_us", default=0.0),
         alloc_us_per_mb=c.number(raw, where, "alloc_us_per_mb", default=0.0),
         alloc_min_kb=c.number(raw, where, "alloc_min_kb", default=128.0),
-        power_w=c.number(raw, where, "power_w"), power_mode=mode,
+        power_w=power_w, power_mode=mode,
         sources=c.strings(raw, where, "sources"), tensor_core_align=align,
         unaligned_eff=c.number(raw, where, "unaligned_eff", 0.0, 1.0, default=1.0, low_open=True),
         fit=fit, fit_error=fit_error,
@@ -496,7 +507,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             body["graph_run_overhead_us"] = _round(rt.graph_run_overhead_us)
         if rt.power_mode:
             body["power_mode"] = rt.power_mode
-        body["ops"] = {k: {f: _round(getattr(p, f)) for f in p.__dataclass_fields__}
+        body["ops"] = {k: {f: _round(getattr(p, f), 6) for f in p.__dataclass_fields__}
                        for k, p in rt.ops.items()}
         if rt.tensor_core_align:
             body["tensor_core_align"] = rt.tensor_core_align

@@ -193,3 +193,51 @@ def test_row_classes_default_and_check():
     raw["fitted_to"][1]["classes"] = 0
     with pytest.raises(ConfigError, match=r"fitted_to\[1\].classes must be an integer >= 1, got 0"):
         parse_profile(raw, path)
+
+
+def test_output_size_saturation_halves_a_layer_that_fills_half_the_device():
+    # gemm (M=100, N=64, K=576): M x N = 6400 output elements. With mn_half 6400 the layer runs
+    # at half the rate: 2e6 FLOP / (1e6 FLOP/us x 0.5 x 0.5) = 8 us, against 4 us without.
+    def run(mn_half, fit=None, cout=64):
+        ops = {**OPS, "conv": OpParams(overhead_us=2.0, compute_eff=0.5, memory_eff=1.0,
+                                       mn_half=mn_half)}
+        rt = replace(RT, ops=ops, fit=fit or {})
+        k = kernels([conv(1_000_000, 64, cout, 9, in_elems=0, w=0, out=0)], False)[0]
+        return kernel_time_us(k, DEVICE, rt)[1]
+
+    assert run(0.0) == pytest.approx(4.0)
+    assert run(6400.0) == pytest.approx(8.0)
+    # a 4x wider layer (N = 256, as VGG-16 against a ResNet at the same resolution):
+    # 25600 / (25600 + 6400) = 0.8 of the rate, 5 us for the same MACs
+    assert run(6400.0, cout=256) == pytest.approx(5.0)
+    # the fit's saturation multiplier scales mn_half: 6400 / (6400 + 12800) = 1/3 -> 12 us
+    assert run(6400.0, fit={"saturation": 2.0}) == pytest.approx(12.0)
+
+
+def test_power_mode_caps_power_and_energy_at_its_budget():
+    from dse.cost.latency import energy_mj
+
+    prof = replace(PROFILE, runtimes={"rt": replace(RT, power_w=20.0)})
+    maxn, low = prof.runtime("rt@MAXN"), prof.runtime("rt@15W")
+    assert maxn.power_w == 20.0 and low.power_w == 15.0   # budgets 30 W and 15 W
+    assert energy_mj(10.0, maxn) == pytest.approx(200.0)
+    assert energy_mj(10.0, low) == pytest.approx(150.0)   # <= 15 W x 10 ms
+    # latency in the mode follows its clocks; energy = capped power x that latency
+    records = (conv(1_000_000, 64, 64, 9),)
+    net = NetRecords(blocks=(records, ()), head=())
+    ms = predict(net, prof, low).backbone_ms
+    assert ms == pytest.approx((2.0 * 2 + 4.0 * 1000 / 400) / 1e3)
+    assert energy_mj(ms, low) == pytest.approx(15.0 * ms)
+
+
+def test_runtime_power_above_its_mode_budget_is_rejected():
+    from dse.cost.profiles import parse_profile
+    from dse.errors import ConfigError
+    from dse.yamlio import read_yaml
+
+    path = load_profile("jetson-nano").path
+    raw = read_yaml(path)
+    raw["runtimes"]["tensorrt-fp16"]["power_w"] = 11
+    with pytest.raises(ConfigError, match=r"runtimes.tensorrt-fp16.power_w must be <= the budget "
+                                          r"of its power mode 'MAXN' \(10 W\), got 11"):
+        parse_profile(raw, path)
