@@ -38,7 +38,7 @@ allocator) set it to 0.
 SMs. Besides each dimension's own half size, ``sat`` has an output-size factor
 ``MN / (MN + p.mn_half)``: a GPU computes a GEMM's M x N output in tiles (one thread block
 each) spread over its SMs, and a batch-1 layer whose output covers few tiles leaves SMs idle
-(wave quantisation), however large K is. The shipped Jetson profiles set it to one 128 x 128
+(wave quantisation), however large K is. The shipped Jetson FP16/INT8 runtimes set it to one 128 x 128
 output tile per SM (``mn_half = SMs x 16384``, our choice: the fits to published rows put it
 at 0.3-0.5 x two tiles per SM). This is what sets VGG-16 apart from the ResNets: at every
 resolution VGG's layers are 4x wider (256 channels at 56 x 56 against 64; M x N of 0.1-3.2 M
