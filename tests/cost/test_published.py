@@ -241,3 +241,13 @@ def test_runtime_power_above_its_mode_budget_is_rejected():
     with pytest.raises(ConfigError, match=r"runtimes.tensorrt-fp16.power_w must be <= the budget "
                                           r"of its power mode 'MAXN' \(10 W\), got 11"):
         parse_profile(raw, path)
+
+
+def test_tx2_power_modes_slow_host_costs_by_the_cpu_clock():
+    """MAXQ runs the A57 cores at 1.2 GHz against 2.0 GHz in MAXN: host costs x 2000 / 1200."""
+    tx2 = load_profile("jetson-tx2")
+    rt = tx2.runtimes["pytorch-fp16"]
+    assert tx2.host_scale(tx2.runtime("pytorch-fp16@MAXQ")) == pytest.approx(rt.host_scale * 2000 / 1200)
+    assert tx2.host_scale(tx2.runtime("pytorch-fp16@MAXN")) == pytest.approx(rt.host_scale)
+    assert tx2.clock_scale(tx2.runtime("pytorch-fp16@MAXQ")) == pytest.approx(854.0 / 1300.5)
+    assert tx2.runtime("pytorch-fp16@MAXQ").power_w == min(rt.power_w, 7.5)
