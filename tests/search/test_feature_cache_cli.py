@@ -9,10 +9,12 @@ import optuna
 from click.testing import CliRunner
 
 from dse.cli import cli
+from dse.data import builtin
 from dse.search.study import settings_from_attrs
 from dse.train import cache_size
 from dse.train import features as tf
 from dse.train import streamed
+from tests.datasets import builders
 
 DATA = Path(__file__).parent / "data"
 
@@ -91,3 +93,25 @@ def test_frozen_train_reuses_the_study_feature_cache(checkpoint, tmp_path, monke
     assert "frozen training on the feature cache" in res.stderr
     assert sorted((tmp_path / "cache" / "features").glob("*.feat")) == files
     assert [f.stat().st_ino for f in files] == inodes  # the study's files, not rebuilt
+
+
+def test_over_budget_refused_from_metadata_before_the_splits_load(tmp_path, monkeypatch):
+    """CIFAR-10's split sizes come from its pickles' outlines, the per-sample size from zeros
+    through the backbone: the refusal needs no image decoded and no backbone trained."""
+    root = builders.make_cifar10(tmp_path / "c10", n_train=200, n_test=40)
+    monkeypatch.setenv("DSE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache_size, "free_disk", lambda folder: cache_size.MARGIN_MIN_BYTES + 2**20)
+
+    def unreadable(*args, **kwargs):
+        raise AssertionError("the splits were loaded before the size check")
+
+    monkeypatch.setattr(builtin, "read_cifar_batch", unreadable)
+    res = CliRunner().invoke(cli, ["search", "--backbone", "resnet20", "--dataset",
+                                   f"cifar10:{root}", "--trials", "1", "--no-report",
+                                   "--out", str(tmp_path / "study"), "--profile", "jetson"])
+    assert res.exit_code == 2, res.output
+    err = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: the feature cache needs"), res.stderr
+    fit = int(err[0].split("--max-samples ")[1].split()[0])
+    assert 1 <= fit < 180          # 180 train, 20 val, 40 test: the cap that fits 1 MiB
+    assert not (tmp_path / "study").exists()
