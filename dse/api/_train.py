@@ -17,6 +17,7 @@ from dse.paths import check_writable_dir
 from dse.train.full import TrainResult, train_config
 from dse.train.options import INITS, KEEPS, TrainOptions
 from dse.train.retune import Objective
+from dse.train.streamed import refuse_streamed, streamed_study
 from dse.train.recipes import ImtaPhases, train_imta
 
 Log = Callable[[str], None]
@@ -137,6 +138,13 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
     if out is None and source is None:
         raise ConfigError("out is required when config is a RunConfig (there is no config file "
                           "to put the run beside)")
+    if init == "proxy":
+        refuse_streamed(cfg, "--init proxy (rebuilding the search's exits)", "use --init "
+                        "pretrained, or search with --max-samples N to cache a seeded subset")
+    if feature_cache and mode == "frozen" and streamed_study(cfg):
+        feature_cache = False  # the search found the cache too large: no cache here either
+        if log:
+            log("the study streamed its features: frozen training runs the backbone per batch")
     set_threads(threads)
     opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size,
                         optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
