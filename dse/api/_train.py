@@ -76,7 +76,7 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
             ``from_scratch``) or ``proxy``: the trained backbone and the exits the search
             proxy-trained, rebuilt exactly from the config's recorded proxy seed (the search
             keeps no weights; its proxy training is deterministic), so training continues from
-            what the search measured.
+            what the search measured (refused for a study that streamed its features).
         seed: random seed (None: the config's).
         allow_code: let the config file's backbone name Python code (``module:factory``).
         device: where torch runs: ``auto``, ``cpu`` or ``cuda``.
@@ -94,7 +94,8 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
         normalize: input normalisation: ``dataset``, ``imagenet``, ``none`` or (mean, std) per
             channel (:func:`dse.data.parse_normalize`).
         feature_cache: frozen without augmentation: train the exits on the study's feature cache
-            instead of running the backbone every step.
+            instead of running the backbone every step (a study that streamed its features has
+            none: the backbone then runs per batch, :mod:`dse.train.streamed`).
         keep: ``best`` saves the weights of the epoch with the best val mean anytime accuracy,
             ``last`` those of the last epoch.
         retune: after training, re-tune the thresholds on val for the search's objective (the
