@@ -62,3 +62,18 @@ def test_outline_skips_large_payloads_and_runs_nothing(tmp_path):
     path.write_bytes(pickle.dumps({"x": Boom(), "blob": b"\0" * 10_000}, protocol=4))
     outline = pickle_outline(path)
     assert isinstance(outline["x"], Opaque) and outline["blob"] == Payload(10_000)
+
+
+def test_outline_of_a_python2_style_pickle(tmp_path):
+    """The real CIFAR files come from Python 2: keys and the pixel string as BINSTRING."""
+    import struct
+
+    payload = bytes(range(256)) * 40
+    raw = (b"\x80\x02}q\x00(U\x06labelsq\x01]q\x02(K\x01K\x02K\x03eU\x04dataq\x03T"
+           + struct.pack("<i", len(payload)) + payload + b"U\x01fI00\nu.")
+    path = tmp_path / "py2"
+    path.write_bytes(raw)
+    assert pickle.loads(raw, encoding="latin1")["labels"] == [1, 2, 3]  # a valid pickle
+    outline = pickle_outline(path)
+    assert outline["labels"] == [1, 2, 3] and outline["data"] == Payload(len(payload))
+    assert outline["f"] is False
