@@ -65,8 +65,9 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping."""
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader that refuses a key given twice in one mapping; libyaml's C parser when
+    PyYAML has it (looking up a profile name parses every shipped profile: 10x faster)."""
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
         if isinstance(node, yaml.MappingNode):

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
 import torch
 
 from dse.design import RunConfig, config_from_section
@@ -24,6 +23,9 @@ from dse.finetune.shifts import check_shift
 from dse.report import ReportOutput, render_frames
 from dse.report.data import study_frames
 from dse.yamlio import Section
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
 
 Log = Callable[[str], None]
 COLUMNS = ("number", "num_exits", "subset", "accuracy", "entire_accuracy", "baseline_accuracy",
@@ -80,6 +82,7 @@ def front_subsets(front: pd.DataFrame, meta: dict[str, Any], shift: str, *,
     (:class:`dse.report.data.ReportData`). Configurations without early exits, or whose stored
     config cannot be rebuilt, are skipped with a line in ``log``.
     """
+    import pandas as pd
     shift = check_shift(shift)
     rows, ctx = [], None
     done: dict[str, tuple[int, Any]] = {}  # fine-tuning key -> (trial, result)

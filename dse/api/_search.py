@@ -11,10 +11,9 @@ import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import optuna
-import pandas as pd
 
 from dse.api._checks import at_least, one_of, positive
 from dse.api._report import DEFAULT_SHIFT, render_study_report, resolve_shift
@@ -37,6 +36,9 @@ from dse.search.study import (ENCODING, REFINE, attach_sampler, check_resumable,
 from dse.search.worker import count_trials, run_worker, spawn_workers
 from dse.train.cache_files import parse_size
 from dse.yamlio import Section
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
 
 Log = Callable[[str], None]
 SAMPLERS = ("tpe", "nsga2", "random")

@@ -17,6 +17,7 @@ from dse.paths import check_writable_dir
 from dse.train.full import TrainResult, train_config
 from dse.train.options import INITS, KEEPS, TrainOptions
 from dse.train.retune import Objective
+from dse.train.streamed import refuse_streamed, streamed_study
 from dse.train.recipes import ImtaPhases, train_imta
 
 Log = Callable[[str], None]
@@ -75,7 +76,7 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
             ``from_scratch``) or ``proxy``: the trained backbone and the exits the search
             proxy-trained, rebuilt exactly from the config's recorded proxy seed (the search
             keeps no weights; its proxy training is deterministic), so training continues from
-            what the search measured.
+            what the search measured (refused for a study that streamed its features).
         seed: random seed (None: the config's).
         allow_code: let the config file's backbone name Python code (``module:factory``).
         device: where torch runs: ``auto``, ``cpu`` or ``cuda``.
@@ -93,7 +94,8 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
         normalize: input normalisation: ``dataset``, ``imagenet``, ``none`` or (mean, std) per
             channel (:func:`dse.data.parse_normalize`).
         feature_cache: frozen without augmentation: train the exits on the study's feature cache
-            instead of running the backbone every step.
+            instead of running the backbone every step (a study that streamed its features has
+            none: the backbone then runs per batch, :mod:`dse.train.streamed`).
         keep: ``best`` saves the weights of the epoch with the best val mean anytime accuracy,
             ``last`` those of the last epoch.
         retune: after training, re-tune the thresholds on val for the search's objective (the
@@ -137,6 +139,13 @@ def train(config: ConfigLike, *, epochs: int = 30, dataset: str | None = None,
     if out is None and source is None:
         raise ConfigError("out is required when config is a RunConfig (there is no config file "
                           "to put the run beside)")
+    if init == "proxy":
+        refuse_streamed(cfg, "--init proxy (rebuilding the search's exits)", "use --init "
+                        "pretrained, or search with --max-samples N to cache a seeded subset")
+    if feature_cache and mode == "frozen" and streamed_study(cfg):
+        feature_cache = False  # the search found the cache too large: no cache here either
+        if log:
+            log("the study streamed its features: frozen training runs the backbone per batch")
     set_threads(threads)
     opts = TrainOptions(mode=mode, epochs=epochs, lr=lr, batch_size=batch_size,
                         optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,

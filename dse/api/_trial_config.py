@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy.exc import SQLAlchemyError
 
 from dse.design import config_from_section, save_config
 from dse.errors import ConfigError
@@ -94,6 +93,7 @@ def study_storage(study: str, storage: str | None, study_dir: Path, *,
 def load_dse_study(study: str, storage: str) -> Any:
     """The dse study ``study`` in ``storage``; one line (ConfigError) for a damaged database or
     a study dse did not write."""
+    from sqlalchemy.exc import SQLAlchemyError
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         s = load_study(open_storage(storage), study)

@@ -66,6 +66,7 @@ from dse.finetune.subsets import (best_subset, ensemble_accuracy, mixed_logits, 
                                   score_subsets, subset_masks)
 from dse.train.engine import (Log, check_optimizer, make_optimizer, make_schedule, minibatches,
                               optimizer_step)
+from dse.train.streamed import refuse_streamed
 from dse.train.ticker import LineTicker
 
 #: subset rules (:data:`dse.finetune.decide.RULES`): "budget" (the default), "one-se", "best"
@@ -341,6 +342,8 @@ def finetune_config(config: RunConfig, shift: str, *, probe_steps: int | None = 
     """
     shift = check_shift(shift)
     check_selection(selection, score_on)
+    refuse_streamed(config, "fine-tuning", "search with --max-samples N (a cached seeded "
+                    "subset) to fine-tune its configurations")
     ctx = ctx if ctx is not None else context_for(config, device=device, log=log)
     t = config.training
     total = steps if steps is not None else t.steps

@@ -14,7 +14,11 @@ Files live beside the study's feature cache (``<dse cache>/features/``, same ``.
 sha256 key of (backbone weights, dataset, split, labels, shift, seed, dtype). A shift given as
 ``module:fn`` is user code that can change under the same name, so its features stay in memory
 only. Values are float16 like the search's feature cache (the proxy trains the exits from
-float16 features too); classifiers read them as float32.
+float16 features too); classifiers read them as float32. A cached block comes back as a
+:class:`~dse.train.feature_file.RowFile`: fine-tuning's minibatches (``x[idx]``) and evaluation
+chunks (``x[i:j]``) read just those rows from the file into fresh memory, as the search's trials
+do, so a process holds about one batch of features whatever the split's size (a mapped block
+would keep every page it ever touched resident). Memory-only features stay tensors.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from dse.finetune.shifts import apply_shift
 from dse.models.backbones import Backbone
 from dse.plugins import is_code_name
 from dse.train.cache_files import touch
-from dse.train.feature_file import SUFFIX, FeatureWriter, read_feature_file
+from dse.train.feature_file import SUFFIX, FeatureWriter, RowFile, open_rows, read_header
 
 FORMAT_VERSION = 1
 SHIFT_BATCH = 1024
@@ -97,24 +101,27 @@ def _to_file(path: Path, backbone, data, split, split_index, shift, seed, device
         raise
 
 
-def _read(path: Path) -> tuple[dict[int, torch.Tensor], torch.Tensor] | None:
+def _read(path: Path) -> tuple[dict[int, RowFile], torch.Tensor] | None:
+    """Readers of every block's rows, and the labels in memory; None when unreadable."""
     try:
-        raw = read_feature_file(path)
-    except (ValueError, OSError):
+        names = [e["name"] for e in read_header(path)]
+        if "labels" not in names or not any(n.startswith("block") for n in names):
+            return None
+        readers = open_rows(path, names)
+    except (ValueError, OSError, KeyError):
         return None
-    blocks = {int(k[5:]): v for k, v in raw.items() if k.startswith("block")}
-    if "labels" not in raw or not blocks:
-        return None
+    labels = readers.pop("labels")
     touch(path)
-    return blocks, raw["labels"]
+    return {int(k[5:]): r for k, r in readers.items()}, labels.slice(0, len(labels))
 
 
 def shifted_split(backbone: Backbone, data, split: str, split_index: int, shift: str | None,
                   seed: int, *, device: torch.device | str = "cpu",
                   folder: Path | None | bool = None, log: Log | None = None
-                  ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+                  ) -> tuple[dict[int, torch.Tensor | RowFile], torch.Tensor]:
     """``({block: [N, C, H, W] float16}, labels [N])``: every block's output on the shifted
-    ``split`` (``shift=None``: the original images), read from disk when cached.
+    ``split`` (``shift=None``: the original images); from disk, each block a
+    :class:`~dse.train.feature_file.RowFile` that reads the rows it is indexed with.
 
     ``folder``: the cache folder (None: ``<dse cache>/features``; False: memory only).
     """

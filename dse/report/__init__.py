@@ -14,11 +14,8 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import pandas as pd
-from matplotlib import rc_context
-from matplotlib.figure import Figure
 
 from dse import __version__
 from dse.report import pages, pdf, plots
@@ -26,6 +23,10 @@ from dse.report.check import check_pages
 from dse.report.data import ReportData, pareto_mask, study_frames
 from dse.report.plots import SECTIONS, STYLE
 from dse.report.tables import front_table
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 __all__ = ["SECTIONS", "ReportData", "ReportOutput", "build_pages", "pareto_mask", "render_frames",
            "render_report", "study_frames", "write_report"]
@@ -36,6 +37,7 @@ def build_pages(data: ReportData, subsets: pd.DataFrame | None = None, shift: st
                 check: tuple[pd.DataFrame, dict] | None = None) -> list[Figure]:
     """Every page of the report, in order (sections 1-8 of the issue; ``check``: the rows and
     summary of ``dse report --check``, a last page)."""
+    from matplotlib import rc_context
     with rc_context(STYLE):
         figs = [pages.title_page(data, __version__, now=now, shift=shift),
                 plots.pareto_latency(data), plots.accuracy_vs_cost(data)]

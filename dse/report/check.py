@@ -7,15 +7,17 @@ latency in ms) and returns Figures; touches no file.
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
 
 from dse.report import plots
 from dse.report.pages import draw_table
 from dse.report.plots import chunks, page
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 #: the page's section title
 TITLE = "Proxy check: search numbers vs full training"
@@ -28,6 +30,7 @@ def _num(value: Any, fmt: str = ".2f") -> str:
 
 def check_table(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per checked configuration: proxy and fully trained accuracy and latency."""
+    import pandas as pd
     return pd.DataFrame({
         "Trial": [f"#{int(n)}" for n in rows["number"]],
         "Proxy front": ["yes" if f else "no" for f in rows["on_front"]],

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import optuna
-import pandas as pd
 from optuna.trial import TrialState
 
 from dse.search.pareto import front_mask, to_losses
 from dse.search.schema import front_trials, is_feasible, objectives as study_objectives, trial_attrs
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
 
 #: objective name -> (column, axis label with units)
 OBJECTIVE_LABELS = {
@@ -89,6 +91,7 @@ def _config_summary(config: dict) -> dict[str, Any]:
 
 def trial_rows(study) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """(complete trials, failed trials, counts by state) from a study."""
+    import pandas as pd
     objectives = study_objectives(study)
     rows, failed = [], []
     counts = {s.name.lower(): 0 for s in TrialState}

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
 
 from dse.cost.profiles import error_line, load_profile
 from dse.errors import DseError
@@ -18,6 +16,10 @@ from dse.report.data import ReportData
 from dse.report import plots
 from dse.report.plots import chunks, page
 from dse.report.tables import counts_line, finetune_table, finetune_warnings
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 ROWS_PER_TABLE_PAGE = 14
 ROWS_PER_FINETUNE_PAGE = 7

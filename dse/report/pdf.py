@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import pandas as pd
-from matplotlib import rc_context
-from matplotlib.backends.backend_pdf import PdfPages
-from matplotlib.figure import Figure
 
 from dse.report.plots import STYLE
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 #: pareto.csv columns added for the fine-tuning subsets (prefix + result column)
 SUBSET_COLUMNS = ("subset", "accuracy", "entire_accuracy", "baseline_accuracy", "ops_ratio",
@@ -28,6 +28,8 @@ _NUMBER_COLUMNS = ("number", "trial", "trial_number")
 def write_pdf(path: str | os.PathLike, figures: Sequence[Figure], *, title: str = "",
               subject: str = "") -> int:
     """Write ``figures`` as the pages of ``path`` (atomically); returns the page count."""
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_pdf import PdfPages
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -46,6 +48,7 @@ def write_pdf(path: str | os.PathLike, figures: Sequence[Figure], *, title: str 
 
 def write_png(path: str | os.PathLike, figure: Figure, dpi: int = 100) -> Path:
     """One page as a PNG (to look at a page without a PDF viewer)."""
+    from matplotlib import rc_context
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rc_context(STYLE):
@@ -55,6 +58,7 @@ def write_png(path: str | os.PathLike, figure: Figure, dpi: int = 100) -> Path:
 
 def write_subsets(out_dir: str | os.PathLike, subsets: pd.DataFrame, shift: str) -> list[Path]:
     """``finetune_<shift>.csv``, and the subset columns merged into ``pareto.csv`` if present."""
+    import pandas as pd
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / f"finetune_{shift}.csv"]

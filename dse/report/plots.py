@@ -7,13 +7,15 @@ Fonts are sized for print (11-15 pt on a 29.7 x 21 cm page); every axis says its
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
 
 from dse.report.data import OBJECTIVE_LABELS, ReportData, pareto_mask, sweep_accuracy
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 PAGE = (11.69, 8.27)  #: A4 landscape, inches
 STYLE = {
@@ -41,6 +43,7 @@ FINAL_COLOR = "#34495e"
 
 def page(section: str, subtitle: str = "") -> Figure:
     """An empty page with the section's title (and a smaller subtitle)."""
+    from matplotlib.figure import Figure
     fig = Figure(figsize=PAGE)
     fig.suptitle(SECTIONS.get(section, section), fontweight="bold", y=0.975)
     if subtitle:
@@ -49,6 +52,7 @@ def page(section: str, subtitle: str = "") -> Figure:
 
 
 def colors(n: int) -> list:
+    import matplotlib
     cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 

@@ -6,11 +6,13 @@ exit mix. Plot code renders them (:func:`dse.report.plots.table_pages`).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
 
 from dse.report.data import ReportData
+
+if TYPE_CHECKING:  # heavy: loaded where used (dse search refuses first)
+    import pandas as pd
 
 
 def _num(value: Any, fmt: str, scale: float = 1.0) -> str:
@@ -45,6 +47,7 @@ def _structure(row: pd.Series) -> str:
 
 def front_table(data: ReportData, subsets: pd.DataFrame | None = None) -> pd.DataFrame:
     """The front configurations, fastest first, as display strings."""
+    import pandas as pd
     rows = []
     energy = data.has("expected_energy_mj")
     sub = {} if subsets is None or subsets.empty else subsets.set_index("number").to_dict("index")
@@ -74,6 +77,7 @@ def front_table(data: ReportData, subsets: pd.DataFrame | None = None) -> pd.Dat
 
 def finetune_table(subsets: pd.DataFrame) -> pd.DataFrame:
     """Selected fine-tuning subsets of the front configurations, as display strings."""
+    import pandas as pd
     rows = []
     for _, s in subsets.iterrows():
         rows.append({

@@ -24,11 +24,13 @@ from dse.cost.latency import energy_mj, predict
 from dse.cost.op_trace import NetRecords, trace, trace_multiexit
 from dse.cost.profiles import load_profile
 from dse.data import load_dataset
+from dse.data.meta import dataset_meta
 from dse.device import select_device
 from dse.errors import ConfigError
+from dse.models.backbones import build_backbone
 from dse.models.exits import build_branch
 from dse.train.backbone import ensure_backbone
-from dse.train.cache_budget import budget_samples
+from dse.train.cache_budget import budget_samples, check_request
 from dse.train.features import SPLITS, build_feature_cache
 from dse.train.streamed import StreamedFeatures, choose_source, describe_choice
 
@@ -159,7 +161,9 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
                   progress: bool | None = None, device: str = "auto", log: Log | None = _stderr,
                   cache_budget: int | None = None) -> SearchContext:
     """Load data and backbone (training and caching it when needed), count MACs, trace layer
-    records, load the profile and build the feature cache of every attach point.
+    records, load the profile and build the feature cache of every attach point. A cache that
+    cannot fit on the disk is refused first, from the dataset's metadata where they say its
+    size (:func:`dse.train.cache_budget.check_request`).
 
     ``progress``: tqdm bars on stderr (None: only on a terminal). ``cache_budget`` (bytes):
     the feature cache's ``max_samples`` is the largest that fits (:func:`budget_samples`);
@@ -171,6 +175,8 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
     profile = load_profile(s.profile)
     runtime = profile.runtime(s.runtime)
     device = select_device(device)
+    if cache_budget is None and s.feature_source == "cache":
+        _check_request(s, device)
     splits = load_dataset(s.dataset, seed=s.seed, input_size=s.input_size)
     backbone, binfo = ensure_backbone(s.backbone, s.dataset, seed=s.seed, checkpoint=s.checkpoint,
                                       input_size=s.input_size, device=device,
@@ -194,6 +200,17 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
         records=records, profile=profile, runtime=runtime, features=features, device=device,
         backbone_val_accuracy=_accuracy(features, "val"),
         backbone_test_accuracy=_accuracy(features, "test"), backbone_latency_ms=backbone_ms)
+
+
+def _check_request(s: StudySettings, device: Any) -> None:
+    """Refuse a feature cache that cannot fit before the data are loaded (seconds, not the
+    minutes of loading a large dataset and training or loading its backbone), when the
+    dataset's metadata say its size (:func:`dse.data.meta.dataset_meta`)."""
+    meta = dataset_meta(s.dataset, input_size=s.input_size)
+    if meta is None:
+        return
+    arch = build_backbone(s.backbone, num_classes=meta.num_classes, in_channels=meta.channels)
+    check_request(arch, meta, dtype=s.feature_dtype, max_samples=s.max_samples, device=device)
 
 
 def _apply_budget(s: StudySettings, backbone: Any, splits: Any, budget: int, device: Any,

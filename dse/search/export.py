@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from dse.design import config_from_section, save_config
 from dse.search.schema import (TRIAL, front_trials, is_feasible, objectives, same_values,
@@ -57,6 +56,7 @@ def fail_reason(t: Any, retried: dict[int, int]) -> str | None:
 
 def trials_frame(study: Any):
     """One row per trial (every state): values, val/test metrics, configuration, reason."""
+    import pandas as pd
     names = objectives(study)
     trials = study.get_trials(deepcopy=False)
     retried = {}
@@ -89,6 +89,7 @@ def trials_frame(study: Any):
 
 def pareto_frame(study: Any):
     """The front, test metrics beside val ones, cheapest first."""
+    import pandas as pd
     trials = study.get_trials(deepcopy=False)
     rows = []
     for t in front_trials(study):

@@ -66,7 +66,9 @@ class TrialRunner:
             "proxy_seed": attrs["proxy_seed"],
             # the feature cache's key parts: `dse train --mode frozen` finds the study's cache
             "feature_dtype": self.ctx.settings.feature_dtype,
-            "max_samples": self.ctx.settings.max_samples})
+            "max_samples": self.ctx.settings.max_samples,
+            # "stream": no cache fitted; `dse train`, --init proxy and fine-tuning must not build one
+            "feature_source": self.ctx.settings.feature_source})
         TRIAL["config"].set(trial, config.to_dict())
         for key, value in attrs.items():
             TRIAL[key].set(trial, value)

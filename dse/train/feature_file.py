@@ -188,6 +188,16 @@ class RowFile:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def __getitem__(self, key: int | slice | torch.Tensor) -> torch.Tensor:
+        """``reader[idx]`` (an index tensor or list), ``reader[i:j]`` or ``reader[i]``: the rows,
+        read, as a tensor would give them (so code written for tensors reads a file)."""
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            return self.rows(torch.arange(start, stop, step))
+        if isinstance(key, int):
+            return self.rows(torch.tensor([key + self.shape[0] if key < 0 else key]))[0]
+        return self.rows(key)
+
     def rows(self, idx: torch.Tensor) -> torch.Tensor:
         """Rows ``idx`` (any order, repeats allowed) as a new CPU tensor [len(idx), ...]."""
         idx = torch.as_tensor(idx, dtype=torch.int64).reshape(-1)

@@ -287,13 +287,19 @@ def stream_split_features(backbone: Backbone, ds, blocks: Sequence[int], rows: t
     return loaded
 
 
-@torch.inference_mode()
 def probe_shapes(backbone: Backbone, ds, blocks: Sequence[int], device: torch.device | str
                  ) -> tuple[dict[int, tuple[int, ...]], int]:
     """Per-sample feature shapes at ``blocks`` and the class count, from one image."""
+    return probe_input(backbone, ds[0][0].unsqueeze(0), blocks, device)
+
+
+@torch.inference_mode()
+def probe_input(backbone: Backbone, x: torch.Tensor, blocks: Sequence[int],
+                device: torch.device | str) -> tuple[dict[int, tuple[int, ...]], int]:
+    """Per-sample feature shapes at ``blocks`` and the class count, from the batch ``x`` (the
+    shapes depend on the input's shape only: zeros of the data's shape do)."""
     backbone.eval().to(device)
-    x = ds[0][0].unsqueeze(0).to(device)
-    outs = backbone.features(x)
+    outs = backbone.features(x.to(device))
     return {b: tuple(outs[b].shape[1:]) for b in blocks}, int(backbone.head(outs[-1]).shape[1])
 
 

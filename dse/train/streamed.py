@@ -17,6 +17,13 @@ A subset smaller than :data:`MIN_SUBSET` samples per split (or the whole split, 
 is not worth it, so the search streams instead. The batches are those a cache would give
 (same rows, float32 features, the backbone's float32 logits), without the cache dtype's
 rounding.
+
+What a configuration of a streamed study (its provenance says ``feature_source: stream``) gets
+afterwards, our choice: ``dse train --mode frozen`` runs the frozen backbone per batch too (its
+path without a feature cache; no cache is built), while ``--init proxy`` and fine-tuning, which
+need a cache of every block (the clean training split; each shifted split), are refused in one
+line that says what to do instead (:func:`refuse_streamed`): building the cache the search
+found too large would fill the disk the budget protects.
 """
 from __future__ import annotations
 
@@ -35,6 +42,20 @@ from dse.train.frozen_features import gather
 MIN_SUBSET = 1000
 #: rows per backbone pass when a whole split's final logits are needed
 EVAL_ROWS = 256
+
+
+def streamed_study(config) -> bool:
+    """Whether run configuration ``config`` comes from a study that streamed its features."""
+    return dict(config.provenance).get("feature_source") == "stream"
+
+
+def refuse_streamed(config, what: str, instead: str) -> None:
+    """A one-line ConfigError when ``config``'s study streamed its features and ``what`` would
+    cache every block's features (see the module docstring); ``instead``: what to do."""
+    if streamed_study(config):
+        raise ConfigError(f"{what} caches the features of every block, but this configuration's "
+                          "study streamed its features because no feature cache fitted its "
+                          f"--cache-budget; {instead}")
 
 
 def choose_source(choice: BudgetChoice, split_sizes: Sequence[int]) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dse.data.meta import DataMeta
 from dse.errors import ConfigError
 from dse.train import cache_size
-from dse.train.cache_budget import budget_samples
+from dse.train.cache_budget import budget_samples, check_request
 from dse.train import features as tf
 from dse.train.feature_file import FeatureWriter, file_bytes, read_feature_file
 from dse.train.ticker import LineTicker
@@ -151,3 +152,17 @@ def test_cache_budget_picks_the_largest_subset_that_fits(backbone, digits):
     assert everything.max_samples is None and "every sample fits" in everything.describe()
     nothing = budget_samples(backbone, digits, 3 * overhead, blocks=[0, 1, 2])
     assert nothing.max_samples == 0 and "not one sample per split fits" in nothing.describe()
+
+
+def test_request_check_counts_only_the_splits_not_already_on_disk(backbone, digits, tmp_path,
+                                                                  monkeypatch):
+    """From metadata alone, before the data load: refused when the splits to build do not fit,
+    not when their files are already there (same rows and shapes)."""
+    meta = DataMeta("digits", 10, 1, 8, digits.sizes())
+    monkeypatch.setattr(cache_size, "free_disk", lambda folder: cache_size.MARGIN_MIN_BYTES + 400_000)
+    with pytest.raises(ConfigError, match=r"use --max-samples \d+ \(or fewer\)"):
+        check_request(backbone, meta, dtype="float16", max_samples=None, cache_dir=tmp_path)
+    tf.build_feature_cache(backbone, digits, cache_dir=tmp_path, max_samples=50)
+    check_request(backbone, meta, dtype="float16", max_samples=50, cache_dir=tmp_path)
+    with pytest.raises(ConfigError, match="needs"):  # another cap: other rows, not on disk
+        check_request(backbone, meta, dtype="float16", max_samples=60, cache_dir=tmp_path)
