@@ -47,10 +47,20 @@ from pathlib import Path
 FRONT_SHARE = 0.5
 
 
+def structure(config: dict) -> str:
+    """What proxy training depends on: the exits' blocks and branch and the training section
+    (not the placement rule that found the blocks, nor the criterion or thresholds)."""
+    exits = {k: v for k, v in (config.get("exits") or {}).items()
+             if k not in ("count", "placement", "positions")}
+    return json.dumps({"exits": exits, "training": config.get("training")}, sort_keys=True,
+                      default=str)
+
+
 def pick_trials(data, n: int):
-    """``n`` trials: front trials spread evenly along the front's latency (half, or more when
-    too few trials are off the front), the rest spread evenly over the other trials' proxy
-    accuracy ranks."""
+    """``n`` trials of distinct structures where possible: front trials spread evenly along the
+    front's latency (half, or more when too few trials are off the front), the rest spread
+    evenly over the other trials' proxy accuracy ranks. A structure's first pick is its most
+    accurate trial; a structure is picked twice only when too few distinct ones exist."""
     import numpy as np
 
     import pandas as pd
@@ -62,11 +72,22 @@ def pick_trials(data, n: int):
             return frame.iloc[:0]
         return frame.iloc[np.unique(np.round(np.linspace(0, len(frame) - 1, k)).astype(int))]
 
-    trials = data.trials[data.trials["config"].apply(lambda c: isinstance(c, dict))]
+    def distinct(frame, k: int, by: str, taken: set):
+        frame = frame[~frame["structure"].isin(taken)]
+        best = frame.sort_values(["accuracy", "number"], ascending=[False, True])
+        unique = best.drop_duplicates("structure")
+        picked = spread(unique, k, by)
+        if len(picked) < k:  # too few structures: more thresholds of the same ones
+            picked = pd.concat([picked, spread(frame.drop(picked.index), k - len(picked), by)])
+        return picked
+
+    trials = data.trials[data.trials["config"].apply(lambda c: isinstance(c, dict))].copy()
+    trials["structure"] = trials["config"].apply(structure)
     on, off = trials[trials["on_front"]], trials[~trials["on_front"]]
-    front = spread(on, max(n - len(off), math.ceil(n * FRONT_SHARE)), "latency_ms")
-    rest = spread(off, n - len(front), "accuracy")
-    return pd.concat([front, rest]).reset_index(drop=True)
+    n_off = off["structure"].nunique()
+    front = distinct(on, max(n - n_off, math.ceil(n * FRONT_SHARE)), "latency_ms", set())
+    rest = distinct(off, n - len(front), "accuracy", set(front["structure"]))
+    return pd.concat([front, rest]).drop(columns="structure").reset_index(drop=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1", help="full-training seeds (two give seed noise)")
     p.add_argument("--dataset", default="digits-hard")
     p.add_argument("--profile", default="jetson")
-    p.add_argument("--space", default="default", help="search space (name or YAML path)")
+    p.add_argument("--space", default=str(Path(__file__).with_name("proxy_fidelity_space.yaml")),
+                   help="search space (name or YAML path; default: proxy_fidelity_space.yaml)")
     p.add_argument("--quick", action="store_true", help="12 trials, 4 configs, 1 epoch")
     p.add_argument("--out", default=None, help="work folder (default: a new temporary one)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
