@@ -90,6 +90,17 @@ def pick_trials(data, n: int):
     return pd.concat([front, rest]).drop(columns="structure").reset_index(drop=True)
 
 
+def spread(accuracies: list[float]) -> dict[str, float]:
+    """How far apart the checked configurations land after full training (test accuracy, seed
+    mean, points): the yardstick seed noise must stay well below for the ranks to mean much."""
+    import numpy as np
+
+    a = np.asarray(accuracies, dtype=float)
+    return {"range": round(float(a.max() - a.min()), 3), "std": round(float(a.std()), 3),
+            "mean_abs_pair_difference": round(float(np.abs(a[:, None] - a[None, :]).sum()
+                                                    / max(1, len(a) * (len(a) - 1))), 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=40, help="search trials")
@@ -100,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="jetson")
     p.add_argument("--space", default=str(Path(__file__).with_name("proxy_fidelity_space.yaml")),
                    help="search space (name or YAML path; default: proxy_fidelity_space.yaml)")
+    p.add_argument("--sampler", default="random",
+                   help="search sampler (default random: no threshold refinement, so the "
+                        "checked trials differ in structure)")
     p.add_argument("--quick", action="store_true", help="12 trials, 4 configs, 1 epoch")
     p.add_argument("--out", default=None, help="work folder (default: a new temporary one)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -115,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda m: print(m, file=sys.stderr, flush=True))
     start = time.perf_counter()
     result = search(dataset=args.dataset, profile=args.profile, space=args.space,
-                    trials=args.trials, out=out / "study", report=False, log=log)
+                    sampler=args.sampler, trials=args.trials, out=out / "study", report=False,
+                    log=log)
     searched = time.perf_counter() - start
     data = study_frames(result.study, importances=False)
     chosen = pick_trials(data, args.configs)
@@ -124,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     check = check_trials(chosen, data.meta, out / "check", epochs=args.epochs, seeds=seeds,
                          device="cpu", log=log)
     report = {"dataset": args.dataset, "profile": args.profile, "space": args.space,
+              "sampler": args.sampler,
+              "n_structures": int(chosen["config"].apply(structure).nunique()),
               "trials": result.n_complete,
               "backbone_val_accuracy": data.meta.get("backbone_val_accuracy"),
               "backbone_test_accuracy": data.meta.get("backbone_test_accuracy"),
-              **check.to_dict(), "search_seconds": round(searched, 1),
+              **check.to_dict(), "spread": spread(check.rows["full_test_accuracy"].tolist()),
+              "search_seconds": round(searched, 1),
               "total_seconds": round(time.perf_counter() - start, 1), "out": str(out),
               "targets": {"spearman": 0.8, "front_kept": 0.8}}
     report["passes"] = bool((report["spearman"] or 0) >= 0.8 and (report["front_kept"] or 0) >= 0.8)

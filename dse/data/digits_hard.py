@@ -196,7 +196,8 @@ DATA_VERSIONS["digits-hard"] = GENERATOR_VERSION
 @DATASETS.register("digits-hard", "digits_hard")
 def load_digits_hard(path: Path | None, *, seed: int, input_size: int | None) -> DataSplits:
     """scikit-learn's digits rendered at random size, angle, position near the centre,
-    contrast, clutter and noise on a 16x16 grey canvas (12,000 / 3,000 / 5,000 samples); rendered once per seed, cached."""
+    contrast, clutter and noise on a 16x16 grey canvas (12,000 / 3,000 / 5,000 samples);
+    rendered once per seed, cached."""
     if path is not None:
         raise DataError(f"dataset 'digits-hard' is generated from scikit-learn's digits and takes "
                         f"no path, got 'digits-hard:{path}'")

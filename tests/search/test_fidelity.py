@@ -90,3 +90,9 @@ def test_the_benchmark_checks_distinct_structures_before_more_thresholds_of_one(
     # too few structures for the request: more thresholds of the same ones fill it
     more = bench.pick_trials(types.SimpleNamespace(trials=pd.DataFrame(rows)), 10)
     assert len(more) == 10 and more["config"].apply(bench.structure).nunique() == 6
+
+
+def test_the_benchmark_spread_by_hand():
+    # pairs of (1, 2, 4): |1-2| = 1, |1-4| = 3, |2-4| = 2 -> mean 2; std of (1, 2, 4) = sqrt(14/9)
+    got = _bench().spread([1.0, 2.0, 4.0])
+    assert got == {"range": 3.0, "std": round(math.sqrt(14 / 9), 3), "mean_abs_pair_difference": 2.0}
