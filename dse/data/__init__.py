@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dse.data.base import (ArrayDataset, DatasetInfo, DataSplits, Normalizer, split_batches,
                            split_labels, split_tensors)
-from dse.data.registry import DATASETS, DEFAULT_DATASET, load_dataset, parse_spec
+from dse.data.registry import DATASETS, DEFAULT_DATASET, data_version, load_dataset, parse_spec
 from dse.data import builtin as _builtin  # noqa: F401  (registers the array datasets)
 from dse.data import digits_hard as _digits_hard  # noqa: F401  (registers digits-hard)
 from dse.data import imagefolder as _imagefolder  # noqa: F401  (registers imagefolder, last)
@@ -26,6 +26,6 @@ from dse.data.splits import stratified_split
 
 __all__ = [
     "ArrayDataset", "DATASETS", "DEFAULT_DATASET", "DataSplits", "DatasetInfo",
-    "ImageFolderDataset", "Normalizer", "load_dataset", "parse_spec", "split_batches",
+    "ImageFolderDataset", "Normalizer", "data_version", "load_dataset", "parse_spec", "split_batches",
     "split_labels", "split_tensors", "stratified_split", "normalize_splits", "parse_normalize",
 ]

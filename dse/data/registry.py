@@ -23,6 +23,15 @@ DATASETS: Registry[Loader] = Registry("dataset")
 #: The embedded default: needs no files and trains in seconds.
 DEFAULT_DATASET = "digits"
 
+#: canonical name -> version of a generated dataset's content (bumped when its rendering
+#: changes), so caches built from an older rendering, such as a trained backbone, are not reused
+DATA_VERSIONS: dict[str, int] = {}
+
+
+def data_version(spec: str) -> int | None:
+    """The content version of dataset ``NAME[:PATH]`` (None: not versioned)."""
+    return DATA_VERSIONS.get(parse_spec(spec)[0])
+
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:
     """``"cifar10:/data/c10"`` -> ``("cifar10", Path("/data/c10"))``; the name is canonical.

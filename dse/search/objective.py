@@ -8,11 +8,16 @@
    *structure* (blocks, branch, loss, labels, steps, lr, ...), not on the criterion or thresholds,
    so its outputs are memoised per structure and its seed is ``hash(study seed, structure)``:
    the same structure gives the same exits in any trial, worker or re-run.
-   With ``training.labels: pseudo`` the val outputs are labelled by the frozen backbone's own
-   predictions (:meth:`~dse.evaluation.ExitOutputs.pseudo_labelled`), so training, the val
-   objectives, the accuracy-drop constraint (against the backbone's 100 % agreement with itself)
-   and threshold tuning never read a val label; test accuracy stays on the ground truth and is
-   only reported (PTEEnet, Lahiany et al. 2022: pseudo labels for training and validation).
+   ``training.labels: pseudo`` trains the branches on the frozen backbone's own predictions.
+   Which labels *score* a trial is the study's choice, not the trial's (:func:`scoring_labels`):
+   the ground truth for every trial, pseudo-label-trained or not, so the trials of a space that
+   mixes label sources compare like with like (scored on its own pseudo labels a trial that
+   sends every input to the final exit would read 100 %). Only a study whose every trial trains
+   on pseudo labels (``dse search --unlabeled``, ``ptee.yaml``) scores on them
+   (:meth:`~dse.evaluation.ExitOutputs.pseudo_labelled`): training, the val objectives, the
+   accuracy-drop constraint (against the backbone's 100 % agreement with itself) and threshold
+   tuning then never read a val label; test accuracy stays on the ground truth and is only
+   reported (PTEEnet, Lahiany et al. 2022: pseudo labels for training and validation).
 3. The design's criterion and thresholds are applied to the cached outputs
    (:func:`dse.evaluation.evaluate`): accuracy, exit fractions p_n, anytime accuracy, and
    expected cost sum_n p_n cost_n for MACs, latency and energy; plus a compact threshold sweep.
@@ -143,8 +148,6 @@ def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo
     result = train_design(ctx.features, d, blocks, ctx.info.num_classes, seed=seed,
                           exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
-    if d.training.labels == "pseudo":
-        val = val.pseudo_labelled()
     test = result_outputs(ctx.features, result, "test", device=ctx.device)
     info = {"proxy_seed": seed, "train_seconds": round(result.seconds, 3),
             "train_loss": float(np.mean(result.losses[-10:]))}
@@ -167,8 +170,18 @@ def sweep_grid(outputs: Any, criterion: str, n: int = SWEEP_POINTS) -> np.ndarra
     return np.sort(np.append(grid, beyond))
 
 
-def evaluate_design(ctx: Any, d: Design, memo: OutputsMemo | None = None) -> Outcome:
-    """Train (or reuse) the design's exits and measure everything a report needs."""
+def scoring_labels(space: Any) -> str:
+    """The val labels a study scores its trials on: ``"pseudo"`` when every trial of ``space``
+    trains on pseudo labels (no ground-truth val label is then read), else ``"ground_truth"``
+    for every trial."""
+    return "pseudo" if set(space.knob("training.labels").dim.values()) == {"pseudo"} \
+        else "ground_truth"
+
+
+def evaluate_design(ctx: Any, d: Design, memo: OutputsMemo | None = None, *,
+                    val_labels: str = "ground_truth") -> Outcome:
+    """Train (or reuse) the design's exits and measure everything a report needs, scoring val
+    on ``val_labels`` (:func:`scoring_labels`; ``"pseudo"`` needs a pseudo-label design)."""
     reason = invalid_reason(d)
     if reason:
         raise InvalidDesign(reason)
@@ -176,6 +189,11 @@ def evaluate_design(ctx: Any, d: Design, memo: OutputsMemo | None = None) -> Out
     blocks = place(ctx, d)
     costs = ctx.exit_costs(blocks, d.exits.branch, d.exits.branch_params)
     val_out, test_out, train_info = train_outputs(ctx, d, blocks, costs, memo)
+    pseudo = val_labels == "pseudo"
+    if pseudo:
+        if d.training.labels != "pseudo":
+            raise ValueError("val_labels 'pseudo' scores only designs trained on pseudo labels")
+        val_out = val_out.pseudo_labelled()
     criterion = d.policy.criterion
     # per-exit thresholds beyond the exits the placement found are dropped
     policy = d.with_thresholds(d.policy.thresholds[: len(blocks)]).policy \
@@ -186,7 +204,7 @@ def evaluate_design(ctx: Any, d: Design, memo: OutputsMemo | None = None) -> Out
     if not math.isfinite(val.accuracy) or not math.isfinite(val.expected_latency_ms):
         raise TrialFailed("the evaluation produced no finite accuracy or latency")
     metric = _metrics(val)
-    reference = 100.0 if d.training.labels == "pseudo" else ctx.backbone_val_accuracy
+    reference = 100.0 if pseudo else ctx.backbone_val_accuracy
     constraints = _constraints(ctx, metric["accuracy"], metric["latency_ms"], reference)
     objectives = ctx.settings.objectives
 

@@ -13,7 +13,8 @@ from typing import Any
 import optuna
 
 from dse.errors import TrialFailed
-from dse.search.objective import InvalidDesign, OutputsMemo, evaluate_design, run_config
+from dse.search.objective import (InvalidDesign, OutputsMemo, evaluate_design, run_config,
+                                  scoring_labels)
 from dse.search.refine import candidate_values, enqueue_variants, threshold_param
 from dse.search.schema import TRIAL
 from dse.search.worker import INTERRUPT, SURPLUS_REASON, WORKER_ID, is_surplus
@@ -27,6 +28,7 @@ class TrialRunner:
         self.ctx, self.space, self.study_name, self.target = ctx, space, study_name, target
         self.conditional, self.refine = conditional, refine
         self.memo = OutputsMemo()
+        self.val_labels = scoring_labels(space)  # one label source scores every trial
 
     def __call__(self, trial: Any) -> list[float]:
         INTERRUPT.in_trial = True
@@ -46,7 +48,7 @@ class TrialRunner:
         design = self.space.suggest(trial, conditional=self.conditional)
         reason = TRIAL["fail_reason"]
         try:
-            outcome = evaluate_design(self.ctx, design, self.memo)
+            outcome = evaluate_design(self.ctx, design, self.memo, val_labels=self.val_labels)
         except InvalidDesign as exc:
             reason.set(trial, f"invalid: {exc}")
             raise optuna.TrialPruned(str(exc)) from None

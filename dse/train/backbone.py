@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from dse.cache import atomic_torch_save, cache_dir, digest, file_lock, slug
-from dse.data import load_dataset, split_batches, split_tensors
+from dse.data import data_version, load_dataset, split_batches, split_tensors
 from dse.errors import CheckpointError, ConfigError
 from dse.evaluation.metrics import percent
 from dse.models.backbones import Backbone, build_backbone, is_user_backbone
@@ -186,8 +186,11 @@ def save_backbone(path: str | Path, model: Backbone, name: str, dataset: str, in
 
 def cached_backbone_path(name: str, dataset: str, *, seed: int, input_size: int,
                          epochs: int) -> Path:
-    """The cache file for a built-in backbone trained on ``dataset`` (keyed by all inputs)."""
-    key = digest(name, dataset, seed, input_size, epochs, RECIPE_VERSION)
+    """The cache file for a built-in backbone trained on ``dataset`` (keyed by all inputs,
+    and by the dataset's content version where it has one, e.g. digits-hard's rendering)."""
+    version = data_version(dataset)
+    key = digest(name, dataset, seed, input_size, epochs, RECIPE_VERSION,
+                 *(() if version is None else (("data_version", version),)))
     stem = f"{slug(name)}_{slug(dataset)}_s{seed}_{input_size}px_e{epochs}_{key[:10]}.pt"
     return cache_dir("backbones") / stem
 

@@ -34,12 +34,62 @@ def test_warp_places_the_digit_where_asked():
     assert ink[1:7, 1:7].min() > 0.99 and ink[9:, :].max() == 0 and ink[:, 9:].max() == 0
 
 
-def test_levels_keep_the_minimum_contrast_in_both_polarities():
+def test_levels_draw_light_ink_on_a_darker_ground_with_the_minimum_contrast():
+    background, foreground = digits_hard.levels(np.random.default_rng(3), 10000)
+    diff = foreground - background
+    assert diff.min() >= digits_hard.MIN_CONTRAST - 1e-12  # one polarity, enough contrast
+    assert 0 <= background.min() and foreground.max() <= 1
+    assert np.ptp(background) > 0.5 and np.ptp(diff) > 0.3  # the levels still vary
+
+
+def test_levels_keep_the_minimum_contrast_in_both_polarities(monkeypatch):
+    monkeypatch.setattr(digits_hard, "BOTH_POLARITIES", True)
     background, foreground = digits_hard.levels(np.random.default_rng(3), 10000)
     diff = foreground - background
     assert np.abs(diff).min() >= digits_hard.MIN_CONTRAST - 1e-12
     assert 0 <= min(background.min(), foreground.min()) and max(background.max(), foreground.max()) <= 1
     assert (diff > 0).mean() > 0.3 and (diff < 0).mean() > 0.3  # dark-on-light and light-on-dark
+
+
+def test_placement_keeps_the_digit_near_the_centre_and_on_the_canvas():
+    rng = np.random.default_rng(5)
+    height, _, centre = digits_hard._placement(rng, 5000, (8.0, 14.0), 15.0, 2.0)
+    mid = digits_hard.CANVAS / 2
+    assert np.abs(centre - mid).max() <= 2.0 + 1e-9
+    assert (centre - height[:, None] / 2 >= -1e-9).all()
+    assert (centre + height[:, None] / 2 <= digits_hard.CANVAS + 1e-9).all()
+    _, _, anywhere = digits_hard._placement(rng, 5000, (4.0, 8.0), 180.0)
+    assert np.abs(anywhere - mid).max() > 4.0  # clutter goes anywhere
+
+
+def _centroid_accuracy(monkeypatch, **override) -> float:
+    """Nearest class mean on standardised raw pixels, trained on canvases rendered from the
+    train sources, scored on canvases from the test sources (percent)."""
+    from sklearn.datasets import load_digits
+
+    from dse.data.splits import stratified_split
+
+    for key, value in override.items():
+        monkeypatch.setattr(digits_hard, key, value)
+    bunch = load_digits()
+    parts = stratified_split(bunch.target, digits_hard.SOURCE_FRACTIONS, 0)
+    sets = []
+    for k, n in ((0, 2000), (2, 1000)):
+        x, pick = digits_hard.render(bunch.images[parts[k]] / 16.0, n, np.random.default_rng([0, k]))
+        x = x.reshape(n, -1).astype(np.float64)
+        x = (x - x.mean(1, keepdims=True)) / (x.std(1, keepdims=True) + 1e-9)
+        sets.append((x, bunch.target[parts[k]][pick]))
+    (xa, ya), (xb, yb) = sets
+    means = np.stack([xa[ya == c].mean(0) for c in range(10)])
+    return 100.0 * float((np.argmax(xb @ means.T, 1) == yb).mean())
+
+
+def test_raw_pixels_carry_the_class_but_do_not_give_it_away(monkeypatch):
+    """A cheap stand-in for 'early exits trade real accuracy': a nearest-class-mean classifier
+    on raw pixels is well above chance (v3: 33 %; v2, either polarity anywhere on the canvas,
+    was at chance, 12 %, and so were its early exits) yet far below the backbone (~97 %)."""
+    assert 25.0 < _centroid_accuracy(monkeypatch) < 60.0
+    assert _centroid_accuracy(monkeypatch, BOTH_POLARITIES=True, MAX_SHIFT_PX=None) < 15.0
 
 
 def test_registered_loaded_cached_and_byte_identical():
@@ -67,3 +117,17 @@ def test_registered_loaded_cached_and_byte_identical():
 def test_takes_no_path(tmp_path):
     with pytest.raises(DataError, match="takes no path"):
         load_dataset(f"digits-hard:{tmp_path}")
+
+
+def test_a_new_rendering_does_not_reuse_a_backbone_trained_on_the_old_one(monkeypatch):
+    from dse.data import registry
+    from dse.train.backbone import cached_backbone_path
+
+    def path(dataset: str):
+        return cached_backbone_path("digits-resnet", dataset, seed=0, input_size=16, epochs=6)
+
+    assert registry.data_version("digits_hard") == digits_hard.GENERATOR_VERSION
+    now = path("digits-hard")
+    monkeypatch.setitem(registry.DATA_VERSIONS, "digits-hard", digits_hard.GENERATOR_VERSION + 1)
+    assert path("digits-hard") != now
+    assert registry.data_version("digits") is None  # unversioned data keep their key
