@@ -86,7 +86,7 @@ def validate_ort(profile: Profile, runtime: str | None = None,
             x = np.random.default_rng(i).standard_normal((1, *inputs.shape)).astype(np.float32)
             groups.append(exit_calls(bundle, x))
             rows += exit_rows(case, model, inputs, exit_macs, profile, rt)
-        timing = time_exits(groups, settings, clock, log)
+        timing = time_exits(groups, settings, clock, log, rt)
     return report(profile, rt, rows, timing, settings, threads=threads,
                   clock="cpu" if clock is not time.perf_counter else "wall",
                   load_before=load_before, engine="onnxruntime", provider=provider)
