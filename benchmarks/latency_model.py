@@ -17,7 +17,14 @@ For each runtime (``--runtimes``, default both):
 
 Both use the shared timing harness (dse/cost/harness.py): round robin, many short samples, a
 robust statistic (``--statistic``, median by default), one pinned thread by default (timed as
-that thread's CPU time, which other processes' time slices do not inflate). The load average
+that thread's CPU time, which other processes' time slices do not inflate), and samples counted
+in units of a reference convolution timed around each (``--no-reference``: plain seconds),
+converted back at the reference time the calibration recorded (``reference_us``), so that
+calibration and validation report at one speed of a machine whose speed swings. Each result
+has ``repeatability`` (in reference units) and ``repeatability_raw`` (plain seconds).
+``--profiles DIR`` validates the profiles an earlier run wrote to ``--out DIR`` without
+calibrating again: two such runs are two validations of the same profiles, whose
+``measured_ms`` can be compared exit by exit. The load average
 (``os.getloadavg``) at the start and end is reported with ``machine_busy`` (1-minute load above
 half the cores): on a shared machine timings drift with other processes' load (they contend
 for the shared caches and memory), and the targets below are for a machine at rest.

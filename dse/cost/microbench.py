@@ -66,14 +66,21 @@ def measure(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float, warm
                        reference_s=reference_s).seconds()
 
 
-def reference_kernel() -> Callable[[], Any]:
-    """The reference the harness brackets every sample with (:mod:`dse.cost.harness`): a
-    32-channel 16x16 3x3 convolution at batch 1 (about 0.14 ms on one 2.8 GHz Xeon core),
-    compute-bound, so it slows down with the core's share of the machine."""
+def reference_op() -> tuple[Callable[[torch.Tensor], Any], torch.Tensor]:
+    """(op, input) of the reference the harness brackets every sample with
+    (:mod:`dse.cost.harness`): a 32-channel 16x16 3x3 convolution at batch 1 (0.08-0.19 ms on
+    one core of the 2.8 GHz Xeon VM, by its state), compute-bound, so it slows down with the
+    core's share of the machine. The ONNX Runtime paths run the same op exported, so the
+    reference goes through the same library as what it measures."""
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(32, 32, 3, 3, generator=gen)
-    x = torch.randn(1, 32, 16, 16, generator=gen)
-    return lambda: F.conv2d(x, w, None, 1, 1)
+    return (lambda x: F.conv2d(x, w, None, 1, 1)), torch.randn(1, 32, 16, 16, generator=gen)
+
+
+def reference_kernel() -> Callable[[], Any]:
+    """The reference op in eager PyTorch (:func:`reference_op`)."""
+    op, x = reference_op()
+    return lambda: op(x)
 
 
 def reference_seconds(reference: Callable[[], Any], clock: Callable[[], float],

@@ -131,14 +131,15 @@ def validate(profile: Profile, runtime: str | None = None,
 
 
 def time_exits(groups: Sequence[Sequence[Callable[[], Any]]], settings: ValidationSettings,
-               clock: Callable[[], float], log: Callable[[str], None], rt: Runtime) -> Timing:
+               clock: Callable[[], float], log: Callable[[str], None], rt: Runtime,
+               reference: Callable[[], Any] | None = None) -> Timing:
     """Time every exit with the shared harness (:func:`dse.cost.harness.time_groups`).
 
     Each pass times every case in turn (warm-up, then its exits round robin), so a case runs
     warm as deployed, and the passes spread each case over the whole run: a burst of load on a
     shared machine hits one pass of every case rather than every sample of one case. With
-    ``settings.reference``, samples count in units of the reference kernel
-    (:func:`dse.cost.microbench.reference_kernel`) converted back at the runtime's calibrated
+    ``settings.reference``, samples count in units of the reference kernel (``reference``,
+    default :func:`dse.cost.microbench.reference_kernel`) converted back at the runtime's calibrated
     ``reference_us`` (this run's own reference time when the profile has none), so the
     machine's speed at calibration and at validation cancels out.
     """
@@ -146,7 +147,7 @@ def time_exits(groups: Sequence[Sequence[Callable[[], Any]]], settings: Validati
     return time_groups(groups, rounds=settings.rounds, passes=settings.passes,
                        target_s=settings.target_ms / 1e3, clock=clock,
                        statistic=settings.statistic, log=log,
-                       reference=reference_kernel() if settings.reference else None,
+                       reference=(reference or reference_kernel()) if settings.reference else None,
                        reference_s=ref_s)
 
 

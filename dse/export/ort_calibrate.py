@@ -19,7 +19,9 @@ alike. What differs is what ONNX Runtime runs:
   runs, is the decision (the criterion in numpy); a network with no early exit, less its two
   graph runs, is the per-inference cost;
 - **composites**: the synthetic early-exit networks, cut into bundles and run by the bundle
-  runner through every exit, fit the in-network extras (stage 2) as for PyTorch.
+  runner through every exit, fit the in-network extras (stage 2) as for PyTorch;
+- **reference**: the harness's reference convolution (:func:`dse.cost.microbench.reference_op`)
+  runs exported, through ONNX Runtime, so it goes through the library it normalises.
 
 Measured on a 2-core shared host (2026-11-30), four runs of the same code
 (``benchmarks/latency_model.py``, one thread, median): at a load average of 5, 73 % of 59 exits
@@ -86,7 +88,7 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                                 provider) for n in ((256, 512) if settings.quick else (512, 1024))]
         log(f"timing {len(calls) + len(composites) + len(fixed)} graphs "
             f"({time.perf_counter() - started:.0f} s so far) ...")
-        ref = mb.reference_kernel() if settings.reference else None
+        ref = op_runner(*mb.reference_op(), threads, provider) if settings.reference else None
         ref_s = mb.reference_seconds(ref, clock) if ref else None
         seconds = time_groups([calls + composites + fixed + peak_calls], rounds=settings.rounds,
                               passes=settings.passes, target_s=target_s, clock=clock,
