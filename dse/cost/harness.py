@@ -17,11 +17,14 @@ devices; a host shared by several users needs them all):
    thread's CPU time (:func:`dse.cost.microbench.timer`), which other processes' slices do not
    inflate. The garbage collector is off while timing.
 5. **Reference units** (our choice, for a virtual machine whose speed swings). On the 2-core
-   VM this was built on, a fixed 3x3 convolution took 87-190 us per call, in states lasting
+   VM this was built on, a fixed 3x3 convolution took 80-190 us per call, in states lasting
    seconds to minutes, even in CPU time: its virtual cores share physical ones with whatever
    else runs. No clock removes that (hardware cycle counters are not exposed to it:
    ``perf_event_open`` for cycles fails with ENOENT), and a minimum or low quantile did not
-   either (the fast state is not in every stretch of a run). So every sample is bracketed by
+   either (in four trial runs the minimum kept 39-97 % of items' two halves within +-10 %:
+   the fast state is not in every stretch of a run). Under heavy load a network still slows
+   down more than the reference, so two runs at different loads can disagree by more than
+   +-10 % in reference units too. So every sample is bracketed by
    short samples of a fixed reference kernel (:func:`round_robin`) and counted in reference
    units, ``sample / local reference``, the local reference being the median of the few
    reference samples around it (:func:`local_reference`), then converted back to seconds at
