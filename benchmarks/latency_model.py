@@ -17,7 +17,14 @@ For each runtime (``--runtimes``, default both):
 
 Both use the shared timing harness (dse/cost/harness.py): round robin, many short samples, a
 robust statistic (``--statistic``, median by default), one pinned thread by default (timed as
-that thread's CPU time, which other processes' time slices do not inflate). The load average
+that thread's CPU time, which other processes' time slices do not inflate), and samples counted
+in units of a reference convolution timed around each (``--no-reference``: plain seconds),
+converted back at the reference time the calibration recorded (``reference_us``), so that
+calibration and validation report at one speed of a machine whose speed swings. Each result
+has ``repeatability`` (in reference units) and ``repeatability_raw`` (plain seconds).
+``--profiles DIR`` validates the profiles an earlier run wrote to ``--out DIR`` without
+calibrating again: two such runs are two validations of the same profiles, whose
+``measured_ms`` can be compared exit by exit. The load average
 (``os.getloadavg``) at the start and end is reported with ``machine_busy`` (1-minute load above
 half the cores): on a shared machine timings drift with other processes' load (they contend
 for the shared caches and memory), and the targets below are for a machine at rest.
@@ -49,16 +56,18 @@ def run_engine(engine: str, args: argparse.Namespace, folder: str,
     from dse.export.ort_validate import validate_ort
 
     settings = CalibrationSettings(threads=args.threads, quick=args.quick,
-                                   statistic=args.statistic)
+                                   statistic=args.statistic, reference=args.reference)
     started = time.perf_counter()
     name = f"host-{engine}"
-    profile = (calibrate_ort(name, settings, log=log) if engine == "onnxruntime"
-               else calibrate(name, settings, log=log))
+    path = os.path.join(args.profiles or folder, f"{name}.yaml")
+    if not args.profiles:
+        profile = (calibrate_ort(name, settings, log=log) if engine == "onnxruntime"
+                   else calibrate(name, settings, log=log))
+        path = str(write_profile(profile, path, header="Fitted by benchmarks/latency_model.py"))
     calibrate_s = time.perf_counter() - started
-    path = write_profile(profile, os.path.join(folder, f"{name}.yaml"),
-                         header="Fitted by benchmarks/latency_model.py")
     profile = read_profile(path)  # validate what was written
-    check = ValidationSettings(threads=args.threads, quick=args.quick, statistic=args.statistic)
+    check = ValidationSettings(threads=args.threads, quick=args.quick, statistic=args.statistic,
+                               reference=args.reference)
     started = time.perf_counter()
     result = (validate_ort(profile, settings=check, log=log) if engine == "onnxruntime"
               else validate(profile, settings=check, log=log))
@@ -71,7 +80,7 @@ def run_engine(engine: str, args: argparse.Namespace, folder: str,
         "beats_macs_baseline": (result["mape"] < base["mape"]
                                 and result["within_10pct"] > base["within_10pct"]),
     }
-    return {"profile_path": str(path), "calibrate_s": round(calibrate_s, 1),
+    return {"profile_path": path, "calibrate_s": round(calibrate_s, 1),
             "validate_s": round(validate_s, 1), **result, "checks": checks,
             "passed": all(checks.values())}
 
@@ -87,8 +96,10 @@ def run(args: argparse.Namespace) -> dict:
             "quick": args.quick, "load_avg_start": load_start, "load_avg_end": load_end,
             "machine_busy": max(load_start[:1] + load_end[:1] or [0.0]) > 0.5 * cores,
             "total_s": round(time.perf_counter() - started, 1),
+            "reference": args.reference,
             "summary": {e: {k: r[k] for k in ("n", "within_10pct", "spearman", "mape",
-                                              "repeatability", "calibrate_s", "validate_s")}
+                                              "repeatability", "repeatability_raw",
+                                              "reference_us", "calibrate_s", "validate_s")}
                         for e, r in results.items()},
             **results, "passed": all(r["passed"] for r in results.values())}
 
@@ -108,9 +119,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="threads for calibration and validation (default 1)")
     parser.add_argument("--out", default=None, help="folder for the calibrated profile YAMLs")
     parser.add_argument("--quick", action="store_true", help="tiny grid and two cases (smoke test)")
-    parser.add_argument("--statistic", choices=["median", "trimmed", "min"], default="median",
+    parser.add_argument("--statistic", choices=["median", "trimmed", "q25", "min"],
+                        default="median",
                         help="statistic of the timed samples, for calibration and validation "
                              "alike (default median; min on a loaded machine)")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="time in plain seconds, not in units of the reference kernel")
+    parser.add_argument("--profiles", default=None,
+                        help="validate the host-<runtime>.yaml profiles of an earlier run's --out "
+                             "folder instead of calibrating (a repeatability check)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)

@@ -89,9 +89,9 @@ provider_option = click.option(
     help=f"ONNX Runtime execution provider, with an ONNX Runtime runtime (default "
          f"{DEFAULT_PROVIDER}; CUDAExecutionProvider, TensorrtExecutionProvider where installed).")
 statistic_option = click.option(
-    "--statistic", type=click.Choice(["median", "trimmed", "min"]), default="median",
-    show_default=True, help="Statistic of the timed samples: median, 20%-trimmed mean, or min "
-                            "(the least disturbed sample, on a loaded machine).")
+    "--statistic", type=click.Choice(["median", "trimmed", "q25", "min"]), default="median",
+    show_default=True, help="Statistic of the timed samples: median, 20%-trimmed mean, lower "
+                            "quartile, or min (the least disturbed sample, on a loaded machine).")
 
 
 def _provider(provider: str | None, onnxruntime: bool) -> str:

@@ -18,6 +18,9 @@ count the profile then records; the fit is a pure function of what they measured
    network than in a loop.
 
 The decision and per-inference costs are measured directly on ``MultiExitNet.early_exit``.
+Every sample counts in units of a reference kernel timed around it (:mod:`dse.cost.harness`),
+converted back at the reference's time at the start of the calibration, recorded as the
+runtime's ``reference_us`` for validation to convert at.
 """
 from __future__ import annotations
 
@@ -64,15 +67,16 @@ _FREE = {
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    rounds: int = 11             # interleaved passes over every benchmark; the median is kept
-    target_ms: float = 4.0       # time of one timed sample (inner loop of calls)
+    rounds: int = 24             # samples of every benchmark, interleaved (round robin)
+    target_ms: float = 2.0       # time of one timed sample (inner loop of calls)
     threads: int | None = None   # torch intra-op threads (None: all cores)
     criterion: str = "maxprob"   # exit criterion whose decision cost is measured
     quick: bool = False          # a small grid (tests, smoke runs)
     power_w: float = 15.0        # not measurable here; recorded for energy
     clock: str = "auto"          # wall, cpu, or auto (cpu time when single-threaded)
-    statistic: str = "median"    # of the rounds: median, trimmed (mean), or min (loaded machine)
-    passes: int = 2              # the rounds are spread over this many passes (dse.cost.harness)
+    statistic: str = "median"    # of the rounds: median, trimmed (mean), q25, or min
+    passes: int = 4              # the rounds are spread over this many passes (dse.cost.harness)
+    reference: bool = True       # count samples in reference units (dse.cost.harness)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Measurements:
     fusion: bool = False          # the runtime fuses conv+bn(+add)(+relu) into one kernel
     graph_run_us: float = 0.0     # per graph run of a cut network (ONNX Runtime session run)
     engine: str = "PyTorch eager"
+    reference_us: float = 0.0     # reference kernel's time the samples were converted at (0: none)
 
 
 def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
@@ -101,17 +106,20 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
     target_s = settings.target_ms / 1e3
     log(f"timing micro-benchmarks with {threads} thread(s) ...")
     with torch.no_grad():
-        peak = mb.peak_gflops(settings.rounds, settings.quick, clock)
+        ref = mb.reference_kernel() if settings.reference else None
+        ref_s = mb.reference_seconds(ref, clock) if ref else None
+        peak = mb.peak_gflops(settings.rounds, settings.quick, clock, ref, ref_s)
         benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick,
                                                                              settings.criterion)
         seconds = mb.measure([fn for _, fn, _ in benches], rounds=settings.rounds,
                              target_s=target_s, clock=clock, statistic=settings.statistic,
-                             passes=settings.passes)
+                             passes=settings.passes, reference=ref, reference_s=ref_s)
         call_us, decision_us, inference_us = mb.exit_path_costs(
-            settings.criterion, settings.rounds, target_s, clock, settings.statistic)
+            settings.criterion, settings.rounds, target_s, clock, settings.statistic, ref, ref_s)
     log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
     return Measurements(tuple((k, tuple(r), t) for (k, _, r), t in zip(benches, seconds)),
-                        peak, call_us, decision_us, inference_us, threads)
+                        peak, call_us, decision_us, inference_us, threads,
+                        reference_us=ref_s * 1e6 if ref_s else 0.0)
 
 
 def _fit_kind(kind: str, cases: list[tuple[list[LayerRecord], float]], device: Device,
@@ -222,7 +230,7 @@ def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = Cali
                  ops={k: generic for k in _KINDS if k in OP_KINDS or by_kind[k]}, fusion=m.fusion,
                  threads=m.threads, call_overhead_us=m.call_us, decision_overhead_us=m.decision_us,
                  inference_overhead_us=m.inference_us, graph_run_overhead_us=m.graph_run_us,
-                 power_w=settings.power_w,
+                 power_w=settings.power_w, reference_us=m.reference_us,
                  sources=(f"{len(m.cases)} micro-benchmarks through {m.engine}, {settings.rounds} "
                           f"interleaved rounds, {settings.statistic}; decision cost of criterion "
                           f"{settings.criterion!r}; power_w is not measured (set with --power-w)",))

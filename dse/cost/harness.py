@@ -1,7 +1,7 @@
 """The repeatable timing harness of ``dse profile calibrate`` and ``validate`` (any runtime).
 
 A latency measured on a shared machine drifts: other processes take time slices, evict caches
-and change the clock. Four habits make two measurements of the same thing agree
+and change the clock. Five habits make two measurements of the same thing agree
 (nn-Meter, Zhang et al., MobiSys 2021, and HELP, Lee et al., NeurIPS 2021, time on dedicated
 devices; a host shared by several users needs them all):
 
@@ -10,21 +10,42 @@ devices; a host shared by several users needs them all):
    rather than every round of a few items.
 2. **Many short samples.** One sample is an inner loop of calls lasting about ``target_s``
    (the inner count is fixed per item before timing starts), and an item gets many samples.
-3. **A robust statistic** of the samples: the median (default), the 20 %-trimmed mean, or the
-   minimum (the least disturbed sample, for a loaded machine).
+3. **A robust statistic** of the samples: the median (default), the 20 %-trimmed mean, the
+   lower quartile, or the minimum (the least disturbed sample, for a loaded machine).
 4. **Pinned threads.** The caller pins the runtime's thread count (torch ``set_num_threads``,
    ONNX Runtime ``intra_op_num_threads``) and records it; single-threaded runs may time the
    thread's CPU time (:func:`dse.cost.microbench.timer`), which other processes' slices do not
-   inflate.
+   inflate. The garbage collector is off while timing.
+5. **Reference units** (our choice, for a virtual machine whose speed swings). On the 2-core
+   VM this was built on, a fixed 3x3 convolution took 80-190 us per call, in states lasting
+   seconds to minutes, even in CPU time: its virtual cores share physical ones with whatever
+   else runs. No clock removes that (hardware cycle counters are not exposed to it:
+   ``perf_event_open`` for cycles fails with ENOENT), and a minimum or low quantile did not
+   either (in four trial runs the minimum kept 39-97 % of items' two halves within +-10 %:
+   the fast state is not in every stretch of a run). Under heavy load a network still slows
+   down more than the reference, so two runs at different loads can disagree by more than
+   +-10 % in reference units too. So every sample is bracketed by
+   short samples of a fixed reference kernel (:func:`round_robin`) and counted in reference
+   units, ``sample / local reference``, the local reference being the median of the few
+   reference samples around it (:func:`local_reference`), then converted back to seconds at
+   one fixed reference time (:class:`Timing`): calibration records it in the profile
+   (``reference_us``) and validation converts at the same one, so calibration and validation
+   report at the same speed of the machine whatever its state during each. The cost: one
+   reference sample (about 0.5 ms) per sample; an op whose slowdown differs from the
+   reference's (memory-bound rather than compute-bound) is corrected only in part.
 
 Samples come in *passes*: a pass times every group of items (a group is warmed up, then its
 items are sampled round robin: the exits of one network run warm, as deployed). The samples of
 an item are split in time into two halves (the first half of the passes and the second):
 **repeatability** is the share of items whose two halves' statistics agree within +-10 %
 (:func:`repeatability`), the ceiling of any model's "within +-10 %" on this machine at this time.
+With reference units, the two measurements compared are the two halves in reference units
+(converted at the same reference time); :meth:`Timing.raw` gives the same test in plain
+seconds.
 """
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from dataclasses import dataclass
@@ -43,10 +64,23 @@ def trimmed_mean(samples: Sequence[float], trim: float = 0.2) -> float:
     return sum(kept) / len(kept)
 
 
+def lower_quartile(samples: Sequence[float]) -> float:
+    """The 25th percentile, linearly interpolated: position ``0.25 * (n - 1)`` of the sorted
+    samples (numpy's default ``quantile``)."""
+    if not samples:
+        raise ValueError("no samples")
+    xs = sorted(samples)
+    pos = 0.25 * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (pos - lo) * (xs[hi] - xs[lo])
+
+
 #: Statistic of an item's samples (a robust one: a few disturbed samples do not move it).
 STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
     "median": statistics.median,  # the default: the typical sample
     "trimmed": trimmed_mean,      # mean of the middle 60 %
+    "q25": lower_quartile,        # the lower quartile: a machine that swings between speeds
     "min": min,                   # the least disturbed sample (a loaded machine)
 }
 
@@ -71,39 +105,86 @@ def inner_counts(fns: Sequence[Callable[[], Any]], target_s: float, warmup: int 
     return counts
 
 
+def _sample(fn: Callable[[], Any], inner: int, clock: Clock) -> float:
+    """Seconds per call of ``inner`` back-to-back calls of ``fn``."""
+    t0 = clock()
+    for _ in range(inner):
+        fn()
+    return (clock() - t0) / inner
+
+
 def round_robin(fns: Sequence[Callable[[], Any]], rounds: int, inner: Sequence[int],
-                clock: Clock = time.perf_counter) -> list[list[float]]:
-    """Seconds per call of every function in every round: round r samples fn 0, 1, ... in turn."""
+                clock: Clock = time.perf_counter, reference: Callable[[], Any] | None = None,
+                reference_inner: int = 1,
+                trace: list[float] | None = None) -> tuple[list[list[float]], list[list[int]]]:
+    """Seconds per call of every function in every round: round r samples fn 0, 1, ... in turn.
+
+    With a ``reference``, a reference sample opens every round and follows every function's
+    sample, so each sample is bracketed by two; the reference samples (seconds per call) are
+    appended to ``trace`` in time order and the second list holds, per sample, the index in
+    ``trace`` of the reference sample right after it (else it is empty).
+    """
     samples: list[list[float]] = [[] for _ in fns]
+    after: list[list[int]] = [[] for _ in fns] if reference is not None else []
+    trace = [] if trace is None else trace
     for _ in range(rounds):
+        if reference is not None:
+            trace.append(_sample(reference, reference_inner, clock))
         for i, fn in enumerate(fns):
-            t0 = clock()
-            for _ in range(inner[i]):
-                fn()
-            samples[i].append((clock() - t0) / inner[i])
-    return samples
+            samples[i].append(_sample(fn, inner[i], clock))
+            if reference is not None:
+                trace.append(_sample(reference, reference_inner, clock))
+                after[i].append(len(trace) - 1)
+    return samples, after
+
+
+def local_reference(trace: Sequence[float], after: int, half_width: int) -> float:
+    """The reference's speed around a sample: the median of the ``half_width + 1`` reference
+    samples before it and the ``half_width + 1`` after it (``trace[after]`` is the first after
+    it; fewer at the ends of the run). ``half_width=0``: the mean of the two that bracket it.
+
+    One short reference sample is noisy (a time slice, a cache miss); the machine's speed
+    swings over seconds, so a few neighbours on either side estimate it better.
+    """
+    return statistics.median(trace[max(0, after - 1 - half_width):after + 1 + half_width])
 
 
 @dataclass(frozen=True)
 class Timing:
-    """The samples of every item, by pass, and what the harness reports from them."""
+    """The samples of every item, by pass, and what the harness reports from them.
+
+    With reference samples (``references``, the same shape as ``samples``), a sample counts in
+    *reference units*, ``sample / reference``, converted back to seconds at the one fixed
+    reference time ``reference_s``: ``value = sample / reference * reference_s``.
+    """
 
     samples: list[list[list[float]]]  # [item][pass] -> seconds per call of each sample
     statistic: str
+    references: list[list[list[float]]] | None = None  # [item][pass] -> reference s per call
+    reference_s: float | None = None  # seconds per reference call the values are converted at
+
+    def _values(self, item: int, passes: slice = slice(None)) -> list[float]:
+        """An item's samples in the chosen passes (in reference units x ``reference_s``)."""
+        xs = [s for p in self.samples[item][passes] for s in p]
+        if self.references is None:
+            return xs
+        refs = [r for p in self.references[item][passes] for r in p]
+        scale = self.reference_s if self.reference_s is not None else 1.0
+        return [x / r * scale for x, r in zip(xs, refs)]
 
     def seconds(self) -> list[float]:
         """The statistic of all of an item's samples."""
         stat = get_statistic(self.statistic)
-        return [stat([s for p in passes for s in p]) for passes in self.samples]
+        return [stat(self._values(i)) for i in range(len(self.samples))]
 
     def halves(self) -> tuple[list[float], list[float]]:
         """The statistic of the first half of the passes and of the second half, per item."""
         stat = get_statistic(self.statistic)
         first, second = [], []
-        for passes in self.samples:
+        for i, passes in enumerate(self.samples):
             cut = max(1, len(passes) // 2)
-            a = [s for p in passes[:cut] for s in p]
-            b = [s for p in passes[cut:] for s in p] or a
+            a = self._values(i, slice(0, cut))
+            b = self._values(i, slice(cut, None)) or a
             first.append(stat(a))
             second.append(stat(b))
         return first, second
@@ -112,33 +193,64 @@ class Timing:
         """Share of items whose two halves agree within +-``tolerance`` (:func:`repeatability`)."""
         return repeatability(*self.halves(), tolerance=tolerance)
 
+    def raw(self) -> Timing:
+        """The same samples in plain seconds (no reference normalisation)."""
+        return Timing(self.samples, self.statistic)
+
 
 def time_groups(groups: Sequence[Sequence[Callable[[], Any]]], *, rounds: int, passes: int,
                 target_s: float, clock: Clock = time.perf_counter, statistic: str = "median",
-                warmup: int = 2, log: Callable[[str], None] = lambda _: None) -> Timing:
+                warmup: int = 2, log: Callable[[str], None] = lambda _: None,
+                reference: Callable[[], Any] | None = None, reference_s: float | None = None,
+                reference_target_s: float = 5e-4, reference_window: int = 10) -> Timing:
     """Time every function of every group: ``rounds`` samples each, spread over ``passes``.
 
     Each pass visits the groups in turn; a group is warmed up (``warmup`` calls of each function)
     and its functions are then sampled round robin (:func:`round_robin`), ``rounds / passes``
     rounds per pass. The inner count of every function is fixed once, before the first pass.
+    With a ``reference`` function, every sample is bracketed by reference samples of about
+    ``reference_target_s`` and counted in reference units (:class:`Timing`) against the local
+    reference (:func:`local_reference` with ``reference_window``), converted back at
+    ``reference_s`` (default: the median of this run's reference samples). The garbage
+    collector is off while timing (a collection inside one sample is a disturbance of that
+    sample alone).
     """
     get_statistic(statistic)  # an unknown name fails before minutes of timing
     passes = max(1, min(passes, rounds))
     per_pass = max(1, round(rounds / passes))
     inner = [inner_counts(fns, target_s, warmup) for fns in groups]
+    ref_inner = inner_counts([reference], reference_target_s, warmup)[0] if reference else 1
     samples: list[list[list[float]]] = [[] for fns in groups for _ in fns]
-    for p in range(passes):
-        log(f"pass {p + 1}/{passes}: timing {len(samples)} items in {len(groups)} group(s)")
-        i = 0
-        for fns, counts in zip(groups, inner):
-            if p:  # the first pass was warmed up by inner_counts
-                for fn in fns:
-                    for _ in range(warmup):
-                        fn()
-            for j, s in enumerate(round_robin(fns, per_pass, counts, clock)):
-                samples[i + j].append(s)
-            i += len(fns)
-    return Timing(samples, statistic)
+    after: list[list[list[int]]] = [[] for _ in samples]
+    trace: list[float] = []  # every reference sample, in time order
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for p in range(passes):
+            log(f"pass {p + 1}/{passes}: timing {len(samples)} items in {len(groups)} group(s)")
+            i = 0
+            for fns, counts in zip(groups, inner):
+                if p:  # the first pass was warmed up by inner_counts
+                    for fn in fns:
+                        for _ in range(warmup):
+                            fn()
+                got, got_after = round_robin(fns, per_pass, counts, clock, reference, ref_inner,
+                                             trace)
+                for j, s in enumerate(got):
+                    samples[i + j].append(s)
+                    if reference is not None:
+                        after[i + j].append(got_after[j])
+                i += len(fns)
+    finally:
+        if was_enabled:
+            gc.enable()
+    if reference is None:
+        return Timing(samples, statistic)
+    refs = [[[local_reference(trace, k, reference_window) for k in p] for p in item]
+            for item in after]
+    if reference_s is None:
+        reference_s = statistics.median(trace)
+    return Timing(samples, statistic, refs, reference_s)
 
 
 def repeatability(first: Sequence[float], second: Sequence[float],

@@ -56,11 +56,39 @@ def timer(clock: str = "auto", threads: int | None = None) -> Callable[[], float
 
 def measure(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float, warmup: int = 2,
             clock: Callable[[], float] = time.perf_counter, statistic: str = "median",
-            passes: int = 1) -> list[float]:
+            passes: int = 1, reference: Callable[[], Any] | None = None,
+            reference_s: float | None = None) -> list[float]:
     """Seconds per call of each function (``statistic`` of its samples), sampled round robin
-    by the shared harness (:func:`dse.cost.harness.time_groups`, one group)."""
+    by the shared harness (:func:`dse.cost.harness.time_groups`, one group; with a
+    ``reference``, in reference units converted back at ``reference_s``)."""
     return time_groups([fns], rounds=rounds, passes=passes, target_s=target_s, clock=clock,
-                       statistic=statistic, warmup=warmup).seconds()
+                       statistic=statistic, warmup=warmup, reference=reference,
+                       reference_s=reference_s).seconds()
+
+
+def reference_op() -> tuple[Callable[[torch.Tensor], Any], torch.Tensor]:
+    """(op, input) of the reference the harness brackets every sample with
+    (:mod:`dse.cost.harness`): a 32-channel 16x16 3x3 convolution at batch 1 (0.08-0.19 ms on
+    one core of the 2.8 GHz Xeon VM, by its state), compute-bound, so it slows down with the
+    core's share of the machine. The ONNX Runtime paths run the same op exported, so the
+    reference goes through the same library as what it measures."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(32, 32, 3, 3, generator=gen)
+    return (lambda x: F.conv2d(x, w, None, 1, 1)), torch.randn(1, 32, 16, 16, generator=gen)
+
+
+def reference_kernel() -> Callable[[], Any]:
+    """The reference op in eager PyTorch (:func:`reference_op`)."""
+    op, x = reference_op()
+    return lambda: op(x)
+
+
+def reference_seconds(reference: Callable[[], Any], clock: Callable[[], float],
+                      statistic: str = "median") -> float:
+    """Seconds per call of the reference now (51 samples of about 0.5 ms): the fixed speed a
+    calibration converts its reference units back at, recorded as the runtime's
+    ``reference_us`` so that validation converts at the same one."""
+    return measure([reference], rounds=51, target_s=5e-4, clock=clock, statistic=statistic)[0]
 
 
 # --- micro-benchmarks ----------------------------------------------------------------------
@@ -149,19 +177,22 @@ def op_specs(quick: bool) -> list[OpSpec]:
     return out
 
 
-def peak_gflops(rounds: int, quick: bool, clock: Callable[[], float]) -> float:
+def peak_gflops(rounds: int, quick: bool, clock: Callable[[], float],
+                reference: Callable[[], Any] | None = None,
+                reference_s: float | None = None) -> float:
     """Best square matrix-multiply throughput (GFLOP/s, 2 per multiply-add) at two sizes."""
     best = 0.0
     for n in ((256, 512) if quick else (512, 1024)):
         a, b = torch.randn(n, n), torch.randn(n, n)
         t = measure([lambda a=a, b=b: torch.mm(a, b)], rounds=max(3, rounds // 2), target_s=0.02,
-                    clock=clock)[0]
+                    clock=clock, reference=reference, reference_s=reference_s)[0]
         best = max(best, 2 * n ** 3 / t / 1e9)
     return best
 
 
 def exit_path_costs(criterion: str, rounds: int, target_s: float, clock: Callable[[], float],
-                    statistic: str = "median") -> tuple[float, float, float]:
+                    statistic: str = "median", reference: Callable[[], Any] | None = None,
+                    reference_s: float | None = None) -> tuple[float, float, float]:
     """(call_us, decision_us, inference_us) timed on the real early-exit path.
 
     ``MultiExitNet.early_exit`` on identity blocks with branches that return fixed outputs: the
@@ -188,7 +219,8 @@ def exit_path_costs(criterion: str, rounds: int, target_s: float, clock: Callabl
     t_call, t0, tk, t_exit = measure([
         lambda: ident(x), lambda: nets[0].early_exit(x, crit, []),
         lambda: nets[1].early_exit(x, crit, never), lambda: nets[2].early_exit(x, crit, always),
-    ], rounds=rounds, target_s=target_s, clock=clock, statistic=statistic)
+    ], rounds=rounds, target_s=target_s, clock=clock, statistic=statistic, reference=reference,
+        reference_s=reference_s)
     call = t_call * 1e6
     decision = max((tk - t0) * 1e6 / k - 2 * call, 0.0)
     inference = max(0.5 * ((t0 * 1e6 - 2 * call) + (t_exit * 1e6 - 2 * call - decision)), 0.0)

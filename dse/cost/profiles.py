@@ -111,6 +111,7 @@ class Runtime:
     unaligned_eff: float = 1.0             # compute_eff factor of a GEMM that is not aligned
     fit: dict[str, float] = field(default_factory=dict)        # FIT_GROUPS -> multiplier
     fit_error: dict[str, float] = field(default_factory=dict)  # the fit's error on its rows
+    reference_us: float = 0.0              # host timing reference's time (dse.cost.harness), 0: none
 
     @property
     def dtype_bytes(self) -> float:
@@ -281,7 +282,7 @@ _RUNTIME_KEYS = {"description", "dtype", "ops", "fusion", "async_launch", "threa
                  "call_overhead_us", "decision_overhead_us", "inference_overhead_us",
                  "alloc_us_per_mb", "alloc_min_kb", "power_w", "power_mode", "sources",
                  "tensor_core_align", "unaligned_eff", "fit", "fit_error",
-                 "graph_run_overhead_us"}
+                 "graph_run_overhead_us", "reference_us"}
 
 
 def _fit(c: _Checker, raw: dict, where: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -333,6 +334,7 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
         sources=c.strings(raw, where, "sources"), tensor_core_align=align,
         unaligned_eff=c.number(raw, where, "unaligned_eff", 0.0, 1.0, default=1.0, low_open=True),
         fit=fit, fit_error=fit_error,
+        reference_us=c.number(raw, where, "reference_us", default=0.0),
     )
 
 
@@ -505,6 +507,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             body[key] = _round(getattr(rt, key))
         if rt.graph_run_overhead_us:
             body["graph_run_overhead_us"] = _round(rt.graph_run_overhead_us)
+        if rt.reference_us:
+            body["reference_us"] = _round(rt.reference_us)
         if rt.power_mode:
             body["power_mode"] = rt.power_mode
         body["ops"] = {k: {f: _round(getattr(p, f), 6) for f in p.__dataclass_fields__}

@@ -7,13 +7,16 @@ thresholds that force every input out at that exit, so the time is "reach and ev
 its exits round-robin); the samples of each exit are spread over several passes over all cases,
 so a burst of load on a shared machine hits one pass of everything rather than every sample of
 one case; the median sample is kept (``statistic="min"`` keeps the least disturbed one, for a
-loaded machine; calibrate with the same statistic). This is the shared harness
-(:mod:`dse.cost.harness`); the same exits through ONNX Runtime bundles are
+loaded machine; calibrate with the same statistic). Samples count in units of a reference
+kernel timed around each, converted back at the profile runtime's calibrated ``reference_us``,
+so a machine running slower now than at calibration does not read as a model error. This is
+the shared harness (:mod:`dse.cost.harness`); the same exits through ONNX Runtime bundles are
 :mod:`dse.export.ort_validate`. The model predicts the same quantity from the traced
 records (:func:`dse.cost.latency.predict`).
 
 Beside every validation: ``repeatability``, the share of exits whose two halves of the samples
-(the first half of the passes and the second) agree within +-10 %.
+(the first half of the passes and the second) agree within +-10 % (``repeatability_raw``: the
+same in plain seconds, without the reference).
 
 Reported: mean absolute percentage error, the fraction of exits within +-10 %, and Spearman's
 rank correlation, for the model and for the MACs-only baseline that nn-Meter (Zhang et al.,
@@ -35,7 +38,7 @@ from scipy.stats import rankdata
 from dse.cost.assemble import InputSpec, assemble, default_input_spec
 from dse.cost.harness import Timing, time_groups
 from dse.cost.latency import predict
-from dse.cost.microbench import forcing_thresholds, timer
+from dse.cost.microbench import forcing_thresholds, reference_kernel, timer
 from dse.cost.op_trace import trace_multiexit
 from dse.cost.profiles import Profile, Runtime
 from dse.device import set_threads
@@ -67,14 +70,15 @@ def default_cases(quick: bool = False) -> list[Case]:
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    rounds: int = 12             # samples per exit in all (median kept) ...
-    passes: int = 4              # ... spread over this many passes over every case
-    target_ms: float = 15.0      # wall time of one timed sample (inner loop of calls)
+    rounds: int = 40             # samples per exit in all (median kept) ...
+    passes: int = 8              # ... spread over this many passes over every case
+    target_ms: float = 3.0       # wall time of one timed sample (inner loop of calls)
     threads: int | None = None   # None: the runtime's threads, else all cores
     criterion: str = "maxprob"   # the exit criterion of the timed path (calibrate's default)
     quick: bool = False          # two tiny cases (tests, smoke runs)
     clock: str = "auto"          # wall, cpu, or auto (cpu time when single-threaded)
-    statistic: str = "median"    # of an exit's samples: median, trimmed (mean), or min (loaded)
+    statistic: str = "median"    # of an exit's samples: median, trimmed (mean), q25, or min
+    reference: bool = True       # count samples in reference units (dse.cost.harness)
 
 
 def _ranks(values: Sequence[float]) -> list[float]:
@@ -120,23 +124,31 @@ def validate(profile: Profile, runtime: str | None = None,
         rows += case_rows
         groups.append(fns)
     with torch.no_grad():
-        timing = time_exits(groups, settings, clock, log)
+        timing = time_exits(groups, settings, clock, log, rt)
     return report(profile, rt, rows, timing, settings, threads=threads,
                   clock="cpu" if clock is not time.perf_counter else "wall",
                   load_before=load_before, engine="pytorch")
 
 
 def time_exits(groups: Sequence[Sequence[Callable[[], Any]]], settings: ValidationSettings,
-               clock: Callable[[], float], log: Callable[[str], None]) -> Timing:
+               clock: Callable[[], float], log: Callable[[str], None], rt: Runtime,
+               reference: Callable[[], Any] | None = None) -> Timing:
     """Time every exit with the shared harness (:func:`dse.cost.harness.time_groups`).
 
     Each pass times every case in turn (warm-up, then its exits round robin), so a case runs
     warm as deployed, and the passes spread each case over the whole run: a burst of load on a
-    shared machine hits one pass of every case rather than every sample of one case.
+    shared machine hits one pass of every case rather than every sample of one case. With
+    ``settings.reference``, samples count in units of the reference kernel (``reference``,
+    default :func:`dse.cost.microbench.reference_kernel`) converted back at the runtime's calibrated
+    ``reference_us`` (this run's own reference time when the profile has none), so the
+    machine's speed at calibration and at validation cancels out.
     """
+    ref_s = rt.reference_us / 1e6 if rt.reference_us else None
     return time_groups(groups, rounds=settings.rounds, passes=settings.passes,
                        target_s=settings.target_ms / 1e3, clock=clock,
-                       statistic=settings.statistic, log=log)
+                       statistic=settings.statistic, log=log,
+                       reference=(reference or reference_kernel()) if settings.reference else None,
+                       reference_s=ref_s)
 
 
 def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Timing,
@@ -160,6 +172,9 @@ def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Ti
         "repeatability": round(timing.repeatability(), 4),
         "repeatability_meaning": "share of exits whose two halves of the samples (first and "
                                  "second half of the passes) agree within +-10%",
+        "repeatability_raw": round(timing.raw().repeatability(), 4),
+        "reference_us": (round(timing.reference_s * 1e6, 3) if timing.reference_s is not None
+                         else None),
         "baseline": {"model": "latency = s x MACs (s fitted to these measurements)",
                      "ms_per_gmac": round(slope * 1e9, 4), **summarize(base, measured)},
         "load_avg": {"before": load_before, "after": load_average()},

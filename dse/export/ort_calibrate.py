@@ -19,7 +19,9 @@ alike. What differs is what ONNX Runtime runs:
   runs, is the decision (the criterion in numpy); a network with no early exit, less its two
   graph runs, is the per-inference cost;
 - **composites**: the synthetic early-exit networks, cut into bundles and run by the bundle
-  runner through every exit, fit the in-network extras (stage 2) as for PyTorch.
+  runner through every exit, fit the in-network extras (stage 2) as for PyTorch;
+- **reference**: the harness's reference convolution (:func:`dse.cost.microbench.reference_op`)
+  runs exported, through ONNX Runtime, so it goes through the library it normalises.
 
 Measured on a 2-core shared host (2026-11-30), four runs of the same code
 (``benchmarks/latency_model.py``, one thread, median): at a load average of 5, 73 % of 59 exits
@@ -86,9 +88,12 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                                 provider) for n in ((256, 512) if settings.quick else (512, 1024))]
         log(f"timing {len(calls) + len(composites) + len(fixed)} graphs "
             f"({time.perf_counter() - started:.0f} s so far) ...")
+        ref = op_runner(*mb.reference_op(), threads, provider) if settings.reference else None
+        ref_s = mb.reference_seconds(ref, clock) if ref else None
         seconds = time_groups([calls + composites + fixed + peak_calls], rounds=settings.rounds,
                               passes=settings.passes, target_s=target_s, clock=clock,
-                              statistic=settings.statistic).seconds()
+                              statistic=settings.statistic, reference=ref,
+                              reference_s=ref_s).seconds()
     graph_run = seconds[0]
     t_ops = seconds[1:1 + len(ops)]
     t_nets = seconds[1 + len(ops):1 + len(ops) + len(composites)]
@@ -106,6 +111,7 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                         inference_us=inference * 1e6, threads=threads,
                         runtime=runtime_name(provider), fusion=True,
                         graph_run_us=graph_run * 1e6, engine=f"ONNX Runtime ({provider})",
+                        reference_us=ref_s * 1e6 if ref_s else 0.0,
                         description=f"ONNX Runtime, {provider}, fp32, {threads} intra-op "
                                     "thread(s), batch 1, graph optimisation on (conv+bn+relu "
                                     "fused), cut graphs run by the bundle runner (fitted on "

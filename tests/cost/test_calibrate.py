@@ -6,11 +6,12 @@ import time
 
 import pytest
 
-from dse.cost.calibrate import CalibrationSettings, Measurements, fit_profile, run_benchmarks
+from dse.cost.calibrate import (CalibrationSettings, Measurements, fit_profile, run_benchmarks,
+                                write_profile)
 from dse.cost.latency import kernel_time_us, kernels
 from dse.cost.op_trace import OP_KINDS, LayerRecord
-from dse.cost.microbench import forcing_thresholds, measure, timer
-from dse.cost.profiles import Device, OpParams, PowerMode, Runtime
+from dse.cost.microbench import forcing_thresholds, measure, reference_kernel, timer
+from dse.cost.profiles import Device, OpParams, PowerMode, Runtime, read_profile
 
 TRUE_OPS = {
     "conv": OpParams(12.0, 0.6, 0.4, m_half=30.0, n_half=10.0, k_half=8.0, overlap=0.6),
@@ -201,3 +202,24 @@ def test_stage_two_fits_library_convolutions_apart():
     assert extra["conv"] == pytest.approx(extra["dwconv"])  # one library group
     assert extra["norm"] == pytest.approx(extra["elementwise"])
     assert extra["view"] == 0.0
+
+
+def test_the_reference_time_travels_with_the_profile(tmp_path):
+    """Validation converts reference units at the time calibration recorded: it must survive
+    the YAML round trip."""
+    m = Measurements(tuple(_synthetic_cases(random.Random(2))), 80.0, 1.0, 15.0, 7.0, 1,
+                     reference_us=123.5)
+    rt = read_profile(write_profile(fit_profile("here", m), tmp_path / "here.yaml")).runtime()
+    assert rt.reference_us == 123.5
+    bad = (tmp_path / "here.yaml").read_text().replace("reference_us: 123.5", "reference_us: -1")
+    (tmp_path / "bad.yaml").write_text(bad)
+    with pytest.raises(Exception, match="reference_us"):
+        read_profile(tmp_path / "bad.yaml")
+
+
+def test_measure_in_reference_units_converts_at_the_given_time():
+    calls = []
+    out = measure([lambda: calls.append("a")], rounds=3, target_s=1e-5,
+                  reference=reference_kernel(), reference_s=1.0)
+    # a no-op in units of a convolution, times 1 s: far below 1 s, far above 0
+    assert 0.0 < out[0] < 0.5

@@ -1,11 +1,13 @@
-"""The shared timing harness: round-robin order, robust statistics, passes and repeatability
-(a fake clock, so every number is worked out by hand)."""
+"""The shared timing harness: round-robin order, robust statistics, passes, reference units and
+repeatability (a fake clock, so every number is worked out by hand)."""
 from __future__ import annotations
 
 import pytest
 
-from dse.cost.harness import (Timing, get_statistic, repeatability, round_robin, time_groups,
-                              trimmed_mean)
+import gc
+
+from dse.cost.harness import (Timing, get_statistic, local_reference, lower_quartile,
+                              repeatability, round_robin, time_groups, trimmed_mean)
 
 
 class FakeClock:
@@ -32,9 +34,10 @@ class FakeClock:
 def test_round_robin_samples_every_function_in_turn_each_round():
     clock = FakeClock()
     a, b = clock.fn("a", [1.0]), clock.fn("b", [3.0])
-    samples = round_robin([a, b], rounds=3, inner=[2, 1], clock=clock)
+    samples, after = round_robin([a, b], rounds=3, inner=[2, 1], clock=clock)
     assert clock.calls == ["a", "a", "b"] * 3
     assert samples == [[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]]  # seconds per call
+    assert after == []  # no reference
 
 
 def test_time_groups_visits_groups_in_every_pass_and_keeps_passes_apart():
@@ -88,3 +91,82 @@ def test_halves_are_the_first_and_second_half_of_the_passes():
     assert timing.halves() == ([1.0, 2.0], [1.05, 2.5])
     assert timing.repeatability() == 0.5
     assert timing.seconds() == [pytest.approx(1.025), pytest.approx(2.25)]
+
+
+def test_lower_quartile_by_hand():
+    # position 0.25 * (n - 1) of the sorted samples, interpolated (numpy's default)
+    assert lower_quartile([5.0, 1.0, 4.0, 2.0, 3.0]) == 2.0        # position 1
+    assert lower_quartile([4.0, 3.0, 2.0, 1.0]) == pytest.approx(1.75)  # position 0.75
+    assert lower_quartile([7.0]) == 7.0
+    assert get_statistic("q25") is lower_quartile
+
+
+def test_round_robin_brackets_every_sample_with_the_reference():
+    clock = FakeClock()
+    a, b, ref = clock.fn("a", [1.0]), clock.fn("b", [3.0]), clock.fn("r", [0.5])
+    trace: list[float] = [9.0]  # an earlier group's reference sample: indices continue after it
+    samples, after = round_robin([a, b], rounds=2, inner=[1, 1], clock=clock, reference=ref,
+                                 reference_inner=2, trace=trace)
+    assert clock.calls == ["r", "r", "a", "r", "r", "b", "r", "r"] * 2
+    assert samples == [[1.0, 1.0], [3.0, 3.0]]
+    assert trace == [9.0] + [0.5] * 6
+    assert after == [[2, 5], [3, 6]]  # the reference sample right after each sample
+
+
+def test_local_reference_is_the_median_of_the_neighbours():
+    trace = [1.0, 2.0, 3.0, 4.0, 5.0, 60.0]
+    assert local_reference(trace, 3, 0) == 3.5   # the two that bracket the sample: 3 and 4
+    assert local_reference(trace, 3, 1) == 3.5   # 2, 3 | 4, 5
+    assert local_reference(trace, 4, 1) == 4.5   # 3, 4 | 5, 60: the outlier does not count
+    assert local_reference(trace, 1, 2) == 2.5   # at the start: 1 | 2, 3, 4
+
+
+def test_reference_units_cancel_a_machine_that_slows_down():
+    # the machine runs at half speed in the second half: the item takes 1 s then 2 s per call,
+    # the reference 0.1 s then 0.2 s. Reference units: 10 throughout; at reference_s = 0.15 s
+    # that is 1.5 s in both halves, which agree; in plain seconds 1 vs 2 do not.
+    timing = Timing([[[1.0, 1.0], [2.0, 2.0]]], "median", [[[0.1, 0.1], [0.2, 0.2]]], 0.15)
+    assert timing.seconds() == [pytest.approx(1.5)]
+    assert timing.halves() == ([pytest.approx(1.5)], [pytest.approx(1.5)])
+    assert timing.repeatability() == 1.0
+    assert timing.raw().halves() == ([1.0], [2.0])
+    assert timing.raw().repeatability() == 0.0  # same +-10 % test, plain seconds
+
+
+def test_time_groups_counts_in_reference_units():
+    clock = FakeClock()
+    # after the 10th call everything doubles: the item 1 s -> 2 s, the reference 0.25 -> 0.5 s
+    state = {"calls": 0}
+
+    def slowing(name: str, cost: float):
+        def call() -> None:
+            clock.calls.append(name)
+            state["calls"] += 1
+            clock.now += cost * (2.0 if state["calls"] > 10 else 1.0)
+        return call
+
+    f, ref = slowing("f", 1.0), slowing("r", 0.25)
+    # sizing: f, r (target 0 s, warmup 0) = calls 1-2; then each round r, f, r: f is call
+    # 4, 7, 10 and 13; the reference samples are calls 3, 5, 6, 8, 9 (0.25) and 11, 12, 14 (0.5)
+    timing = time_groups([[f]], rounds=4, passes=2, target_s=0.0, clock=clock, warmup=0,
+                         reference=ref, reference_target_s=0.0, reference_window=0)
+    assert clock.calls == ["f", "r"] + ["r", "f", "r"] * 4
+    assert timing.samples == [[[1.0, 1.0], [1.0, 2.0]]]
+    # brackets: (3, 5), (6, 8), (9, 11) -> (0.25 + 0.5) / 2, (12, 14)
+    assert timing.references == [[[0.25, 0.25], [0.375, 0.5]]]
+    assert timing.reference_s == 0.25  # the median of the eight reference samples
+    first, second = timing.halves()
+    assert first == [pytest.approx(1.0)]  # 1 / 0.25 x 0.25
+    assert second == [pytest.approx(0.5 * (1 / 0.375 + 2 / 0.5) * 0.25)]  # 0.8333
+    fixed = time_groups([[slowing("g", 1.0)]], rounds=2, passes=1, target_s=0.0, clock=clock,
+                        warmup=0, reference=slowing("q", 0.25), reference_s=1.0)
+    assert fixed.reference_s == 1.0  # a calibrated reference time is kept, not re-measured
+
+
+def test_time_groups_times_with_the_garbage_collector_off():
+    seen = []
+    assert gc.isenabled()
+    time_groups([[lambda: seen.append(gc.isenabled())]], rounds=2, passes=1, target_s=0.0,
+                warmup=0)
+    assert seen[-2:] == [False, False]  # the timed calls
+    assert gc.isenabled()  # restored
