@@ -29,10 +29,13 @@ from dse.errors import ConfigError
 from dse.models.exits import build_branch
 from dse.train.backbone import ensure_backbone
 from dse.train.cache_budget import budget_samples
-from dse.train.features import SPLITS, build_feature_cache
+from dse.train.features import SPLITS, FeatureCache, build_feature_cache
 from dse.train.streamed import StreamedFeatures, choose_source, describe_choice
 
 Log = Callable[[str], None]
+#: a feature cache up to this size is held in memory during a search (digits: 15 MiB); a
+#: larger one is read from its file batch by batch (bounded memory)
+RESIDENT_BYTES = 256 * 2 ** 20
 
 
 def _stderr(msg: str) -> None:
@@ -220,7 +223,21 @@ def _features(s: StudySettings, backbone: Any, splits: Any, device: Any,
     features = build_feature_cache(backbone, splits, dtype=s.feature_dtype,
                                    max_samples=s.max_samples, device=device, seed=s.seed,
                                    dataset_key=s.dataset, progress=progress, log=log)
-    return features.to(device) if device.type == "cuda" else features
+    if device.type == "cuda":
+        return features.to(device)
+    return resident(features) if features.nbytes <= RESIDENT_BYTES else features
+
+
+def resident(features: FeatureCache) -> FeatureCache:
+    """The same cache (same values, same keys) with every split's features read into memory
+    once: a trial's minibatches are then indexed in memory instead of read row by row from
+    the file (a twentieth of a digits search's time)."""
+    splits = {}
+    for name, s in features.splits.items():
+        rows = torch.arange(len(s))
+        splits[name] = replace(s, features={b: s.rows(b, rows) for b in s.features}, readers={})
+    return FeatureCache(features.blocks, features.shapes, features.num_classes, features.dtype,
+                        splits, dict(features.keys))
 
 
 def _accuracy(features: Any, split: str) -> float:

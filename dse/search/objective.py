@@ -7,7 +7,9 @@
    are computed once (:class:`~dse.evaluation.ExitOutputs`). Training depends only on the
    *structure* (blocks, branch, loss, labels, steps, lr, ...), not on the criterion or thresholds,
    so its outputs are memoised per structure and its seed is ``hash(study seed, structure)``:
-   the same structure gives the same exits in any trial, worker or re-run.
+   the same structure gives the same exits in any trial, worker or re-run. The trained
+   exits are kept in the dse cache (:mod:`dse.train.saved_exits`), so the report's fine-tuning
+   subsets, ``dse train --init proxy`` and a resumed study load them instead of re-training.
    With ``training.labels: pseudo`` the val outputs are labelled by the frozen backbone's own
    predictions (:meth:`~dse.evaluation.ExitOutputs.pseudo_labelled`), so training, the val
    objectives, the accuracy-drop constraint (against the backbone's 100 % agreement with itself)
@@ -37,7 +39,8 @@ from dse.design import Design, RunConfig
 from dse.evaluation import evaluate, sweep
 from dse.models.criteria import CRITERIA
 from dse.models.placement import place as place_rule
-from dse.train.proxy import result_outputs, train_design
+from dse.train.proxy import result_outputs
+from dse.train.saved_exits import trained_exits
 
 #: threshold values in a trial's stored sweep
 SWEEP_POINTS = 25
@@ -140,8 +143,8 @@ def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo
         return hit
     seed = proxy_seed(ctx.settings.seed, key)
     final = costs.macs[-1] or 1
-    result = train_design(ctx.features, d, blocks, ctx.info.num_classes, seed=seed,
-                          exit_costs=[m / final for m in costs.macs], device=ctx.device)
+    result, _ = trained_exits(ctx.features, d, blocks, ctx.info.num_classes, seed=seed,
+                              exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
     if d.training.labels == "pseudo":
         val = val.pseudo_labelled()
