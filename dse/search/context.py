@@ -29,7 +29,7 @@ from dse.errors import ConfigError
 from dse.models.exits import build_branch
 from dse.train.backbone import ensure_backbone
 from dse.train.cache_budget import budget_samples
-from dse.train.features import SPLITS, FeatureCache, build_feature_cache
+from dse.train.features import SPLITS, build_feature_cache
 from dse.train.streamed import StreamedFeatures, choose_source, describe_choice
 
 Log = Callable[[str], None]
@@ -228,16 +228,15 @@ def _features(s: StudySettings, backbone: Any, splits: Any, device: Any,
     return resident(features) if features.nbytes <= RESIDENT_BYTES else features
 
 
-def resident(features: FeatureCache) -> FeatureCache:
-    """The same cache (same values, same keys) with every split's features read into memory
-    once: a trial's minibatches are then indexed in memory instead of read row by row from
-    the file (a twentieth of a digits search's time)."""
+def resident(features: Any) -> Any:
+    """The same :class:`~dse.train.features.FeatureCache` (same values, same keys) with every
+    split's features read into memory once: a trial's minibatches are then indexed in memory
+    instead of read row by row from the file (a twentieth of a digits search's time)."""
     splits = {}
     for name, s in features.splits.items():
         rows = torch.arange(len(s))
         splits[name] = replace(s, features={b: s.rows(b, rows) for b in s.features}, readers={})
-    return FeatureCache(features.blocks, features.shapes, features.num_classes, features.dtype,
-                        splits, dict(features.keys))
+    return replace(features, splits=splits, keys=dict(features.keys), _derived={})
 
 
 def _accuracy(features: Any, split: str) -> float:

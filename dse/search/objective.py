@@ -7,9 +7,7 @@
    are computed once (:class:`~dse.evaluation.ExitOutputs`). Training depends only on the
    *structure* (blocks, branch, loss, labels, steps, lr, ...), not on the criterion or thresholds,
    so its outputs are memoised per structure and its seed is ``hash(study seed, structure)``:
-   the same structure gives the same exits in any trial, worker or re-run. The trained
-   exits are kept in the dse cache (:mod:`dse.train.saved_exits`), so the report's fine-tuning
-   subsets, ``dse train --init proxy`` and a resumed study load them instead of re-training.
+   the same structure gives the same exits in any trial, worker or re-run.
    With ``training.labels: pseudo`` the val outputs are labelled by the frozen backbone's own
    predictions (:meth:`~dse.evaluation.ExitOutputs.pseudo_labelled`), so training, the val
    objectives, the accuracy-drop constraint (against the backbone's 100 % agreement with itself)
@@ -136,7 +134,11 @@ def place(ctx: Any, d: Design) -> tuple[int, ...]:
 
 
 def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo: OutputsMemo | None):
-    """(val, test, training info) of the design's structure, trained once per process."""
+    """(val, test, training info) of the design's structure, trained once per process.
+
+    The trained exits are kept in the dse cache (:mod:`dse.train.saved_exits`), so the report's
+    fine-tuning subsets, ``dse train --init proxy`` and a resumed study load them instead of
+    training them again."""
     key = structure_key(d, blocks)
     hit = memo.get(key) if memo is not None else None
     if hit is not None:
