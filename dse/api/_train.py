@@ -10,7 +10,7 @@ from dse.api._checks import at_least, one_of, positive
 from dse.api._config import ConfigLike, code_guard, resolve_config
 from dse.device import select_device, set_threads
 from dse.errors import ConfigError
-from dse.finetune.context import branch_seed, context_for, train_original
+from dse.finetune.context import context_for, train_original
 from dse.finetune.selective import SCORE_SPLITS, SELECTIONS, FinetuneResult, finetune_config
 from dse.finetune.shifts import check_shift
 from dse.paths import check_writable_dir
@@ -182,9 +182,8 @@ def _objective(retune: Any) -> Objective | None:
 def _proxy_exits(config: Any, device: Any, log: Log | None) -> list:
     """The early exits as the search trained them (:func:`dse.finetune.context.train_original`)."""
     if log:
-        log("rebuilding the search's proxy-trained exits (proxy seed "
-            f"{branch_seed(config)}) to start from")
-    original = train_original(config, context_for(config, device, log))
+        log("starting from the search's proxy-trained exits")
+    original = train_original(config, context_for(config, device, log), log=log)
     return list(original.classifiers[:-1])
 
 

@@ -3,8 +3,10 @@ original multi-exit model rebuilt on it (:class:`OriginalModel`) and its shifted
 
 A run configuration holds the structure and the training recipe but no branch weights, so the
 original model is rebuilt as the search built it: the frozen backbone (checkpoint, or the cached
-built-in one), and branches trained by proxy training (:func:`dse.train.proxy.train_design`)
-from the configuration's training spec on the clean (unshifted) training split.
+built-in one), and the branches the search proxy-trained, loaded from the dse cache
+(:mod:`dse.train.saved_exits`), or, when they are not there, trained again by proxy training
+(:func:`dse.train.proxy.train_design`, same seed: the same weights) from the configuration's
+training spec on the clean (unshifted) training split.
 
 Fine-tuning then works on the frozen backbone's features of *shifted* images: every split is
 shifted once (seeded), run through the backbone once, and the inputs of every exit classifier
@@ -32,7 +34,7 @@ from dse.models.exits import build_branch
 from dse.models.multiexit import feature_shapes
 from dse.train.backbone import ensure_backbone
 from dse.train.features import FeatureCache, build_feature_cache
-from dse.train.proxy import train_design
+from dse.train.saved_exits import trained_exits
 
 Log = Callable[[str], None]
 SPLITS = ("train", "val", "test")
@@ -91,6 +93,8 @@ class OriginalModel:
     input_blocks: tuple[int, ...]       #: the block whose output each classifier reads
     costs: list[ExitTrainCost]          #: per-exit training cost (MACs, params)
     exit_macs: list[int]                #: cumulative inference MACs of every exit
+    #: the branches were the search's, loaded from the dse cache (False: trained again)
+    loaded: bool = False
 
     @property
     def num_exits(self) -> int:
@@ -136,10 +140,12 @@ def branch_seed(config: RunConfig) -> int:
 
 
 def train_original(config: RunConfig, ctx: Context, blocks: Sequence[int] | None = None,
-                   seed: int | None = None) -> OriginalModel:
-    """Rebuild the configuration's branches with proxy training; add the backbone's head.
+                   seed: int | None = None, log: Log | None = None) -> OriginalModel:
+    """The configuration's branches as the search proxy-trained them (loaded when kept, else
+    trained again), and the backbone's head.
 
     ``seed`` (default :func:`branch_seed`) initialises the branches and orders the minibatches.
+    ``log`` receives one line saying whether the exits were loaded or trained again.
     """
     blocks = tuple(blocks) if blocks is not None else resolve_blocks(config, ctx)
     source = clean_cache(ctx, blocks)
@@ -147,16 +153,21 @@ def train_original(config: RunConfig, ctx: Context, blocks: Sequence[int] | None
     b_macs = [branch_macs(br, macs.block_out_shapes[b])
               for br, b in zip(_fresh_branches(config, ctx, blocks), blocks)]
     cum = exit_cum_macs(macs.block_macs, macs.head_macs, blocks, b_macs)
-    result = train_design(source, config, blocks, ctx.data.info.num_classes,
-                          seed=branch_seed(config) if seed is None else seed,
-                          exit_costs=[c / cum[-1] for c in cum], device=ctx.device)
+    seed = branch_seed(config) if seed is None else seed
+    result, loaded = trained_exits(source, config, blocks, ctx.data.info.num_classes, seed=seed,
+                                   exit_costs=[c / cum[-1] for c in cum], device=ctx.device)
+    if log is not None:
+        log(f"the search's exits (proxy seed {seed}): "
+            + ("loaded from the dse cache" if loaded else
+               f"not kept, trained again ({config.training.steps} proxy steps)"))
     head = copy.deepcopy(ctx.backbone.head).requires_grad_(True)
     classifiers = nn.ModuleList([*result.branches, head]).cpu()
     reach = macs.cum_macs
     costs = [ExitTrainCost(bm, param_count(br), reach[b])
              for bm, br, b in zip(b_macs, result.branches, blocks)]
     costs.append(ExitTrainCost(macs.head_macs, param_count(head), reach[ctx.last_block]))
-    return OriginalModel(tuple(blocks), classifiers, (*blocks, ctx.last_block), costs, cum)
+    return OriginalModel(tuple(blocks), classifiers, (*blocks, ctx.last_block), costs, cum,
+                         loaded)
 
 
 def _fresh_branches(config: RunConfig, ctx: Context, blocks: Sequence[int]) -> list[nn.Module]:

@@ -351,9 +351,7 @@ def finetune_config(config: RunConfig, shift: str, *, probe_steps: int | None = 
         probe_steps=probe_steps if probe_steps is not None else default_probe_steps(total),
         steps=total, lr=lr if lr is not None else t.lr,
         optimizer=t.optimizer, batch_size=t.batch_size, seed=config.seed)
-    if log is not None:
-        log(f"rebuilding the search's exits (proxy training, {t.steps} steps)")
-    base = train_original(config, ctx, seed=proxy_seed)
+    base = train_original(config, ctx, seed=proxy_seed, log=log)
     shifted = shifted_features(ctx, shift, base.input_blocks, log=log)
     original = shifted_features(ctx, None, base.input_blocks, splits=("test",), log=log)["test"]
     return run_selective(base, shifted, schedule, shift, selection=selection, score_on=score_on,

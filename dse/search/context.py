@@ -35,6 +35,9 @@ from dse.train.features import SPLITS, build_feature_cache
 from dse.train.streamed import StreamedFeatures, choose_source, describe_choice
 
 Log = Callable[[str], None]
+#: a feature cache up to this size is held in memory during a search (digits: 15 MiB); a
+#: larger one is read from its file batch by batch (bounded memory)
+RESIDENT_BYTES = 256 * 2 ** 20
 
 
 def _stderr(msg: str) -> None:
@@ -237,7 +240,20 @@ def _features(s: StudySettings, backbone: Any, splits: Any, device: Any,
     features = build_feature_cache(backbone, splits, dtype=s.feature_dtype,
                                    max_samples=s.max_samples, device=device, seed=s.seed,
                                    dataset_key=s.dataset, progress=progress, log=log)
-    return features.to(device) if device.type == "cuda" else features
+    if device.type == "cuda":
+        return features.to(device)
+    return resident(features) if features.nbytes <= RESIDENT_BYTES else features
+
+
+def resident(features: Any) -> Any:
+    """The same :class:`~dse.train.features.FeatureCache` (same values, same keys) with every
+    split's features read into memory once: a trial's minibatches are then indexed in memory
+    instead of read row by row from the file (a twentieth of a digits search's time)."""
+    splits = {}
+    for name, s in features.splits.items():
+        rows = torch.arange(len(s))
+        splits[name] = replace(s, features={b: s.rows(b, rows) for b in s.features}, readers={})
+    return replace(features, splits=splits, keys=dict(features.keys), _derived={})
 
 
 def _accuracy(features: Any, split: str) -> float:

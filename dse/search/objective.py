@@ -42,7 +42,8 @@ from dse.design import Design, RunConfig
 from dse.evaluation import evaluate, sweep
 from dse.models.criteria import CRITERIA
 from dse.models.placement import place as place_rule
-from dse.train.proxy import result_outputs, train_design
+from dse.train.proxy import result_outputs
+from dse.train.saved_exits import trained_exits
 
 #: threshold values in a trial's stored sweep
 SWEEP_POINTS = 25
@@ -138,15 +139,19 @@ def place(ctx: Any, d: Design) -> tuple[int, ...]:
 
 
 def train_outputs(ctx: Any, d: Design, blocks: tuple[int, ...], costs: Any, memo: OutputsMemo | None):
-    """(val, test, training info) of the design's structure, trained once per process."""
+    """(val, test, training info) of the design's structure, trained once per process.
+
+    The trained exits are kept in the dse cache (:mod:`dse.train.saved_exits`), so the report's
+    fine-tuning subsets, ``dse train --init proxy`` and a resumed study load them instead of
+    training them again."""
     key = structure_key(d, blocks)
     hit = memo.get(key) if memo is not None else None
     if hit is not None:
         return hit
     seed = proxy_seed(ctx.settings.seed, key)
     final = costs.macs[-1] or 1
-    result = train_design(ctx.features, d, blocks, ctx.info.num_classes, seed=seed,
-                          exit_costs=[m / final for m in costs.macs], device=ctx.device)
+    result, _ = trained_exits(ctx.features, d, blocks, ctx.info.num_classes, seed=seed,
+                              exit_costs=[m / final for m in costs.macs], device=ctx.device)
     val = result_outputs(ctx.features, result, "val", device=ctx.device)
     test = result_outputs(ctx.features, result, "test", device=ctx.device)
     info = {"proxy_seed": seed, "train_seconds": round(result.seconds, 3),
