@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 
 from dse.search.storage import open_storage, sqlite_url
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask/tell on dse's heartbeat storage
 def test_sqlite_storage_is_wal_with_normal_sync_and_keeps_what_it_wrote(tmp_path):
     url = sqlite_url(tmp_path / "s.db")
     storage = open_storage(url)
