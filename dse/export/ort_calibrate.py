@@ -44,10 +44,10 @@ average 3.9-4.1): within +-10 % 37 % -> 61 %, MAPE 19.3 % -> 14.8 %, median erro
 +6.5 %, Spearman 0.996 both; at load 4.3-5: MAPE 48.7 % -> 37.9 %, median +44 % -> +29 %. Two
 full runs interleaved (old code, then this; loads 3.0-5.0): within 20 % -> 37 %, MAPE 27.8 %
 -> 18.8 %, median +23 % -> +12 % (PyTorch, unchanged, -6 % -> +38 %: the machine moved).
-Not removed (loads below 5): digits-resnet (+28-52 %: per-stretch fixed costs, decision and graph runs, not op
-costs) and resnet18 at 224 px (+23-38 %): stage 2's per-MB extra rises from 70-180 to 540-600
-us/MB, driven by composites with 8-16-channel convolutions at 128 px that run 2-4x slower in a
-network than the chained benchmarks say. Fitting stage 1 to the profiler's
+Not removed (loads below 5): digits-resnet (+28-52 %: per-stretch fixed costs, decision and
+graph runs, not op costs) and resnet18 at 224 px (+23-38 %): stage 2's per-MB extra rises from
+70-180 to 540-600 us/MB, driven by composites with 8-16-channel convolutions at 128 px that run
+2-4x slower in a network than the chained benchmarks say. Fitting stage 1 to the profiler's
 kernel times instead was tried and dropped: the profiler times wall clock, which a loaded
 machine inflates.
 """
