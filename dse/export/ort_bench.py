@@ -120,7 +120,8 @@ def chain_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, links: int, 
     return op_runner(chained, x, threads, provider)
 
 
-def _with_own_tensors(f: Callable[[torch.Tensor], Any], scale: float) -> Callable[[torch.Tensor], Any]:
+def _with_own_tensors(f: Callable[[torch.Tensor], Any],
+                      scale: float) -> Callable[[torch.Tensor], Any]:
     """``f`` with its tensor default arguments (a micro-benchmark's weights, statistics or
     second operand) replaced by copies times ``scale``: each link of a chain reads its own
     weights, as the layers of a network do, rather than the previous link's, hot in cache
