@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import types
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -95,6 +96,41 @@ def op_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int,
                                    providers=providers)
     feed = {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)}
     return lambda: session.run(None, feed)
+
+
+def chain_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, links: int, threads: int,
+                 provider: str = DEFAULT_PROVIDER) -> Callable[[], Any] | None:
+    """A call running ``f`` ``links`` times in a row (``f(f(x))`` for 2) as one graph, or None
+    when ``f`` does not keep its input's shape (a chain needs its output to feed it again).
+
+    Timed against the one-op graph of :func:`op_runner`, the difference is what one more ``f``
+    costs inside a graph: the run's fixed cost and what ONNX Runtime does at the graph's edges
+    (layout reorders around blocked-layout convolutions, the output's copy to numpy) cancel
+    (:func:`dse.export.ort_calibrate.in_network_seconds`)."""
+    with torch.no_grad():
+        if tuple(f(x.clone()).shape) != tuple(x.shape):
+            return None
+
+    copies = [_with_own_tensors(f, 1.0 - 1e-3 * n) for n in range(links)]
+
+    def chained(z: torch.Tensor) -> Any:
+        for g in copies:
+            z = g(z)
+        return z
+    return op_runner(chained, x, threads, provider)
+
+
+def _with_own_tensors(f: Callable[[torch.Tensor], Any],
+                      scale: float) -> Callable[[torch.Tensor], Any]:
+    """``f`` with its tensor default arguments (a micro-benchmark's weights, statistics or
+    second operand) replaced by copies times ``scale``: each link of a chain reads its own
+    weights, as the layers of a network do, rather than the previous link's, hot in cache
+    (and distinct values, so no exporter or graph optimiser shares them)."""
+    defaults = getattr(f, "__defaults__", None)
+    if not defaults or not isinstance(f, types.FunctionType):
+        return f
+    own = tuple(d.clone() * scale if isinstance(d, torch.Tensor) else d for d in defaults)
+    return types.FunctionType(f.__code__, f.__globals__, f.__name__, own, f.__closure__)
 
 
 def write_cut_bundle(model: MultiExitNet, input_shape: Sequence[int], folder: str | os.PathLike,
