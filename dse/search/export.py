@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-
 from dse.design import config_from_section, save_config
 from dse.search.schema import (TRIAL, front_trials, is_feasible, objectives, same_values,
                                trial_attrs)
