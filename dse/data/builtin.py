@@ -65,14 +65,20 @@ def official_test_splits(
 
 # ---------------------------------------------------------------- CIFAR (python pickles)
 
+def cifar_folder(path: Path, folder_name: str, first_file: str) -> Path:
+    """The folder holding the CIFAR files: ``path``, or its extracted ``folder_name`` when
+    the parent of the extracted folder was given."""
+    if not (path / first_file).exists() and (path / folder_name).is_dir():
+        return path / folder_name
+    return path
+
+
 def _cifar(name: str, path: Path | None, folder_name: str, train_files: Sequence[str],
            test_file: str, meta: tuple[str, str], label_key: str, num_classes: int,
            default_names: Sequence[str], seed: int, input_size: int | None) -> DataSplits:
     listing = "data_batch_1..5" if len(train_files) == 5 else ", ".join(train_files)
     expected = f"the extracted {folder_name} folder ({listing}, {test_file}, {meta[0]})"
-    folder = require_folder(name, path, expected)
-    if not (folder / train_files[0]).exists() and (folder / folder_name).is_dir():
-        folder = folder / folder_name  # the parent of the extracted folder was given
+    folder = cifar_folder(require_folder(name, path, expected), folder_name, train_files[0])
     for fname in (*train_files, test_file):
         if not (folder / fname).is_file():
             raise DataError(f"{folder}: no '{fname}'; expected {expected}")
@@ -113,7 +119,7 @@ IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _find_idx(name: str, folder: Path, stem: str) -> Path:
+def find_idx(name: str, folder: Path, stem: str) -> Path:
     """``stem`` or ``stem.gz`` (also the ``train-images.idx3-ubyte`` spelling, and ``raw/``)."""
     dotted = stem.replace("-idx", ".idx")
     for base in (folder, folder / "raw"):
@@ -125,8 +131,8 @@ def _find_idx(name: str, folder: Path, stem: str) -> Path:
 
 
 def _idx_pair(name: str, folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    img_path = _find_idx(name, folder, f"{prefix}-images-idx3-ubyte")
-    lab_path = _find_idx(name, folder, f"{prefix}-labels-idx1-ubyte")
+    img_path = find_idx(name, folder, f"{prefix}-images-idx3-ubyte")
+    lab_path = find_idx(name, folder, f"{prefix}-labels-idx1-ubyte")
     images = read_idx(img_path, IDX_IMAGES_MAGIC)
     labels = read_idx(lab_path, IDX_LABELS_MAGIC).astype(np.int64)
     if images.shape[0] != labels.shape[0]:

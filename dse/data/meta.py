@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from dse.data.builtin import cifar_folder, find_idx
 from dse.data.pickle_outline import pickle_outline
 from dse.data.registry import parse_spec
 from dse.data.splits import VAL_FRACTION, split_counts
@@ -54,34 +55,28 @@ def _cifar_count(path: Path, label_key: str) -> int:
 def _cifar(name: str, folder_name: str, train: Sequence[str], test: str, label_key: str,
            classes: int) -> Callable[[Path, int | None], DataMeta]:
     def meta(path: Path, input_size: int | None) -> DataMeta:
-        folder = path
-        if not (folder / train[0]).exists() and (folder / folder_name).is_dir():
-            folder = folder / folder_name  # the parent of the extracted folder, as the loader
+        folder = cifar_folder(path, folder_name, train[0])
         n_train = sum(_cifar_count(folder / f, label_key) for f in train)
         return _official(name, classes, 3, 32, n_train, _cifar_count(folder / test, label_key),
                          input_size)
     return meta
 
 
-def _idx_count(folder: Path, stem: str) -> tuple[int, int]:
-    """(images, rows) from an IDX images header, gzipped or not (16 bytes read)."""
-    for base in (folder, folder / "raw"):
-        for candidate in (stem, stem.replace("-idx", ".idx")):
-            for suffix, opener in (("", open), (".gz", gzip.open)):
-                p = base / (candidate + suffix)
-                if p.is_file():
-                    with opener(p, "rb") as f:
-                        head = f.read(16)
-                    if len(head) < 16:
-                        raise ValueError(f"{p}: truncated")
-                    return int.from_bytes(head[4:8], "big"), int.from_bytes(head[8:12], "big")
-    raise ValueError(f"{folder}: no {stem}")
+def _idx_count(name: str, folder: Path, stem: str) -> tuple[int, int]:
+    """(images, rows) from an IDX images header, gzipped or not (16 bytes read), found where
+    the loader finds it (:func:`dse.data.builtin.find_idx`)."""
+    p = find_idx(name, folder, stem)
+    with (gzip.open if p.suffix == ".gz" else open)(p, "rb") as f:
+        head = f.read(16)
+    if len(head) < 16:
+        raise ValueError(f"{p}: truncated")
+    return int.from_bytes(head[4:8], "big"), int.from_bytes(head[8:12], "big")
 
 
 def _idx(name: str) -> Callable[[Path, int | None], DataMeta]:
     def meta(path: Path, input_size: int | None) -> DataMeta:
-        n_train, rows = _idx_count(path, "train-images-idx3-ubyte")
-        n_test, _ = _idx_count(path, "t10k-images-idx3-ubyte")
+        n_train, rows = _idx_count(name, path, "train-images-idx3-ubyte")
+        n_test, _ = _idx_count(name, path, "t10k-images-idx3-ubyte")
         return _official(name, 10, 1, rows, n_train, n_test, input_size)
     return meta
 
@@ -108,5 +103,5 @@ def dataset_meta(spec: str, *, input_size: int | None = None) -> DataMeta | None
         return None
     try:
         return reader(path, input_size)
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, DseError):
         return None
