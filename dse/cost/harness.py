@@ -51,6 +51,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 Clock = Callable[[], float]
 
 
@@ -65,15 +67,11 @@ def trimmed_mean(samples: Sequence[float], trim: float = 0.2) -> float:
 
 
 def lower_quartile(samples: Sequence[float]) -> float:
-    """The 25th percentile, linearly interpolated: position ``0.25 * (n - 1)`` of the sorted
-    samples (numpy's default ``quantile``)."""
-    if not samples:
+    """The 25th percentile, linearly interpolated (numpy's default ``quantile``: position
+    ``0.25 * (n - 1)`` of the sorted samples)."""
+    if len(samples) == 0:
         raise ValueError("no samples")
-    xs = sorted(samples)
-    pos = 0.25 * (len(xs) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (pos - lo) * (xs[hi] - xs[lo])
+    return float(np.quantile(np.asarray(samples, dtype=np.float64), 0.25))
 
 
 #: Statistic of an item's samples (a robust one: a few disturbed samples do not move it).
