@@ -74,12 +74,16 @@ def show(name: str, runtime: str | None, power_mode: str | None, as_json: bool) 
     errors = {n: (dict(r.fit_error) or None) for n, r in profile.runtimes.items()}
     if as_json:
         echo_json({**data, "path": profile.path, "selected": {"runtime": rt.name.partition("@")[0],
-                   "power_mode": mode, "clock_scale": profile.clock_scale(rt)},
+                   "power_mode": mode, "clock_scale": profile.clock_scale(rt),
+                   "sm_scale": profile.sm_scale(rt),
+                   "bandwidth_scale": profile.bandwidth_scale(rt)},
                    "published_error": errors})
         return
     click.echo(f"# {profile.path}")
     click.echo(yaml.safe_dump(data, sort_keys=False, width=100).rstrip())
-    click.echo(f"\n# power mode {mode}: compute at {profile.clock_scale(rt):.2f}x the peak's clock")
+    click.echo(f"\n# power mode {mode}: compute at {profile.clock_scale(rt):.2f}x the peak's clock "
+               f"x {profile.sm_scale(rt):.2f} of the SMs, memory bandwidth at "
+               f"{profile.bandwidth_scale(rt):.2f}x")
     for r in profile.runtimes.values():
         click.echo(f"# {error_line(profile, r)}")
 

@@ -12,8 +12,8 @@ writes only the last output. Without fusion (PyTorch eager) every op is its own 
 Per kernel (a roofline with a fixed cost), with ``p = runtime.op(kind)``::
 
     sat       = prod over d in (M, N, K) of d / (d + p.d_half)          (GEMM shape efficiency)
-    t_compute = 2 * MACs / (peak_gflops[dtype] * clock_scale * p.compute_eff * sat)
-    t_memory  = bytes_moved / (memory_bandwidth * p.memory_eff)
+    t_compute = 2 * MACs / (peak_gflops[dtype] * clock_scale * sm_scale * p.compute_eff * sat)
+    t_memory  = bytes_moved / (memory_bandwidth * bandwidth_scale * p.memory_eff)
     device    = max(t_compute, t_memory) + (1 - p.overlap) * min(t_compute, t_memory)
     host      = p.overhead_us + calls * call_overhead_us
                 + alloc_us_per_mb * new output MB     (outputs >= alloc_min_kb only)
@@ -27,7 +27,10 @@ Tensor Cores), a GEMM whose output or input channels are not multiples of it run
 (dse.cost.published) scale these per class; every host term is multiplied by
 ``Profile.host_scale``: the fit's ``overhead`` times the host CPU clock ratio of the power mode
 (eager PyTorch on a Jetson's ARM cores is host-bound, so a slower CPU clock slows it), while
-compute scales with the power mode's GPU clock (``clock_scale``).
+compute scales with the power mode's GPU clock (``clock_scale``) and the fraction of SMs it
+leaves on (``sm_scale``: its GPU TPCs over the device's), and memory traffic with its EMC clock
+(``bandwidth_scale``: bandwidth proportional to the memory clock, our choice). All three are 1
+in a mode that does not cap them (see dse.cost.profiles).
 
 The allocation term is what an eager CPU runtime pays for a large output: the C allocator
 hands out fresh pages (mmap above its threshold, 128 KiB by default in glibc) and every page
@@ -40,7 +43,9 @@ SMs. Besides each dimension's own half size, ``sat`` has an output-size factor
 each) spread over its SMs, and a batch-1 layer whose output covers few tiles leaves SMs idle
 (wave quantisation), however large K is. The shipped Jetson FP16/INT8 runtimes set it to one 128 x 128
 output tile per SM (``mn_half = SMs x 16384``, our choice: the fits to published rows put it
-at 0.3-0.5 x two tiles per SM). This is what sets VGG-16 apart from the ResNets: at every
+at 0.3-0.5 x two tiles per SM). A power mode with fewer TPCs has fewer SMs to fill, so the
+model multiplies ``mn_half`` by ``sm_scale`` where it reads it (:func:`saturation`); the
+profile's stored value stays the full device's. This is what sets VGG-16 apart from the ResNets: at every
 resolution VGG's layers are 4x wider (256 channels at 56 x 56 against 64; M x N of 0.1-3.2 M
 against 0.025-0.2 M), so they reach a larger fraction of the peak; without the factor, a fit to
 the ResNets alone predicted VGG-16 1.5-3x too slow (benchmarks/published_latency.py, README). ``overlap`` = 1 is the classic roofline (compute and memory traffic overlap, GPUs); 0 adds
@@ -129,16 +134,17 @@ def kernels(records: Sequence[LayerRecord], fusion: bool) -> list[Kernel]:
     return out
 
 
-def saturation(gemm: Sequence[int], p: "OpParams") -> float:
+def saturation(gemm: Sequence[int], p: "OpParams", sm_scale: float = 1.0) -> float:
     """prod d / (d + d_half) over the GEMM dims that have a half-saturation size, times
-    MN / (MN + mn_half) for the output size (see the module docstring)."""
+    MN / (MN + mn_half * sm_scale) for the output size: with a fraction ``sm_scale`` of the SMs
+    on, fewer output tiles fill them (see the module docstring)."""
     sat = 1.0
     for d, half in zip(gemm, (p.m_half, p.n_half, p.k_half)):
         if half > 0 and d > 0:
             sat *= d / (d + half)
-    out = gemm[0] * gemm[1]
-    if p.mn_half > 0 and out > 0:
-        sat *= out / (out + p.mn_half)
+    out, mn_half = gemm[0] * gemm[1], p.mn_half * sm_scale
+    if mn_half > 0 and out > 0:
+        sat *= out / (out + mn_half)
     return sat
 
 
@@ -154,8 +160,11 @@ _GEMM_KINDS = ("conv", "conv_gemm", "pwconv", "linear")
 
 
 def kernel_time_us(k: Kernel, device: "Device", runtime: "Runtime",
-                   clock_scale: float = 1.0, host_scale: float = 1.0) -> tuple[float, float]:
-    """(host_us, device_us) of one kernel; see the module docstring for the formula."""
+                   clock_scale: float = 1.0, host_scale: float = 1.0,
+                   bandwidth_scale: float = 1.0, sm_scale: float = 1.0) -> tuple[float, float]:
+    """(host_us, device_us) of one kernel; see the module docstring for the formula. The scales
+    are the power mode's (dse.cost.profiles.Profile: clock_scale, host_scale, bandwidth_scale,
+    sm_scale); 1 is the device as its peaks are written."""
     host = k.calls * runtime.call_overhead_us + alloc_us(k, runtime)
     if k.kind == "call":
         return host * host_scale, 0.0
@@ -164,23 +173,26 @@ def kernel_time_us(k: Kernel, device: "Device", runtime: "Runtime",
     host = (host + p.overhead_us) * host_scale
     t_compute = 0.0
     if k.macs:
-        flops_per_us = device.peak_gflops[runtime.dtype] * 1e3 * clock_scale
+        flops_per_us = device.peak_gflops[runtime.dtype] * 1e3 * clock_scale * sm_scale
         eff = p.compute_eff
         if (runtime.tensor_core_align and kind in _GEMM_KINDS
                 and not k.tensor_core_aligned(runtime.tensor_core_align)):
             eff *= runtime.unaligned_eff
-        t_compute = 2.0 * k.macs / (flops_per_us * eff * saturation(k.gemm, p))
-    t_memory = k.bytes_moved(runtime.dtype_bytes) / (device.memory_bandwidth_gbs * 1e3 * p.memory_eff)
+        t_compute = 2.0 * k.macs / (flops_per_us * eff * saturation(k.gemm, p, sm_scale))
+    bytes_per_us = device.memory_bandwidth_gbs * 1e3 * bandwidth_scale * p.memory_eff
+    t_memory = k.bytes_moved(runtime.dtype_bytes) / bytes_per_us
     hi, lo = max(t_compute, t_memory), min(t_compute, t_memory)
     return host, hi + (1.0 - p.overlap) * lo
 
 
 def segment_time_us(records: Sequence[LayerRecord], device: "Device", runtime: "Runtime",
-                    clock_scale: float = 1.0, host_scale: float = 1.0) -> tuple[float, float]:
-    """(host_us, device_us) summed over a segment's kernels."""
+                    clock_scale: float = 1.0, host_scale: float = 1.0,
+                    bandwidth_scale: float = 1.0, sm_scale: float = 1.0) -> tuple[float, float]:
+    """(host_us, device_us) summed over a segment's kernels (scales: :func:`kernel_time_us`)."""
     host = dev = 0.0
     for k in kernels(records, runtime.fusion):
-        h, d = kernel_time_us(k, device, runtime, clock_scale, host_scale)
+        h, d = kernel_time_us(k, device, runtime, clock_scale, host_scale, bandwidth_scale,
+                              sm_scale)
         host += h
         dev += d
     return host, dev
@@ -206,15 +218,16 @@ def _runtime_of(profile: "Profile", runtime: "Runtime | str | None") -> "Runtime
 def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None" = None) -> LatencyPrediction:
     """Latency of every exit of ``net`` on ``profile`` with ``runtime`` (default: the profile's)."""
     rt = _runtime_of(profile, runtime)
-    scale, hs = profile.clock_scale(rt), profile.host_scale(rt)
+    hs = profile.host_scale(rt)
+    scales = (profile.clock_scale(rt), hs, profile.bandwidth_scale(rt), profile.sm_scale(rt))
     dev = profile.device
 
     def combine(host: float, device_us: float) -> float:
         return max(host, device_us) if rt.async_launch else host + device_us
 
-    blocks = [segment_time_us(b, dev, rt, scale, hs) for b in net.blocks]
-    branches = [segment_time_us(b, dev, rt, scale, hs) for b in net.branches]
-    head = segment_time_us(net.head, dev, rt, scale, hs)
+    blocks = [segment_time_us(b, dev, rt, *scales) for b in net.blocks]
+    branches = [segment_time_us(b, dev, rt, *scales) for b in net.branches]
+    head = segment_time_us(net.head, dev, rt, *scales)
 
     def stretch(parts: Sequence[tuple[float, float]]) -> float:
         runs = 2 * rt.graph_run_overhead_us  # a segment and an exit head

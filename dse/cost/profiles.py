@@ -7,6 +7,20 @@ latency model (:mod:`dse.cost.latency`) needs per op kind: efficiency against th
 compute and bandwidth, per-kernel overhead, and GEMM half-saturation sizes; plus per-exit decision
 overhead, per-inference overhead, fusion, and power for energy.
 
+Power modes (``device.power_modes``, nvpmodel modes on Jetsons) each give ``budget_w`` and the
+GPU ``clock_mhz``, and optionally what else the mode caps, each scaled against the device's own
+value (a mode that omits a field runs as the device):
+
+* ``cpu_mhz`` (against ``device.cpu_clock_mhz``): host CPU clock; host costs scale by its inverse.
+* ``emc_mhz`` (against ``device.emc_mhz``, the memory clock of ``memory_bandwidth_gbs``): memory
+  bandwidth scales with it (our choice: bandwidth proportional to the EMC clock, as the data
+  sheets' peak is bus width x transfer rate; latencies and refresh are ignored). It may exceed
+  the device's (Xavier NX's 20 W modes run the memory at 1866 MHz, its data sheet's 51.2 GB/s
+  is at 1600 MHz).
+* ``gpu_tpcs`` (an integer, at most ``device.gpu_tpcs``): GPU TPCs left on. Peak compute and
+  the convolutions' occupancy size ``mn_half`` (one output tile per SM) scale with the fraction
+  of SMs on (our choice: every TPC holds the same SMs, and nothing else changes).
+
 Raw YAML dicts live only in this loader: it rejects unknown keys, missing fields, wrong types and
 out-of-range numbers with one line naming the file and the key, and returns frozen dataclasses.
 Shipped profiles are found in ``hardware_profiles/`` (located by :mod:`dse.resources`) and in the
@@ -54,10 +68,14 @@ class OpParams:
 
 @dataclass(frozen=True)
 class PowerMode:
+    """One nvpmodel mode: its power budget and the clocks and units it caps (None: as the device)."""
+
     name: str
     budget_w: float
     clock_mhz: float
     cpu_mhz: float | None = None           # host CPU clock in this mode (None: as the default)
+    emc_mhz: float | None = None           # memory (EMC) clock; scales the bandwidth
+    gpu_tpcs: int | None = None            # GPU TPCs left on; scales compute and mn_half
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,8 @@ class Device:
     default_power_mode: str
     sources: tuple[str, ...] = ()
     cpu_clock_mhz: float | None = None     # host CPU clock at which the host costs hold
+    emc_mhz: float | None = None           # memory (EMC) clock at which memory_bandwidth_gbs holds
+    gpu_tpcs: int | None = None            # GPU TPCs at which peak_gflops and mn_half hold
 
 
 @dataclass(frozen=True)
@@ -169,8 +189,8 @@ class Profile:
         nvpmodel name on Jetsons); the returned runtime is named ``NAME@MODE``. The mode's
         budget bounds the average power: its ``power_w`` is ``min(power_w, budget_w)``, so
         energy per inference (``power_w x latency``, dse.cost.latency.energy_mj) never exceeds
-        the mode's watts x the latency in that mode (its clocks: :meth:`clock_scale`,
-        :meth:`host_scale`).
+        the mode's watts x the latency in that mode (its clocks and units: :meth:`clock_scale`,
+        :meth:`host_scale`, :meth:`bandwidth_scale`, :meth:`sm_scale`).
         """
         key, _, mode = (name or "").partition("@")
         key = key or self.default_runtime
@@ -203,6 +223,20 @@ class Profile:
         mode, base = self.power_mode(runtime).cpu_mhz, self.device.cpu_clock_mhz
         clock = base / mode if mode and base else 1.0
         return runtime.host_scale * clock
+
+    def bandwidth_scale(self, runtime: Runtime) -> float:
+        """Memory bandwidth factor of the mode: its EMC clock over the device's (our choice:
+        bandwidth proportional to the memory clock, as the data sheets' peak is bus width x
+        transfer rate; 1 when either clock is not given)."""
+        mode, base = self.power_mode(runtime).emc_mhz, self.device.emc_mhz
+        return mode / base if mode and base else 1.0
+
+    def sm_scale(self, runtime: Runtime) -> float:
+        """Fraction of the device's SMs the mode leaves on: its GPU TPCs over the device's
+        (every TPC holds the same number of SMs). Peak compute and the occupancy size mn_half
+        scale with it (dse.cost.latency); 1 when either count is not given."""
+        mode, base = self.power_mode(runtime).gpu_tpcs, self.device.gpu_tpcs
+        return mode / base if mode and base else 1.0
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -250,6 +284,16 @@ class _Checker:
             self.fail(name, f"must be a non-empty string, got {value!r}")
         if choices and value not in choices:
             self.fail(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def integer(self, raw: dict, where: str, key: str, low: int = 1, high: int | None = None,
+                high_name: str = "") -> int:
+        value = raw.get(key)
+        name = f"{where}.{key}" if where else key
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            self.fail(name, f"must be an integer >= {low}, got {value!r}")
+        if high is not None and value > high:
+            self.fail(name, f"must be <= {high_name} ({high}), got {value!r}")
         return value
 
     def flag(self, raw: dict, where: str, key: str, default: bool) -> bool:
@@ -338,23 +382,42 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
     )
 
 
+def _power_mode(c: _Checker, name: str, body: Any, device_emc: float | None,
+                device_tpcs: int | None) -> PowerMode:
+    """One ``device.power_modes`` entry; ``emc_mhz`` and ``gpu_tpcs`` need the device's own,
+    which they are scaled against, and a mode cannot turn on more TPCs than the device has."""
+    where = f"device.power_modes.{name}"
+    c.mapping(body, where, {"budget_w", "clock_mhz"}, {"notes", "cpu_mhz", "emc_mhz", "gpu_tpcs"})
+    cpu = c.number(body, where, "cpu_mhz", low_open=True) if "cpu_mhz" in body else None
+    emc = tpcs = None
+    if "emc_mhz" in body:
+        if device_emc is None:
+            c.fail(f"{where}.emc_mhz", "needs device.emc_mhz (the memory clock of "
+                   "memory_bandwidth_gbs) to scale the bandwidth against")
+        emc = c.number(body, where, "emc_mhz", low_open=True)
+    if "gpu_tpcs" in body:
+        if device_tpcs is None:
+            c.fail(f"{where}.gpu_tpcs", "needs device.gpu_tpcs (the GPU's TPC count) to scale "
+                   "compute against")
+        tpcs = c.integer(body, where, "gpu_tpcs", high=device_tpcs,
+                         high_name="device.gpu_tpcs")
+    return PowerMode(name, c.number(body, where, "budget_w"),
+                     c.number(body, where, "clock_mhz", low_open=True), cpu, emc, tpcs)
+
+
 def _device(c: _Checker, raw: Any) -> Device:
     c.mapping(raw, "device", {"kind", "clock_mhz", "peak_gflops", "memory_bandwidth_gbs",
                               "power_modes", "default_power_mode"},
-              {"sources", "notes", "cpu_clock_mhz"})
+              {"sources", "notes", "cpu_clock_mhz", "emc_mhz", "gpu_tpcs"})
     peaks = c.mapping(raw["peak_gflops"], "device.peak_gflops", set(), set(DTYPE_BYTES))
     if not peaks:
         c.fail("device.peak_gflops", "must name at least one dtype (fp32, fp16, bf16, int8)")
+    emc = c.number(raw, "device", "emc_mhz", low_open=True) if "emc_mhz" in raw else None
+    tpcs = c.integer(raw, "device", "gpu_tpcs") if "gpu_tpcs" in raw else None
     modes_raw = raw["power_modes"]
     if not isinstance(modes_raw, dict) or not modes_raw:
         c.fail("device.power_modes", f"must be a non-empty mapping, got {modes_raw!r}")
-    modes = {}
-    for mode, body in modes_raw.items():
-        where = f"device.power_modes.{mode}"
-        c.mapping(body, where, {"budget_w", "clock_mhz"}, {"notes", "cpu_mhz"})
-        cpu = c.number(body, where, "cpu_mhz", low_open=True) if "cpu_mhz" in body else None
-        modes[str(mode)] = PowerMode(str(mode), c.number(body, where, "budget_w"),
-                                     c.number(body, where, "clock_mhz", low_open=True), cpu)
+    modes = {str(m): _power_mode(c, str(m), body, emc, tpcs) for m, body in modes_raw.items()}
     default_mode = c.string(raw, "device", "default_power_mode", choices=tuple(modes))
     return Device(
         kind=c.string(raw, "device", "kind", choices=("gpu", "cpu")),
@@ -365,6 +428,7 @@ def _device(c: _Checker, raw: Any) -> Device:
         sources=c.strings(raw, "device", "sources"),
         cpu_clock_mhz=(c.number(raw, "device", "cpu_clock_mhz", low_open=True)
                        if "cpu_clock_mhz" in raw else None),
+        emc_mhz=emc, gpu_tpcs=tpcs,
     )
 
 
@@ -525,7 +589,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
 
     def mode(m: PowerMode) -> dict[str, Any]:
         return {"budget_w": m.budget_w, "clock_mhz": m.clock_mhz,
-                **({"cpu_mhz": m.cpu_mhz} if m.cpu_mhz else {})}
+                **{k: getattr(m, k) for k in ("cpu_mhz", "emc_mhz", "gpu_tpcs") if getattr(m, k)}}
 
     return {
         "name": profile.name, "description": profile.description,
@@ -537,7 +601,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             "memory_bandwidth_gbs": _round(dev.memory_bandwidth_gbs),
             "power_modes": {m.name: mode(m) for m in dev.power_modes.values()},
             "default_power_mode": dev.default_power_mode, "sources": list(dev.sources),
-            **({"cpu_clock_mhz": dev.cpu_clock_mhz} if dev.cpu_clock_mhz else {}),
+            **{k: getattr(dev, k) for k in ("cpu_clock_mhz", "emc_mhz", "gpu_tpcs")
+               if getattr(dev, k)},
         },
         "runtimes": {name: runtime(rt) for name, rt in profile.runtimes.items()},
         **({"fitted_to": [{k: v for k, v in r.__dict__.items()
