@@ -133,3 +133,31 @@ def test_export_and_run_are_the_commands(tmp_path, digits_checkpoint):
     assert r["images"] == 20 and 0 <= r["accuracy"] <= 100
     with pytest.raises(DseError, match="nowhere"):
         run(tmp_path / "nowhere")
+
+
+def test_latency_of_a_one_thread_host_profile_ignores_the_process_thread_count(tmp_path):
+    """A calibrated host runtime (threads: 1) prices eager PyTorch's im2col path for 1x1
+    convolutions apart; the prediction must not depend on how many threads the predicting
+    process runs (a search trains on every core)."""
+    import dataclasses
+
+    import torch
+
+    from dse.cost.calibrate import write_profile
+    from dse.cost.profiles import load_profile
+
+    base = load_profile("desktop-cpu")
+    rt = base.runtime()
+    slow = dataclasses.replace(rt.ops["conv"], overhead_us=rt.ops["conv"].overhead_us + 100.0)
+    host = dataclasses.replace(rt, threads=1, ops={**rt.ops, "conv_gemm": slow})
+    profile = dataclasses.replace(base, runtimes={rt.name: host}, fitted_to=())
+    path = write_profile(profile, tmp_path / "h.yaml")
+    before = torch.get_num_threads()
+    try:
+        got = []
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            got.append(latency(profile=str(path), backbone="mobilenetv2", exits=1)["exits"])
+    finally:
+        torch.set_num_threads(before)
+    assert got[0] == got[1]

@@ -53,7 +53,7 @@ def latency(*, profile: str = "jetson", runtime: str | None = None,
                  checkpoint=checkpoint)
     model = a.model
     records = trace_multiexit(model.backbone, inputs.shape, model.exit_blocks, list(model.branches),
-                              batch=batch)
+                              batch=batch, threads=rt.threads)
     pred = predict(records, prof, rt)
     final_block = len(model.backbone.blocks) - 1
     blocks = [*model.exit_blocks, final_block]

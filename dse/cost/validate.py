@@ -205,7 +205,8 @@ def exit_rows(case: Case, model: Any, inputs: InputSpec, exit_macs: Sequence[int
               profile: Profile, rt: Runtime) -> list[dict[str, Any]]:
     """One row per exit of ``model`` (early exits, then the final) with the model's prediction."""
     blocks = list(model.exit_blocks)
-    records = trace_multiexit(model.backbone, inputs.shape, blocks, list(model.branches))
+    records = trace_multiexit(model.backbone, inputs.shape, blocks, list(model.branches),
+                              threads=rt.threads)
     pred = predict(records, profile, rt)
     final_block = len(model.backbone.blocks) - 1
     return [{

@@ -82,7 +82,8 @@ def predict_latency(model, input_shape: Sequence[int], profile: str, runtime: st
     """Per-exit latency (ms) of ``model`` on ``profile``: (LatencyPrediction, profile, runtime)."""
     prof = load_profile(profile)
     rt = prof.runtime(runtime)
-    net = trace_multiexit(model.backbone, tuple(input_shape), model.exit_blocks, list(model.branches))
+    net = trace_multiexit(model.backbone, tuple(input_shape), model.exit_blocks, list(model.branches),
+                          threads=rt.threads)
     return predict(net, prof, rt), prof, rt
 
 

@@ -139,7 +139,8 @@ class SearchContext:
         if key not in self._branch_cache:
             shape = tuple(self.macs.block_out_shapes[block])
             module = build_branch(branch, shape, self.info.num_classes, **dict(params)).eval()
-            records, _ = trace(module, torch.zeros(self.settings.batch, *shape))
+            records, _ = trace(module, torch.zeros(self.settings.batch, *shape),
+                                 self.runtime.threads)
             self._branch_cache[key] = (tuple(records), branch_macs(module, shape))
         return self._branch_cache[key]
 
@@ -192,7 +193,7 @@ def build_context(settings: StudySettings, *, max_exits: int | None = None,
     if max_exits is not None and max_exits > attach:
         raise ConfigError(f"the search space allows {max_exits} exits but backbone {s.backbone} "
                           f"has only {attach} attach points; lower exits.count")
-    records = trace_multiexit(backbone, shape, batch=s.batch)
+    records = trace_multiexit(backbone, shape, batch=s.batch, threads=runtime.threads)
     backbone_ms = predict(records, profile, runtime).backbone_ms
     if cache_budget is not None:
         s = _apply_budget(s, backbone, splits, cache_budget, device, log)

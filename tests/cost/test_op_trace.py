@@ -112,3 +112,26 @@ def test_pad_is_its_own_kind_with_counted_elements():
     pad = records[1]
     assert (pad.in_elems, pad.out_elems) == (2 * 2 * 2, 6 * 2 * 2)  # reads 8, writes 24
     assert classify("pad", (x, (1, 1)), {}) == "pad"
+
+
+def test_trace_classifies_convolutions_for_the_runtimes_thread_count():
+    """Eager PyTorch runs a 1x1 convolution by im2col + GEMM single-threaded and by oneDNN
+    multi-threaded; a trace priced for a one-thread runtime must say so whatever the process's
+    own thread count, and leave that count as it was."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(64, 256, 1, bias=False).eval()
+    x = torch.randn(1, 64, 56, 56)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        one = trace(conv, x, threads=1)[0][0].kind
+        assert torch.get_num_threads() == 2
+        two = trace(conv, x, threads=2)[0][0].kind
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert trace(conv, x, threads=1)[0][0].kind == one
+        assert trace(conv, x, threads=2)[0][0].kind == two and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert one == "conv_gemm"
+    assert two == "conv"
