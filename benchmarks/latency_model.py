@@ -22,7 +22,9 @@ in units of a reference convolution timed around each (``--no-reference``: plain
 converted back at the reference time the calibration recorded (``reference_us``), so that
 calibration and validation report at one speed of a machine whose speed swings. Each result
 has ``repeatability`` (in reference units) and ``repeatability_raw`` (plain seconds).
-``--profiles DIR`` validates the profiles an earlier run wrote to ``--out DIR`` without
+Each result also has ``speed_ratio``: the reference's median time in this validation over its
+calibration time, with a ``warning`` beyond 1.2x either way (the machine is in another state,
+and errors mix model and machine). ``--profiles DIR`` validates the profiles an earlier run wrote to ``--out DIR`` without
 calibrating again: two such runs are two validations of the same profiles, whose
 ``measured_ms`` can be compared exit by exit. The load average
 (``os.getloadavg``) at the start and end is reported with ``machine_busy`` (1-minute load above
@@ -97,9 +99,10 @@ def run(args: argparse.Namespace) -> dict:
             "machine_busy": max(load_start[:1] + load_end[:1] or [0.0]) > 0.5 * cores,
             "total_s": round(time.perf_counter() - started, 1),
             "reference": args.reference,
-            "summary": {e: {k: r[k] for k in ("n", "within_10pct", "spearman", "mape",
-                                              "repeatability", "repeatability_raw",
-                                              "reference_us", "calibrate_s", "validate_s")}
+            "summary": {e: {k: r.get(k) for k in ("n", "within_10pct", "spearman", "mape",
+                                                  "repeatability", "repeatability_raw",
+                                                  "reference_us", "speed_ratio", "calibrate_s",
+                                                  "validate_s")}
                         for e, r in results.items()},
             **results, "passed": all(r["passed"] for r in results.values())}
 
@@ -149,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * r['repeatability']:.0f}%  (MACs-only: within 10% "
                   f"{100 * b['within_10pct']:.0f}%, Spearman {b['spearman']:.3f}); calibrate "
                   f"{r['calibrate_s']} s, validate {r['validate_s']} s")
+            if r.get("warning"):
+                print(f"  warning: {r['warning']}")
             print("  checks:", ", ".join(f"{k}={'ok' if v else 'FAIL'}"
                                          for k, v in r["checks"].items()))
     return 0 if result["passed"] else 1

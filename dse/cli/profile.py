@@ -205,4 +205,6 @@ def validate(profile, runtime, provider, threads, quick, rounds, statistic, as_j
                f"{result['load_avg']['before']} -> {result['load_avg']['after']}")
     click.echo(f"MACs-only baseline (fitted): MAPE {b['mape']:.1f}%, "
                f"{100 * b['within_10pct']:.0f}% within +-10%, Spearman {b['spearman']:.3f}")
+    if result.get("warning"):
+        click.echo(f"warning: {result['warning']}", err=True)
     sys.stdout.flush()

@@ -191,6 +191,14 @@ class Timing:
         """Share of items whose two halves agree within +-``tolerance`` (:func:`repeatability`)."""
         return repeatability(*self.halves(), tolerance=tolerance)
 
+    def reference_now_s(self) -> float | None:
+        """Median seconds per reference call over this run's reference samples (None without
+        references): the machine's speed now, to compare with ``reference_s``."""
+        if self.references is None:
+            return None
+        refs = sorted(r for item in self.references for p in item for r in p)
+        return float(np.median(refs)) if refs else None
+
     def raw(self) -> Timing:
         """The same samples in plain seconds (no reference normalisation)."""
         return Timing(self.samples, self.statistic)

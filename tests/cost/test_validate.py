@@ -37,3 +37,20 @@ def test_validate_smoke_on_the_real_early_exit_path():
     assert {"backbone", "exit", "block", "cum_macs", "predicted_ms", "measured_ms", "error"} <= set(row)
     assert [r["exit"] for r in result["rows"]] == [0, 1, 2]
     assert all(r["measured_ms"] > 0 for r in result["rows"])
+
+
+def test_speed_check_compares_the_reference_now_with_calibration():
+    """Reference samples of 100, 110 and 120 us (median 110) against a calibration at 100 us:
+    ratio 1.1, no warning; at 50 us the machine runs the reference at 2.2x: a warning."""
+    from dse.cost.harness import Timing
+    from dse.cost.validate import speed_check
+
+    samples = [[[1e-3, 1e-3]], [[2e-3]]]
+    refs = [[[100e-6, 120e-6]], [[110e-6]]]
+    quiet = speed_check(Timing(samples, "median", refs, 100e-6))
+    assert quiet == {"reference_now_us": 110.0, "speed_ratio": 1.1}
+    moved = speed_check(Timing(samples, "median", refs, 50e-6))
+    assert moved["speed_ratio"] == 2.2 and "2.20x its calibration time" in moved["warning"]
+    faster = speed_check(Timing(samples, "median", refs, 140e-6))
+    assert faster["speed_ratio"] == pytest.approx(0.786, abs=1e-3) and "warning" in faster
+    assert speed_check(Timing(samples, "median")) == {}  # plain seconds: nothing to compare
