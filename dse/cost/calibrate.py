@@ -54,6 +54,7 @@ LIBRARY_KINDS = ("conv", "dwconv")
 _FREE = {
     "conv": ("overhead_us", "compute_eff", "memory_eff", "m_half", "n_half", "k_half", "overlap"),
     "conv_gemm": ("overhead_us", "compute_eff", "memory_eff", "m_half", "n_half", "k_half", "overlap"),
+    "conv_gemm_strided": ("overhead_us", "compute_eff", "memory_eff", "overlap"),
     "dwconv": ("overhead_us", "compute_eff", "memory_eff", "m_half", "overlap"),
     "linear": ("overhead_us", "compute_eff", "memory_eff", "overlap"),
     "norm": ("overhead_us", "memory_eff"),
@@ -213,7 +214,8 @@ def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = Cali
     for kind, records, t in m.cases:
         by_kind[kind].append((list(records), t))
     peak = max([m.peak_gflops] + [2 * sum(r.macs for r in recs) / t / 1e9
-                                  for kind in ("conv", "conv_gemm", "linear") for recs, t in by_kind[kind]])
+                                  for kind in ("conv", "conv_gemm", "conv_gemm_strided", "linear")
+                                  for recs, t in by_kind[kind]])
     bandwidth = max([1.0] + [sum(r.bytes_moved(4.0) for r in recs) / t / 1e9
                              for kind in ("norm", "elementwise", "reduce") for recs, t in by_kind[kind]])
     clock = _cpu_mhz()

@@ -93,17 +93,23 @@ class Kernel:
     ops: int = 1
     alloc_elems: int = 0
     kernel_area: int = 0
+    stride: int = 1
 
     @classmethod
     def of(cls, r: LayerRecord) -> "Kernel":
         return cls(r.kind, r.macs, r.in_elems, r.weight_elems, r.out_elems, r.gemm, r.calls,
-                   alloc_elems=r.alloc_elems, kernel_area=getattr(r, "kernel_area", 0))
+                   alloc_elems=r.alloc_elems, kernel_area=getattr(r, "kernel_area", 0),
+                   stride=getattr(r, "stride", 1))
 
     def op_kind(self, runtime: "Runtime") -> str:
-        """The parameter set this kernel uses: ``pwconv`` for a 1x1 convolution when the
-        runtime has one, else its own kind."""
+        """The parameter set this kernel uses: ``pwconv`` for a 1x1 convolution and
+        ``conv_gemm_strided`` for a strided im2col one when the runtime has them, else its own
+        kind (:data:`dse.cost.op_trace.FALLBACK_KINDS`)."""
         if self.kind == "conv" and self.kernel_area == 1 and "pwconv" in runtime.ops:
             return "pwconv"
+        if (self.kind == "conv_gemm" and self.stride > 1 and self.kernel_area > 1
+                and "conv_gemm_strided" in runtime.ops):
+            return "conv_gemm_strided"
         return self.kind
 
     def tensor_core_aligned(self, align: int) -> bool:
@@ -130,7 +136,8 @@ def kernels(records: Sequence[LayerRecord], fusion: bool) -> list[Kernel]:
             weight_elems=k.weight_elems + r.weight_elems,
             out_elems=k.out_elems if view else r.out_elems,
             gemm=k.gemm, calls=k.calls + r.calls, ops=k.ops + 1,
-            alloc_elems=k.alloc_elems if view else r.alloc_elems, kernel_area=k.kernel_area)
+            alloc_elems=k.alloc_elems if view else r.alloc_elems, kernel_area=k.kernel_area,
+            stride=k.stride)
     return out
 
 
@@ -156,7 +163,7 @@ def alloc_us(k: Kernel, runtime: "Runtime") -> float:
     return runtime.alloc_us_per_mb * nbytes / 1e6
 
 
-_GEMM_KINDS = ("conv", "conv_gemm", "pwconv", "linear")
+_GEMM_KINDS = ("conv", "conv_gemm", "conv_gemm_strided", "pwconv", "linear")
 
 
 def kernel_time_us(k: Kernel, device: "Device", runtime: "Runtime",

@@ -128,6 +128,14 @@ def _quick(items: list, keep: int) -> list:
 OpSpec = tuple[str, Callable[[torch.Tensor], Any], torch.Tensor, list[LayerRecord]]
 
 
+def _conv_group(r: LayerRecord) -> str:
+    """The fit group of a convolution benchmark: ``conv`` (the tuned library), ``conv_gemm``
+    (im2col + GEMM) or ``conv_gemm_strided`` (strided im2col; see ``op_trace.FALLBACK_KINDS``)."""
+    if r.kind == "conv_gemm" and r.stride > 1 and r.kernel_area > 1:
+        return "conv_gemm_strided"
+    return r.kind
+
+
 def op_benchmarks(quick: bool) -> list[Bench]:
     """(kind, fn, records) for every single-op micro-benchmark (functional calls)."""
     return [(kind, (lambda f=f, x=x: f(x)), records) for kind, f, x, records in op_specs(quick)]
@@ -142,7 +150,7 @@ def op_specs(quick: bool) -> list[OpSpec]:
     def add(kind: str, f: Callable[[torch.Tensor], Any], x: torch.Tensor,
             weights: Sequence[Any] = ()) -> None:
         records = trace_call(lambda: f(x), weights)
-        out.append((records[0].kind if kind == "conv" else kind, f, x, records))  # or conv_gemm
+        out.append((_conv_group(records[0]) if kind == "conv" else kind, f, x, records))
 
     convs, dws, lins, maps = _CONVS, _DWCONVS, _LINEARS, _MAPS
     if quick:

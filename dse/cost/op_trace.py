@@ -34,7 +34,14 @@ OP_KINDS = ("conv", "dwconv", "linear", "norm", "elementwise", "pool", "reduce",
 #: ``kernel_area`` 1) and the latency model uses a runtime's ``pwconv`` parameters when it has them:
 #: on GPUs a 1x1 convolution is a plain GEMM with no input reuse across a window, so it reaches
 #: another fraction of the peak than a 3x3 one.
-FALLBACK_KINDS = {"conv_gemm": "conv", "pad": "elementwise", "pwconv": "conv"}
+#: ``conv_gemm_strided``: a ``conv_gemm`` record with a stride above 1 and a kernel above 1x1;
+#: the records keep kind ``conv_gemm`` (with ``stride``) and the latency model uses a runtime's
+#: ``conv_gemm_strided`` parameters when it has them: eager PyTorch's im2col copies whole rows
+#: at stride 1 but gathers element by element otherwise (on the 2-core Xeon VM a 16->32-channel
+#: 3x3 stride-2 convolution on 32x32 took 140 us against 108 us for the 32->32 stride-1 one
+#: with twice the MACs; one parameter set for both predicted 58 and 94 us).
+FALLBACK_KINDS = {"conv_gemm": "conv", "pad": "elementwise", "pwconv": "conv",
+                  "conv_gemm_strided": "conv_gemm"}
 CONV_KINDS = ("conv", "conv_gemm", "dwconv")
 _FUSION_HEADS = frozenset({*CONV_KINDS, "linear", "norm", "elementwise"})
 _GEMM_BACKENDS = frozenset({"Slow2d", "SlowDilated2d", "Slow3d", "SlowDilated3d", "SlowTranspose2d",
@@ -58,6 +65,7 @@ class LayerRecord:
     calls: int = 0               # nn.Module calls dispatched just before this op
     alloc_elems: int = 0         # elements of newly allocated outputs (not in-place, not views)
     kernel_area: int = 0         # convolutions: kernel height x width (1: pointwise); else 0
+    stride: int = 1              # convolutions: the largest stride; else 1
 
     def bytes_moved(self, dtype_bytes: float) -> float:
         """Bytes read (activations and weights) plus bytes written."""
@@ -187,6 +195,11 @@ def _conv_record(name: str, kind: str, args, kwargs, out) -> tuple[int, tuple[in
     return macs, (spatial, w.shape[0] // groups, cin_per_group * kernel)
 
 
+def _conv_stride(args: Sequence[Any], kwargs: dict) -> int:
+    stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
+    return int(max(stride) if isinstance(stride, (tuple, list)) else stride)
+
+
 def _linear_record(name: str, args, out) -> tuple[int, tuple[int, int, int]]:
     if name in ("linear",):
         k = args[0].shape[-1]
@@ -257,6 +270,7 @@ class _Recorder:
             out_shape=tuple(outs[0].shape), gemm=tuple(int(g) for g in gemm), fusable=fusable,
             calls=self.pending_calls, alloc_elems=int(alloc_elems),
             kernel_area=int(math.prod(args[1].shape[2:])) if kind in CONV_KINDS else 0,
+            stride=_conv_stride(args, kwargs) if kind in CONV_KINDS else 1,
         ))
         self.pending_calls = 0
         self._prev_out = outs[0]

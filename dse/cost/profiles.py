@@ -145,14 +145,17 @@ class Runtime:
     def op(self, kind: str) -> OpParams:
         """Parameters of an op kind with the fit applied; optional kinds (conv_gemm, pwconv)
         fall back to their base kind. ``overhead_us`` is as written (see :attr:`host_scale`)."""
-        p = self.ops[kind] if kind in self.ops else self.ops[FALLBACK_KINDS[kind]]
+        base = kind
+        while base not in self.ops:  # conv_gemm_strided -> conv_gemm -> conv
+            base = FALLBACK_KINDS[base]
+        p = self.ops[base]
         return fitted_op(kind, p, self.fit) if self.fit else p
 
 
 def fitted_op(kind: str, p: OpParams, fit: dict[str, float]) -> OpParams:
     """``p`` with the fit's efficiency multipliers of ``kind``'s class (capped at 1)."""
     compute = memory = 1.0
-    if kind in ("conv", "conv_gemm", "pwconv"):
+    if kind in ("conv", "conv_gemm", "conv_gemm_strided", "pwconv"):
         compute *= fit.get("conv_compute", 1.0)
     if kind == "pwconv":
         compute *= fit.get("pwconv_compute", 1.0)
@@ -164,7 +167,8 @@ def fitted_op(kind: str, p: OpParams, fit: dict[str, float]) -> OpParams:
         memory *= fit.get("linear", 1.0)
     if kind != "view":
         memory *= fit.get("memory", 1.0)
-    sat = fit.get("saturation", 1.0) if kind in ("conv", "conv_gemm", "pwconv", "dwconv") else 1.0
+    sat = (fit.get("saturation", 1.0)
+           if kind in ("conv", "conv_gemm", "conv_gemm_strided", "pwconv", "dwconv") else 1.0)
     return replace(p, compute_eff=min(p.compute_eff * compute, 1.0),
                    memory_eff=min(p.memory_eff * memory, 1.0),
                    m_half=p.m_half * sat, n_half=p.n_half * sat, k_half=p.k_half * sat,

@@ -1,10 +1,12 @@
 """Calibration: the fit recovers a known runtime; micro-benchmarks and timing (dse/cost/calibrate.py)."""
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 
 import pytest
+import torch
 
 from dse.cost.calibrate import (CalibrationSettings, Measurements, fit_profile, run_benchmarks,
                                 write_profile)
@@ -223,3 +225,38 @@ def test_measure_in_reference_units_converts_at_the_given_time():
                   reference=reference_kernel(), reference_s=1.0)
     # a no-op in units of a convolution, times 1 s: far below 1 s, far above 0
     assert 0.0 < out[0] < 0.5
+
+
+def test_strided_im2col_convolutions_are_a_fit_group_of_their_own(tmp_path):
+    """Single-threaded, eager PyTorch runs the small strided 3x3 convolutions of the grid by
+    im2col + GEMM; they form the conv_gemm_strided group, which a fit turns into its own op
+    parameters (written to and read back from the profile YAML)."""
+    from dse.cost.calibrate import write_profile
+    from dse.cost.microbench import op_specs
+    from dse.device import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        specs = op_specs(False)
+    finally:
+        torch.set_num_threads(before)
+    strided = [r[0] for k, _, _, r in specs if k == "conv_gemm_strided"]
+    assert len(strided) >= 4
+    assert all(r.kind == "conv_gemm" and r.stride == 2 and r.kernel_area > 1 for r in strided)
+    assert all(not (r[0].kind == "conv_gemm" and r[0].stride > 1 and r[0].kernel_area > 1)
+               for k, _, _, r in specs if k != "conv_gemm_strided")
+    # 1 GFLOP/s peak (2 FLOP per MAC); the strided ones reach a fifth of it and pay 3 us more
+    cases = [(k, tuple(r), (3.0 + 2 * r[0].macs / 200.0) / 1e6 if k == "conv_gemm_strided"
+              else (1.0 + 2 * r[0].macs / 1000.0) / 1e6) for k, _, _, r in specs]
+    m = Measurements(tuple(cases), peak_gflops=1.0, call_us=0.5, decision_us=5.0,
+                     inference_us=5.0, threads=1)
+    profile = fit_profile("here", m)
+    rt = profile.runtime()
+    for k, recs, t in cases:  # the group's own parameters reproduce its times
+        if k == "conv_gemm_strided":
+            got = sum(sum(kernel_time_us(kk, profile.device, rt)) for kk in kernels(recs, False))
+            assert got == pytest.approx(t * 1e6, rel=0.05)
+    back = read_profile(write_profile(profile, tmp_path / "here.yaml")).runtime()
+    assert dataclasses.astuple(back.ops["conv_gemm_strided"]) == pytest.approx(
+        dataclasses.astuple(rt.ops["conv_gemm_strided"]), rel=1e-3)

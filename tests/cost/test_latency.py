@@ -150,3 +150,27 @@ def test_pad_uses_elementwise_params_unless_the_runtime_has_its_own():
     own = replace(RT, ops={**OPS, "pad": OpParams(overhead_us=5.0, compute_eff=0.5, memory_eff=0.1)})
     host, dev = kernel_time_us(kernels([pad], False)[0], DEVICE, own)
     assert (host, dev) == (pytest.approx(5.0), pytest.approx(1.6))  # 16 kB at 1e4 B/us
+
+
+def test_strided_im2col_convolutions_use_their_own_parameters_where_a_runtime_has_them():
+    """A 3x3 stride-2 im2col convolution (kind conv_gemm, stride 2) is priced with the runtime's
+    conv_gemm_strided parameters; a stride-1 one, a 1x1 one, or a runtime without them falls
+    back (conv_gemm_strided -> conv_gemm -> conv)."""
+    def rec(stride, area=9):
+        return LayerRecord("conv2d", "conv_gemm", macs=1_000_000, in_elems=1000, weight_elems=1000,
+                           out_elems=1000, kernel_area=area, stride=stride)
+
+    gemm = OpParams(overhead_us=3.0, compute_eff=0.5, memory_eff=0.5)
+    strided = OpParams(overhead_us=7.0, compute_eff=0.25, memory_eff=0.5)
+    both = replace(RT, ops={**OPS, "conv_gemm": gemm, "conv_gemm_strided": strided})
+    plain = replace(RT, ops={**OPS, "conv_gemm": gemm})
+
+    def cost(r, rt):
+        return kernel_time_us(kernels([r], False)[0], DEVICE, rt)
+
+    assert cost(rec(2), both) == pytest.approx((7.0, 8.0))   # 2e6 FLOP at 1e6 x 0.25 per us
+    assert cost(rec(1), both) == pytest.approx((3.0, 4.0))
+    assert cost(rec(2, area=1), both) == pytest.approx((3.0, 4.0))
+    assert cost(rec(2), plain) == pytest.approx((3.0, 4.0))
+    assert cost(rec(2), RT) == pytest.approx((10.0, 4.0))    # no im2col parameters: conv's
+    assert RT.op("conv_gemm_strided") == OPS["conv"]

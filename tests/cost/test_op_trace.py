@@ -135,3 +135,12 @@ def test_trace_classifies_convolutions_for_the_runtimes_thread_count():
         torch.set_num_threads(before)
     assert one == "conv_gemm"
     assert two == "conv"
+
+
+def test_convolutions_record_their_stride():
+    x = torch.randn(1, 8, 16, 16)
+    w = torch.randn(16, 8, 3, 3)
+    assert trace_call(lambda: F.conv2d(x, w, None, 2, 1), [w])[0].stride == 2
+    assert trace_call(lambda: F.conv2d(x, w, None, (1, 2), 1), [w])[0].stride == 2
+    assert trace_call(lambda: F.conv2d(x, w, None, stride=1, padding=1), [w])[0].stride == 1
+    assert trace_call(lambda: F.relu(x))[0].stride == 1
