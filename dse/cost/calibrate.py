@@ -37,6 +37,7 @@ import yaml
 from scipy.optimize import least_squares
 
 from dse.cost import microbench as mb
+from dse.cost.harness import time_groups
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
 from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS, LayerRecord
 from dse.cost.microbench import DECISION, INFERENCE
@@ -112,15 +113,41 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
         peak = mb.peak_gflops(settings.rounds, settings.quick, clock, ref, ref_s)
         benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick,
                                                                              settings.criterion)
-        seconds = mb.measure([fn for _, fn, _ in benches], rounds=settings.rounds,
-                             target_s=target_s, clock=clock, statistic=settings.statistic,
-                             passes=settings.passes, reference=ref, reference_s=ref_s)
+        timing = time_groups([[fn for _, fn, _ in benches]], rounds=settings.rounds,
+                             passes=settings.passes, target_s=target_s, clock=clock,
+                             statistic=settings.statistic, reference=ref, reference_s=ref_s)
         call_us, decision_us, inference_us = mb.exit_path_costs(
             settings.criterion, settings.rounds, target_s, clock, settings.statistic, ref, ref_s)
     log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
-    return Measurements(tuple((k, tuple(r), t) for (k, _, r), t in zip(benches, seconds)),
-                        peak, call_us, decision_us, inference_us, threads,
-                        reference_us=ref_s * 1e6 if ref_s else 0.0)
+    m = Measurements(tuple((k, tuple(r), t) for (k, _, r), t in zip(benches, timing.seconds())),
+                     peak, call_us, decision_us, inference_us, threads,
+                     reference_us=ref_s * 1e6 if ref_s else 0.0)
+    return at_run_reference(m, timing.reference_now_s(), log)
+
+
+def at_run_reference(m: Measurements, run_reference_s: float | None,
+                     log: Callable[[str], None] = lambda _: None) -> Measurements:
+    """``m`` converted at ``run_reference_s``, the median reference time over the whole run,
+    instead of the snapshot taken before it (``m.reference_us``), which saw a few tens of ms.
+
+    Every sample counts in reference units, so the conversion scales every time alike (and the
+    peak inversely) and leaves the fit's relative errors as they were; what it fixes is the
+    level the profile records and the ``reference_us`` validation compares its own reference
+    with (:func:`dse.cost.validate.speed_check`). On the 2-core VM this was built on, a
+    calibration began while the reference took 142 us against 74 us in other runs: with the
+    snapshot, the profile was about twice too slow and a validation in that same slow state
+    saw no change of state. A snapshot more than 1.2x off the run's median is logged.
+    """
+    if not run_reference_s or not m.reference_us:
+        return m
+    factor = run_reference_s * 1e6 / m.reference_us
+    if not 1 / 1.2 <= factor <= 1.2:
+        log(f"the reference kernel ran at {1 / factor:.2f}x its run median just before the "
+            "benchmarks: the machine changed state; converting at the run's median")
+    return replace(m, cases=tuple((k, r, t * factor) for k, r, t in m.cases),
+                   peak_gflops=m.peak_gflops / factor, call_us=m.call_us * factor,
+                   decision_us=m.decision_us * factor, inference_us=m.inference_us * factor,
+                   graph_run_us=m.graph_run_us * factor, reference_us=run_reference_s * 1e6)
 
 
 def _fit_kind(kind: str, cases: list[tuple[list[LayerRecord], float]], device: Device,

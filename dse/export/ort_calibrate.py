@@ -71,7 +71,7 @@ import torch
 from torch import nn
 
 from dse.cost import microbench as mb
-from dse.cost.calibrate import CalibrationSettings, Measurements, fit_profile
+from dse.cost.calibrate import CalibrationSettings, Measurements, at_run_reference, fit_profile
 from dse.cost.harness import time_groups
 from dse.cost.profiles import Profile
 from dse.device import available_cpus, set_threads
@@ -106,11 +106,10 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
             f"({time.perf_counter() - started:.0f} s so far) ...")
         ref = op_runner(*mb.reference_op(), threads, provider) if settings.reference else None
         ref_s = mb.reference_seconds(ref, clock) if ref else None
-        seconds = time_groups([calls + fixed + peak_calls + chains],
-                              rounds=settings.rounds,
-                              passes=settings.passes, target_s=target_s, clock=clock,
-                              statistic=settings.statistic, reference=ref,
-                              reference_s=ref_s).seconds()
+        timing = time_groups([calls + fixed + peak_calls + chains], rounds=settings.rounds,
+                             passes=settings.passes, target_s=target_s, clock=clock,
+                             statistic=settings.statistic, reference=ref, reference_s=ref_s)
+        seconds = timing.seconds()
     graph_run = seconds[0]
     t_ops = seconds[1:1 + len(ops)]
     cut = len(seconds) - len(chains)
@@ -124,15 +123,16 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
     in_network = in_network_seconds(t_ops, t_double, graph_run)
     cases = [(kind, tuple(recs), t) for (kind, _, _, recs), t in zip(ops, in_network)]
     log(f"timed {len(cases)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
-    return Measurements(tuple(cases), peak, call_us=0.0, decision_us=decision * 1e6,
-                        inference_us=inference * 1e6, threads=threads,
-                        runtime=runtime_name(provider), fusion=True,
-                        graph_run_us=graph_run * 1e6, engine=f"ONNX Runtime ({provider})",
-                        reference_us=ref_s * 1e6 if ref_s else 0.0,
-                        description=f"ONNX Runtime, {provider}, fp32, {threads} intra-op "
-                                    "thread(s), batch 1, graph optimisation on (conv+bn+relu "
-                                    "fused), cut graphs run by the bundle runner (fitted on "
-                                    "this machine)")
+    m = Measurements(tuple(cases), peak, call_us=0.0, decision_us=decision * 1e6,
+                     inference_us=inference * 1e6, threads=threads,
+                     runtime=runtime_name(provider), fusion=True,
+                     graph_run_us=graph_run * 1e6, engine=f"ONNX Runtime ({provider})",
+                     reference_us=ref_s * 1e6 if ref_s else 0.0,
+                     description=f"ONNX Runtime, {provider}, fp32, {threads} intra-op "
+                                 "thread(s), batch 1, graph optimisation on (conv+bn+relu "
+                                 "fused), cut graphs run by the bundle runner (fitted on "
+                                 "this machine)")
+    return at_run_reference(m, timing.reference_now_s(), log)
 
 
 def in_network_seconds(single: Sequence[float], double: Sequence[float | None],

@@ -260,3 +260,25 @@ def test_strided_im2col_convolutions_are_a_fit_group_of_their_own(tmp_path):
     back = read_profile(write_profile(profile, tmp_path / "here.yaml")).runtime()
     assert dataclasses.astuple(back.ops["conv_gemm_strided"]) == pytest.approx(
         dataclasses.astuple(rt.ops["conv_gemm_strided"]), rel=1e-3)
+
+
+def test_measurements_are_converted_at_the_runs_median_reference():
+    """A snapshot of 142 us before the run and a median of 71 us over it: every time halves,
+    the peak doubles, and the profile records 71 us; a snapshot within 1.2x of the median
+    changes the level alike, without a log line."""
+    from dse.cost.calibrate import at_run_reference
+
+    rec = (LayerRecord("relu", "elementwise", in_elems=10, out_elems=10),)
+    m = Measurements((("elementwise", rec, 4e-6),), peak_gflops=10.0, call_us=1.0,
+                     decision_us=8.0, inference_us=6.0, threads=1, graph_run_us=2.0,
+                     reference_us=142.0)
+    lines = []
+    got = at_run_reference(m, 71e-6, lines.append)
+    assert got.cases[0][2] == pytest.approx(2e-6) and got.peak_gflops == pytest.approx(20.0)
+    assert (got.call_us, got.decision_us, got.inference_us, got.graph_run_us) == pytest.approx(
+        (0.5, 4.0, 3.0, 1.0))
+    assert got.reference_us == pytest.approx(71.0) and "2.00x its run median" in lines[0]
+    lines.clear()
+    near = at_run_reference(m, 130e-6, lines.append)
+    assert near.reference_us == pytest.approx(130.0) and not lines
+    assert at_run_reference(m, None) is m  # no reference samples: as measured
