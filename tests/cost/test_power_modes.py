@@ -13,8 +13,8 @@ from dse.cli import cli
 from dse.cost.latency import kernel_time_us, kernels, predict, saturation
 from dse.cost.op_trace import OP_KINDS, LayerRecord, NetRecords
 from dse.cost.profiles import (SHIPPED_DIR, Device, OpParams, PowerMode, Profile, Runtime,
-                               load_profile, parse_profile, profile_to_dict, read_profile)
-from dse.errors import ConfigError
+                               load_profile, profile_to_dict, read_profile)
+from tests.cost.test_profiles import _bad  # one-line error check on an edited jetson-nano.yaml
 
 # 1000 GFLOPS = 1e6 FLOP/us and 100 GB/s = 1e5 B/us with every unit on (4 TPCs, EMC 2000 MHz).
 DEVICE = Device(kind="gpu", clock_mhz=1000.0, peak_gflops={"fp32": 1000.0},
@@ -95,16 +95,6 @@ def test_new_fields_round_trip(tmp_path):
     assert again.device.power_modes["10W"] == PowerMode("10W", 10.0, 612.0, emc_mhz=2133.0,
                                                         gpu_tpcs=2)
     assert (again.device.emc_mhz, again.device.gpu_tpcs) == (3200.0, 4)
-
-
-def _bad(edit) -> str:
-    raw = yaml.safe_load((SHIPPED_DIR / "jetson-nano.yaml").read_text())
-    edit(raw)
-    with pytest.raises(ConfigError) as info:
-        parse_profile(raw, "bad.yaml")
-    message = str(info.value)
-    assert message.startswith("bad.yaml: ") and "\n" not in message
-    return message
 
 
 def _mode(**values):
