@@ -17,7 +17,8 @@ from dse.search.objective import (InvalidDesign, OutputsMemo, evaluate_design, r
                                   scoring_labels)
 from dse.search.refine import candidate_values, enqueue_variants, threshold_param
 from dse.search.schema import TRIAL
-from dse.search.worker import INTERRUPT, SURPLUS_REASON, WORKER_ID, is_surplus
+from dse.search.worker import (DUPLICATE_REASON, INTERRUPT, SURPLUS_REASON, WORKER_ID,
+                               is_enqueued_duplicate, is_surplus)
 
 
 class TrialRunner:
@@ -45,6 +46,9 @@ class TrialRunner:
         if self.target is not None and is_surplus(trial.study, trial.number, self.target):
             TRIAL["fail_reason"].set(trial, SURPLUS_REASON)
             raise optuna.TrialPruned(SURPLUS_REASON)
+        if is_enqueued_duplicate(trial.study, trial.number):
+            TRIAL["fail_reason"].set(trial, DUPLICATE_REASON)
+            raise optuna.TrialPruned(DUPLICATE_REASON)
         design = self.space.suggest(trial, conditional=self.conditional)
         reason = TRIAL["fail_reason"]
         try:

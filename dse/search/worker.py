@@ -41,6 +41,7 @@ from dse.errors import ConfigError, TrialFailed
 MAX_CONSECUTIVE_FAILURES = 25
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 SURPLUS_REASON = "surplus: the study already had enough trials finished or running when it started"
+DUPLICATE_REASON = "duplicate: another worker had enqueued the same configuration first"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,26 @@ def is_surplus(study: Any, number: int, target: int) -> bool:
     trials = study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING, S.WAITING))
     ahead = sum(1 for t in trials if t.state == S.COMPLETE or t.number < number)
     return ahead >= target
+
+
+def is_enqueued_duplicate(study: Any, number: int) -> bool:
+    """True when trial ``number`` came from the queue (fixed parameters) and a trial with a lower
+    number, COMPLETE, RUNNING or WAITING, has the same parameters.
+
+    Threshold refinement (:mod:`dse.search.refine`) enqueues variants after checking the study
+    for them, but the check and the insert are two steps: two workers that finish trials of one
+    structure together can enqueue the same variant twice (seen in a CI run: two pairs of
+    identical COMPLETE trials from three searches started together). The later copy stops at
+    once, like a surplus trial; a copy of a FAILed trial (a dead worker's, re-enqueued) is not a
+    duplicate.
+    """
+    trials = study.get_trials(deepcopy=False)
+    me = next((t for t in trials if t.number == number), None)
+    fixed = me.system_attrs.get("fixed_params") if me is not None else None
+    if not fixed:
+        return False
+    return any(t.number < number and t.state in (S.COMPLETE, S.RUNNING, S.WAITING)
+               and (t.system_attrs.get("fixed_params") or t.params) == fixed for t in trials)
 
 
 class _Interrupt:
@@ -143,7 +164,7 @@ def _loop(study: Any, runner: Any, target: int, poll_s: float, on_trial: Any, on
         INTERRUPT.check()
         trial = done[0]
         reason = trial.user_attrs.get("fail_reason", "")
-        if trial.state.name == "COMPLETE" or reason == SURPLUS_REASON:
+        if trial.state.name == "COMPLETE" or reason in (SURPLUS_REASON, DUPLICATE_REASON):
             streak = 0
         else:
             streak, last_reason = streak + 1, reason

@@ -120,3 +120,31 @@ def test_sampler_seed_and_storage_helpers():
         open_storage("study.db")
     with pytest.raises(ConfigError, match="cannot open the storage"):
         open_storage("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_a_configuration_enqueued_twice_runs_once():
+    """Two workers can enqueue the same threshold variant together (a check, then an insert):
+    the later copy is a duplicate while the earlier is waiting, running or complete, and not
+    once the earlier failed (a dead worker's trial, re-enqueued)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    params = {"x": 0.25}
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)  # the race's second insert
+    study.enqueue_trial({"x": 0.5})
+    first, second, other = (study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+                            for _ in range(3))
+    assert not worker_mod.is_enqueued_duplicate(study, first.number)
+    assert worker_mod.is_enqueued_duplicate(study, second.number)   # first is RUNNING
+    assert not worker_mod.is_enqueued_duplicate(study, other.number)
+    study.tell(first, 1.0)
+    assert worker_mod.is_enqueued_duplicate(study, second.number)   # first is COMPLETE
+    fresh = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert not worker_mod.is_enqueued_duplicate(study, fresh.number)  # sampled, not enqueued
+    failed = optuna.create_study()
+    failed.enqueue_trial(params)
+    failed.enqueue_trial(params)
+    a = failed.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    failed.tell(a, state=TrialState.FAIL)
+    b = failed.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert not worker_mod.is_enqueued_duplicate(failed, b.number)
