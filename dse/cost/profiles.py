@@ -350,10 +350,7 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
     if dtype not in device.peak_gflops:
         c.fail(f"{where}.dtype", f"is {dtype!r} but device.peak_gflops has no {dtype!r} entry")
     ops_raw = c.mapping(raw["ops"], f"{where}.ops", set(OP_KINDS), set(FALLBACK_KINDS))
-    threads = raw.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        c.fail(f"{where}.threads", f"must be an integer >= 1, got {threads!r}")
+    threads = c.integer(raw, where, "threads") if raw.get("threads") is not None else None
     mode = raw.get("power_mode")
     if mode is not None and (not isinstance(mode, str) or mode not in device.power_modes):
         c.fail(f"{where}.power_mode", f"must be one of {', '.join(device.power_modes)}, got {mode!r}")
