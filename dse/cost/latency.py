@@ -73,7 +73,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from dse.cost.op_trace import LayerRecord, NetRecords
+from dse.cost.op_trace import LayerRecord, NetRecords, is_strided_im2col
 
 if TYPE_CHECKING:
     from dse.cost.profiles import Device, OpParams, Profile, Runtime
@@ -107,8 +107,7 @@ class Kernel:
         kind (:data:`dse.cost.op_trace.FALLBACK_KINDS`)."""
         if self.kind == "conv" and self.kernel_area == 1 and "pwconv" in runtime.ops:
             return "pwconv"
-        if (self.kind == "conv_gemm" and self.stride > 1 and self.kernel_area > 1
-                and "conv_gemm_strided" in runtime.ops):
+        if is_strided_im2col(self) and "conv_gemm_strided" in runtime.ops:
             return "conv_gemm_strided"
         return self.kind
 

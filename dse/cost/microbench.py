@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dse.cost.harness import time_groups
-from dse.cost.op_trace import LayerRecord, trace_call, trace_multiexit
+from dse.cost.op_trace import LayerRecord, is_strided_im2col, trace_call, trace_multiexit
 from dse.models.backbones import Backbone
 from dse.models.criteria import get_criterion
 from dse.models.multiexit import MultiExitNet
@@ -131,7 +131,7 @@ OpSpec = tuple[str, Callable[[torch.Tensor], Any], torch.Tensor, list[LayerRecor
 def _conv_group(r: LayerRecord) -> str:
     """The fit group of a convolution benchmark: ``conv`` (the tuned library), ``conv_gemm``
     (im2col + GEMM) or ``conv_gemm_strided`` (strided im2col; see ``op_trace.FALLBACK_KINDS``)."""
-    if r.kind == "conv_gemm" and r.stride > 1 and r.kernel_area > 1:
+    if is_strided_im2col(r):
         return "conv_gemm_strided"
     return r.kind
 

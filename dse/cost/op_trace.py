@@ -146,12 +146,23 @@ def classify(name: str, args: Sequence[Any], kwargs: dict) -> str:
     return "elementwise"
 
 
+def _conv_args(args: Sequence[Any], kwargs: dict) -> dict[str, Any]:
+    """A convolution call's arguments by name (positional or keyword)."""
+    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    return dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
+
+
+def is_strided_im2col(r: Any) -> bool:
+    """Whether a record (or kernel) is a strided im2col convolution: kind ``conv_gemm``, a
+    stride above 1 and a kernel above 1x1 (``conv_gemm_strided``, see :data:`FALLBACK_KINDS`)."""
+    return r.kind == "conv_gemm" and r.stride > 1 and r.kernel_area > 1
+
+
 def _conv_backend(args: Sequence[Any], kwargs: dict) -> str:
     """The implementation eager PyTorch picks for this convolution ('' when unknown)."""
     import torch
 
-    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-    values = dict(zip(names, args)) | {k: v for k, v in kwargs.items() if k in names}
+    values = _conv_args(args, kwargs)
     x, w = values["input"], values["weight"]
     dims = w.dim() - 2
 
@@ -196,7 +207,7 @@ def _conv_record(name: str, kind: str, args, kwargs, out) -> tuple[int, tuple[in
 
 
 def _conv_stride(args: Sequence[Any], kwargs: dict) -> int:
-    stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
+    stride = _conv_args(args, kwargs).get("stride") or 1
     return int(max(stride) if isinstance(stride, (tuple, list)) else stride)
 
 
