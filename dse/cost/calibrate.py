@@ -37,7 +37,7 @@ import yaml
 from scipy.optimize import least_squares
 
 from dse.cost import microbench as mb
-from dse.cost.harness import time_groups
+from dse.cost.harness import moved, time_groups
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
 from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS, LayerRecord
 from dse.cost.microbench import DECISION, INFERENCE
@@ -136,12 +136,13 @@ def at_run_reference(m: Measurements, run_reference_s: float | None,
     with (:func:`dse.cost.validate.speed_check`). On the 2-core VM this was built on, a
     calibration began while the reference took 142 us against 74 us in other runs: with the
     snapshot, the profile was about twice too slow and a validation in that same slow state
-    saw no change of state. A snapshot more than 1.2x off the run's median is logged.
+    saw no change of state. A snapshot off the run's median by more than
+    ``dse.cost.harness.SPEED_TOLERANCE`` is logged.
     """
     if not run_reference_s or not m.reference_us:
         return m
     factor = run_reference_s * 1e6 / m.reference_us
-    if not 1 / 1.2 <= factor <= 1.2:
+    if moved(factor):
         log(f"the reference kernel ran at {1 / factor:.2f}x its run median just before the "
             "benchmarks: the machine changed state; converting at the run's median")
     return replace(m, cases=tuple((k, r, t * factor) for k, r, t in m.cases),

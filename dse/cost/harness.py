@@ -196,12 +196,23 @@ class Timing:
         references): the machine's speed now, to compare with ``reference_s``."""
         if self.references is None:
             return None
-        refs = sorted(r for item in self.references for p in item for r in p)
+        refs = [r for item in self.references for p in item for r in p]
         return float(np.median(refs)) if refs else None
 
     def raw(self) -> Timing:
         """The same samples in plain seconds (no reference normalisation)."""
         return Timing(self.samples, self.statistic)
+
+
+#: Largest factor between two reference times (calibration and validation, or calibration's
+#: snapshot and its run median) taken as one machine state (our choice: the 2-core VM this
+#: was built on swings by up to 2x between states).
+SPEED_TOLERANCE = 1.2
+
+
+def moved(ratio: float) -> bool:
+    """Whether a ratio of two reference times is beyond :data:`SPEED_TOLERANCE` either way."""
+    return not 1 / SPEED_TOLERANCE <= ratio <= SPEED_TOLERANCE
 
 
 def time_groups(groups: Sequence[Sequence[Callable[[], Any]]], *, rounds: int, passes: int,

@@ -36,7 +36,7 @@ import torch
 from scipy.stats import rankdata
 
 from dse.cost.assemble import InputSpec, assemble, default_input_spec
-from dse.cost.harness import Timing, time_groups
+from dse.cost.harness import Timing, moved, time_groups
 from dse.cost.latency import predict
 from dse.cost.microbench import forcing_thresholds, reference_kernel, timer
 from dse.cost.op_trace import trace_multiexit
@@ -183,14 +183,9 @@ def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Ti
     }
 
 
-#: Largest factor between the reference kernel's time now and at calibration that a validation
-#: reports without a warning (our choice: the 2-core VM this was built on swings by up to 2x).
-SPEED_TOLERANCE = 1.2
-
-
 def speed_check(timing: Timing) -> dict[str, Any]:
     """``reference_now_us`` (this run's median reference time), ``speed_ratio`` (that over the
-    time the samples are converted at, the calibration's) and, beyond :data:`SPEED_TOLERANCE`
+    time the samples are converted at, the calibration's) and, beyond :data:`dse.cost.harness.SPEED_TOLERANCE`
     either way, a ``warning``.
 
     Reference units cancel a uniform change of the machine's speed, not a change of its state
@@ -204,7 +199,7 @@ def speed_check(timing: Timing) -> dict[str, Any]:
         return {}
     ratio = now / timing.reference_s
     out: dict[str, Any] = {"reference_now_us": round(now * 1e6, 3), "speed_ratio": round(ratio, 3)}
-    if not 1 / SPEED_TOLERANCE <= ratio <= SPEED_TOLERANCE:
+    if moved(ratio):
         out["warning"] = (f"the reference kernel ran at {ratio:.2f}x its calibration time: this "
                           "machine is in another state than when it was calibrated (load, "
                           "frequency, other guests), so errors here mix model and machine; "
