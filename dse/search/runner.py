@@ -43,10 +43,11 @@ class TrialRunner:
             INTERRUPT.in_trial = False
 
     def _run(self, trial: Any) -> list[float]:
-        if self.target is not None and is_surplus(trial.study, trial.number, self.target):
+        trials = trial.study.get_trials(deepcopy=False)  # one read for both start checks
+        if self.target is not None and is_surplus(trials, trial.number, self.target):
             TRIAL["fail_reason"].set(trial, SURPLUS_REASON)
             raise optuna.TrialPruned(SURPLUS_REASON)
-        if is_enqueued_duplicate(trial.study, trial.number):
+        if is_enqueued_duplicate(trials, trial.number):
             TRIAL["fail_reason"].set(trial, DUPLICATE_REASON)
             raise optuna.TrialPruned(DUPLICATE_REASON)
         design = self.space.suggest(trial, conditional=self.conditional)

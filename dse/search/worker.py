@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import TrialState as S
@@ -60,16 +60,17 @@ def count_trials(study: Any) -> Counts:
     return Counts(n[S.COMPLETE], n[S.RUNNING], n[S.WAITING], n[S.FAIL], n[S.PRUNED])
 
 
-def is_surplus(study: Any, number: int, target: int) -> bool:
-    """True when ``target`` trials are COMPLETE, or RUNNING/WAITING with a lower number."""
-    trials = study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING, S.WAITING))
-    ahead = sum(1 for t in trials if t.state == S.COMPLETE or t.number < number)
+def is_surplus(trials: Sequence[Any], number: int, target: int) -> bool:
+    """True when ``target`` of the study's ``trials`` are COMPLETE, or RUNNING/WAITING with a
+    lower number than trial ``number``."""
+    ahead = sum(1 for t in trials if t.state == S.COMPLETE
+                or (t.state in (S.RUNNING, S.WAITING) and t.number < number))
     return ahead >= target
 
 
-def is_enqueued_duplicate(study: Any, number: int) -> bool:
+def is_enqueued_duplicate(trials: Sequence[Any], number: int) -> bool:
     """True when trial ``number`` came from the queue (fixed parameters) and a trial with a lower
-    number, COMPLETE, RUNNING or WAITING, has the same parameters.
+    number, COMPLETE, RUNNING or WAITING, has the same parameters (``trials``: the study's).
 
     Threshold refinement (:mod:`dse.search.refine`) enqueues variants after checking the study
     for them, but the check and the insert are two steps: two workers that finish trials of one
@@ -78,7 +79,6 @@ def is_enqueued_duplicate(study: Any, number: int) -> bool:
     once, like a surplus trial; a copy of a FAILed trial (a dead worker's, re-enqueued) is not a
     duplicate.
     """
-    trials = study.get_trials(deepcopy=False)
     me = next((t for t in trials if t.number == number), None)
     fixed = me.system_attrs.get("fixed_params") if me is not None else None
     if not fixed:

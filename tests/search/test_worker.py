@@ -67,9 +67,10 @@ def test_surplus_rule_counts_complete_and_earlier_running_or_waiting(tmp_path):
     assert study.ask().number == 2                # trial 2 running
     study.enqueue_trial({"x": 0.5})               # trial 3 waiting
     # a trial numbered 4 has 2 complete + running 2 + waiting 3 ahead of it
-    assert is_surplus(study, 4, 4) and not is_surplus(study, 4, 5)
+    trials = study.get_trials(deepcopy=False)
+    assert is_surplus(trials, 4, 4) and not is_surplus(trials, 4, 5)
     # trial 3 has only 2 complete + running 2 ahead
-    assert is_surplus(study, 3, 3) and not is_surplus(study, 3, 4)
+    assert is_surplus(trials, 3, 3) and not is_surplus(trials, 3, 4)
     # a surplus start is pruned by the runner, with its reason
     runner = TrialRunner.__new__(TrialRunner)
     runner.target = 3
@@ -134,17 +135,17 @@ def test_a_configuration_enqueued_twice_runs_once():
     study.enqueue_trial({"x": 0.5})
     first, second, other = (study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
                             for _ in range(3))
-    assert not worker_mod.is_enqueued_duplicate(study, first.number)
-    assert worker_mod.is_enqueued_duplicate(study, second.number)   # first is RUNNING
-    assert not worker_mod.is_enqueued_duplicate(study, other.number)
+    assert not worker_mod.is_enqueued_duplicate(study.get_trials(), first.number)
+    assert worker_mod.is_enqueued_duplicate(study.get_trials(), second.number)   # first is RUNNING
+    assert not worker_mod.is_enqueued_duplicate(study.get_trials(), other.number)
     study.tell(first, 1.0)
-    assert worker_mod.is_enqueued_duplicate(study, second.number)   # first is COMPLETE
+    assert worker_mod.is_enqueued_duplicate(study.get_trials(), second.number)   # first is COMPLETE
     fresh = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    assert not worker_mod.is_enqueued_duplicate(study, fresh.number)  # sampled, not enqueued
+    assert not worker_mod.is_enqueued_duplicate(study.get_trials(), fresh.number)  # sampled, not enqueued
     failed = optuna.create_study()
     failed.enqueue_trial(params)
     failed.enqueue_trial(params)
     a = failed.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     failed.tell(a, state=TrialState.FAIL)
     b = failed.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    assert not worker_mod.is_enqueued_duplicate(failed, b.number)
+    assert not worker_mod.is_enqueued_duplicate(failed.get_trials(), b.number)
