@@ -7,7 +7,8 @@ FAIL and :func:`retry_stale_trial` re-enqueues its parameters as a WAITING trial
 worker to ask for a trial runs first: never lost, never counted twice (only COMPLETE trials count).
 
 SQLite is opened in WAL mode (``synchronous=NORMAL``: no fsync per transaction) with a long
-busy timeout, so several local worker processes share one file; the file stays a plain Optuna
+busy timeout and every transaction begun ``IMMEDIATE`` (a check and the write that follows it
+are atomic between processes), so several local worker processes share one file; the file stays a plain Optuna
 database (``optuna.load_study``, ``optuna-dashboard``).
 """
 from __future__ import annotations
@@ -134,7 +135,8 @@ def _enable_wal(storage: Any) -> None:
         return
     if wal:
         event.listen(storage.engine, "connect", _normal_sync)
-        storage.engine.dispose()  # pooled connections reopen with the setting
+        event.listen(storage.engine, "begin", _begin_immediate)
+        storage.engine.dispose()  # pooled connections reopen with the settings
 
 
 def _normal_sync(dbapi_connection: Any, record: Any) -> None:
@@ -143,6 +145,22 @@ def _normal_sync(dbapi_connection: Any, record: Any) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+    dbapi_connection.isolation_level = None  # no implicit BEGIN: _begin_immediate emits it
+
+
+def _begin_immediate(conn: Any) -> None:
+    """Start every transaction with ``BEGIN IMMEDIATE`` (the write lock, waited for up to the
+    busy timeout), so that Optuna's read-check-write steps are atomic between processes.
+
+    Python's sqlite3 driver begins a transaction only before a write, so the read in Optuna's
+    "set RUNNING if still WAITING" ran outside it and SQLite, which ignores ``SELECT ... FOR
+    UPDATE``, let two workers take the same enqueued trial: the second then failed with
+    "Cannot tell a COMPLETE trial" (a CI run of three searches started together; Optuna issue
+    #4621). Our choice: transactions serialise across processes; a dse trial writes a few dozen
+    short transactions in seconds of training, so the waits are short. The recipe is
+    SQLAlchemy's for pysqlite ("Serializable isolation / Savepoints / Transactional DDL").
+    """
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def retry_stale_trial(study: Any, trial: Any) -> None:
