@@ -137,3 +137,21 @@ def test_profile_show_lists_the_modes():
     assert set(data["device"]["power_modes"]) == {"MAXN", "10W", "15W", "25W"}
     assert data["selected"]["sm_scale"] == 0.5
     assert data["selected"]["bandwidth_scale"] == pytest.approx(2133 / 3200)
+
+
+def test_agx_xavier_modes_follow_its_nvpmodel_file():
+    """Jetson AGX Xavier's modes as nvpmodel_t194.conf caps them (GPU, EMC, CPU clocks); its
+    30 W modes share the GPU at 900 MHz and EMC at 1600 MHz and trade CPU cores for CPU clock
+    (the profile gave MODE_30W_ALL's GPU 1236.75 MHz, found in no source, before)."""
+    p = load_profile("jetson-agx-xavier")
+    base = p.runtime("pytorch-fp16")
+    for mode, cpu in (("MODE_30W_ALL", 1200.0), ("MODE_30W_6CORE", 1450.0),
+                      ("MODE_30W_4CORE", 1780.0), ("MODE_30W_2CORE", 2100.0)):
+        rt = p.runtime(f"pytorch-fp16@{mode}")
+        assert p.clock_scale(rt) == pytest.approx(900 / 1377)
+        assert p.bandwidth_scale(rt) == pytest.approx(1600 / 2133)
+        assert p.sm_scale(rt) == 1.0
+        assert p.host_scale(rt) == pytest.approx(p.host_scale(base) * 2265.6 / cpu)
+    assert p.host_scale(base) == pytest.approx(base.host_scale)  # MAXN: the clock host costs hold at
+    ten = p.runtime("pytorch-fp16@MODE_10W")
+    assert (p.clock_scale(ten), p.sm_scale(ten)) == (pytest.approx(520 / 1377), 0.5)
