@@ -98,6 +98,47 @@ def op_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int,
     return lambda: session.run(None, feed)
 
 
+def kernel_share(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int, folder: Path,
+                 provider: str = DEFAULT_PROVIDER, runs: int = 20) -> float:
+    """Share of a one-op graph's run (:func:`op_runner`) that its op's own kernels take.
+
+    ONNX Runtime's profiler times every node of ``runs`` runs; the share is the op's nodes
+    (layout reorders left out) over the whole runs (``model_run``): what remains is the run's
+    fixed cost, the reorders at the graph's edges and the output's copy to numpy. A share is a
+    ratio of two wall times of the same runs, so a loaded machine, which stretches both, moves
+    it far less than either; the calibration multiplies it by the harness's CPU time of the
+    one-op graph. The profile is written under ``folder``.
+    """
+    import onnxruntime as ort
+
+    graph = to_onnx(_Op(f), x.clone(), "op.onnx", ["x"], ["y"])
+    opts = session_options(threads)
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(folder) / "share")
+    session = ort.InferenceSession(graph.data, sess_options=opts,
+                                   providers=list(dict.fromkeys([provider, DEFAULT_PROVIDER])))
+    feed = {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)}
+    for _ in range(runs):
+        session.run(None, feed)
+    path = Path(session.end_profiling())
+    try:
+        return profiled_share(json.loads(path.read_text()))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def profiled_share(events: Sequence[dict[str, Any]]) -> float:
+    """From an ONNX Runtime profile (its JSON events): the op nodes' kernel time, layout
+    reorders left out, over the ``model_run`` time (pure; see :func:`kernel_share`)."""
+    runs = sum(e.get("dur", 0) for e in events if e.get("name") == "model_run")
+    kernels = sum(e.get("dur", 0) for e in events
+                  if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+                  and not str(e.get("args", {}).get("op_name", "")).startswith("Reorder"))
+    if runs <= 0:
+        raise ValueError("the ONNX Runtime profile has no model_run event")
+    return min(kernels / runs, 1.0)
+
+
 def chain_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, links: int, threads: int,
                  provider: str = DEFAULT_PROVIDER) -> Callable[[], Any] | None:
     """A call running ``f`` ``links`` times in a row (``f(f(x))`` for 2) as one graph, or None

@@ -17,7 +17,22 @@ alike. What differs is what ONNX Runtime runs:
   edges (layout reorders around blocked-layout convolutions, the output's copy to numpy), once
   per graph in a network, not per op. Stage 1 is fitted to the difference of a two-op chain
   and the one-op graph where the op keeps its shape (:func:`in_network_seconds`), else to the
-  one-op graph less ``graph_run_overhead_us``;
+  one-op graph less ``graph_run_overhead_us``, except for the downsampling ops
+  (:func:`downsamples`: pools, global reductions, strided dense convolutions), fitted to their
+  one-op graph's time times the share of it ONNX Runtime's profiler gives their own kernels
+  (:func:`dse.export.ort_bench.kernel_share`). Why: in a network such an op reads the blocked
+  layout the convolution before it wrote, but its one-op graph reorders an input up to 4x its
+  output (the profiler on this host: a 256-channel 56x56 max pool ran 683 us a graph, 219 us
+  in its kernel, 373 us reordering its input; a 256->512-channel 1x1 stride-2 convolution
+  1965 us, 1548 us in its kernel, 327 us reordering; ResNet-18 at 224 px run as one graph has
+  no reorder but the final one). Our choice, from two calibrations' measurements scored on
+  their own validations (59 exits each, load 0.6-1.0): within +-10 % 78 -> 90 % and
+  73 -> 90 %, MAPE 6.1 -> 5.0 % and 7.2 -> 5.6 %. Depthwise convolutions keep the edges: with
+  strided ones included MobileNetV2 came out 8-11 % too fast (in a network its 112- and 56-px
+  depthwise convolutions take about twice their chained time; the profiler: 455 us in the
+  network against 215 us predicted), and so do stride-1 channel-changing convolutions
+  (profiled shares for every unchainable op: 20-51 % within +-10 %, MobileNetV2 28-32 % too
+  fast);
 - **decision and entry**: the bundle runner's early-exit loop (:class:`dse.export.runner.Bundle`)
   on identity segments with never-taken exits: the time per extra exit, less its two graph
   runs, is the decision (the criterion in numpy); a network with no early exit, less its two
@@ -76,7 +91,7 @@ from dse.cost.harness import time_groups
 from dse.cost.profiles import Profile
 from dse.device import available_cpus, set_threads
 from dse.export.ort_bench import (DEFAULT_PROVIDER, chain_runner, check_provider, exit_calls,
-                                  op_runner, runtime_name, write_cut_bundle)
+                                  kernel_share, op_runner, runtime_name, write_cut_bundle)
 from dse.export.runner import Bundle
 from dse.models.backbones import Backbone
 from dse.models.multiexit import MultiExitNet
@@ -99,6 +114,9 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
         calls = [one_node] + [op_runner(f, x, threads, provider) for _, f, x, _ in ops]
         doubles = [chain_runner(f, x, 2, threads, provider) for _, f, x, _ in ops]
         chains = [c for c in doubles if c is not None]
+        shares = [kernel_share(f, x, threads, Path(tmp), provider)
+                  if d is None and downsamples(kind, recs) else None
+                  for (kind, f, x, recs), d in zip(ops, doubles)]
         fixed = _fixed_cost_calls(Path(tmp), settings.criterion, provider, threads)
         peak_calls = [op_runner(lambda x, b=torch.randn(n, n): x @ b, torch.randn(n, n), threads,
                                 provider) for n in ((256, 512) if settings.quick else (512, 1024))]
@@ -120,7 +138,7 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
     decision = max((tk - t0) / k - 2 * graph_run, 0.0)
     inference = max(t0 - 2 * graph_run, 0.0)
     t_double = [None if c is None else next(t_chains) for c in doubles]
-    in_network = in_network_seconds(t_ops, t_double, graph_run)
+    in_network = in_network_seconds(t_ops, t_double, graph_run, shares)
     cases = [(kind, tuple(recs), t) for (kind, _, _, recs), t in zip(ops, in_network)]
     log(f"timed {len(cases)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
     m = Measurements(tuple(cases), peak, call_us=0.0, decision_us=decision * 1e6,
@@ -135,8 +153,23 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
     return at_run_reference(m, timing.reference_now_s(), log)
 
 
+#: Convolution fit groups (:func:`dse.cost.microbench.op_specs`) of dense convolutions.
+_DENSE_CONVS = ("conv", "conv_gemm", "conv_gemm_strided")
+
+
+def downsamples(kind: str, records: Sequence[Any]) -> bool:
+    """Whether a micro-benchmark is timed by its profiled kernel share (:func:`in_network_seconds`):
+    a pool, a global reduction or a strided dense convolution, ops that in a network read the
+    blocked layout the convolution before them wrote, while their one-op graph reorders an
+    input up to 4x its output (see the module docstring)."""
+    if kind in ("pool", "reduce"):
+        return True
+    return kind in _DENSE_CONVS and bool(records) and getattr(records[0], "stride", 1) > 1
+
+
 def in_network_seconds(single: Sequence[float], double: Sequence[float | None],
-                       graph_run: float) -> list[float]:
+                       graph_run: float,
+                       shares: Sequence[float | None] | None = None) -> list[float]:
     """What each single-op benchmark's op costs inside a network, in seconds.
 
     A one-op graph run costs ``a + b``: ``a`` what the run pays besides its op (the fixed
@@ -147,8 +180,11 @@ def in_network_seconds(single: Sequence[float], double: Sequence[float | None],
     graph of two of them in a row, each with its own weights (``a + 2b``), and
     ``b = double - single``: the fixed cost and the edges cancel. Otherwise (``double[i]`` None:
     strided or channel-changing convolutions, linear, pooling, reductions, padding, views)
-    ``b = single - graph_run``, edges included, as before. Every result is at least 5 % of its
-    one-op time (a difference of two medians can come out at or below zero for a tiny op).
+    ``b = single - graph_run``, edges included, unless ``shares[i]`` is given: then
+    ``b = single * share``, the op's share of its one-op graph's run from ONNX Runtime's
+    profiler (:func:`dse.export.ort_bench.kernel_share`; the calibration gives one for the ops
+    :func:`downsamples` picks). Every result is at least 5 % of its one-op time (a difference
+    of two medians can come out at or below zero for a tiny op).
 
     Our choice: an edge cost per byte, fitted on the chained ops and subtracted from the others,
     was tried and dropped: the edges of a strided convolution (input reorder of 4x its output)
@@ -156,8 +192,13 @@ def in_network_seconds(single: Sequence[float], double: Sequence[float | None],
     to the 5 % floor.
     """
     out = []
-    for t, d in zip(single, double):
-        b = d - t if d is not None else t - graph_run
+    for t, d, share in zip(single, double, shares or [None] * len(single)):
+        if d is not None:
+            b = d - t
+        elif share is not None:
+            b = t * share
+        else:
+            b = t - graph_run
         out.append(max(b, 0.05 * t))
     return out
 

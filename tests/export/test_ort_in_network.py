@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dse.export.ort_bench import chain_runner
-from dse.export.ort_calibrate import in_network_seconds
+from dse.cost.op_trace import LayerRecord
+from dse.export.ort_bench import chain_runner, kernel_share, profiled_share
+from dse.export.ort_calibrate import downsamples, in_network_seconds
 
 
 def test_chain_difference_cancels_the_per_run_and_edge_costs():
@@ -44,3 +45,51 @@ def test_chain_runner_refuses_an_op_that_changes_the_shape():
     w = torch.randn(8, 4, 3, 3)
     strided = lambda z, w=w: F.conv2d(z, w, None, 2, 1)  # noqa: E731
     assert chain_runner(strided, torch.randn(1, 4, 6, 6), 2, threads=1) is None
+
+
+def test_an_op_with_a_profiled_share_costs_that_share_of_its_one_op_graph():
+    graph_run = 10e-6
+    single, double = [50e-6, 50e-6, 30e-6], [None, None, 40e-6]
+    shares = [0.4, None, 0.9]  # a chain wins over a share; no share: single - graph_run
+    assert in_network_seconds(single, double, graph_run, shares) == pytest.approx(
+        [20e-6, 40e-6, 10e-6])
+
+
+def _event(name, dur, op=None):
+    if op is None:
+        return {"cat": "Session", "name": name, "dur": dur}
+    return {"cat": "Node", "name": f"{name}_kernel_time", "dur": dur, "args": {"op_name": op}}
+
+
+def test_profiled_share_leaves_out_the_reorders_and_the_run_around_the_op():
+    # two runs of 100 us: the conv 55 + 65 us, reorders 20 + 20 us, the rest the run itself
+    events = [_event("model_run", 100), _event("model_run", 100),
+              _event("conv_nchwc", 55, "Conv"), _event("conv_nchwc", 65, "Conv"),
+              _event("reorder_in", 20, "ReorderInput"), _event("reorder_out", 20, "ReorderOutput"),
+              {"cat": "Session", "name": "session_initialization", "dur": 5000}]
+    assert profiled_share(events) == pytest.approx(0.6)
+    with pytest.raises(ValueError):
+        profiled_share(events[2:])
+
+
+def _conv(stride, groups=1):
+    kind = "dwconv" if groups > 1 else "conv"
+    return LayerRecord("conv2d", kind, macs=1, in_elems=1, out_elems=1, stride=stride)
+
+
+def test_downsampling_ops_are_the_pools_reductions_and_strided_dense_convolutions():
+    assert downsamples("pool", []) and downsamples("reduce", [])
+    for kind in ("conv", "conv_gemm", "conv_gemm_strided"):
+        assert downsamples(kind, [_conv(2)]) and not downsamples(kind, [_conv(1)])
+    # depthwise convolutions keep their one-op graph's edges (see ort_calibrate's docstring)
+    assert not downsamples("dwconv", [_conv(2, groups=8)])
+    assert not downsamples("linear", []) and not downsamples("elementwise", [])
+
+
+def test_kernel_share_of_a_strided_convolution(tmp_path):
+    torch.manual_seed(0)
+    w = torch.randn(16, 8, 3, 3)
+    share = kernel_share(lambda z, w=w: F.conv2d(z, w, None, 2, 1), torch.randn(1, 8, 32, 32), 1,
+                         tmp_path)
+    assert 0.0 < share < 1.0
+    assert not list(tmp_path.iterdir())  # the profile file is removed
