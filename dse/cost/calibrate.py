@@ -97,6 +97,9 @@ class Measurements:
     graph_run_us: float = 0.0     # per graph run of a cut network (ONNX Runtime session run)
     engine: str = "PyTorch eager"
     reference_us: float = 0.0     # reference kernel's time the samples were converted at (0: none)
+    blocked_layout: bool = False  # convolutions run in a blocked layout (dse.cost.layout) ...
+    reorder_us: float = 0.0       # ... whose reorders cost this each ...
+    reorder_us_per_kelem: float = 0.0  # ... plus this per 1000 elements
 
 
 def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
@@ -148,7 +151,9 @@ def at_run_reference(m: Measurements, run_reference_s: float | None,
     return replace(m, cases=tuple((k, r, t * factor) for k, r, t in m.cases),
                    peak_gflops=m.peak_gflops / factor, call_us=m.call_us * factor,
                    decision_us=m.decision_us * factor, inference_us=m.inference_us * factor,
-                   graph_run_us=m.graph_run_us * factor, reference_us=run_reference_s * 1e6)
+                   graph_run_us=m.graph_run_us * factor, reorder_us=m.reorder_us * factor,
+                   reorder_us_per_kelem=m.reorder_us_per_kelem * factor,
+                   reference_us=run_reference_s * 1e6)
 
 
 def _fit_kind(kind: str, cases: list[tuple[list[LayerRecord], float]], device: Device,
@@ -260,6 +265,8 @@ def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = Cali
                  ops={k: generic for k in _KINDS if k in OP_KINDS or by_kind[k]}, fusion=m.fusion,
                  threads=m.threads, call_overhead_us=m.call_us, decision_overhead_us=m.decision_us,
                  inference_overhead_us=m.inference_us, graph_run_overhead_us=m.graph_run_us,
+                 blocked_layout=m.blocked_layout, reorder_us=m.reorder_us,
+                 reorder_us_per_kelem=m.reorder_us_per_kelem,
                  power_w=settings.power_w, reference_us=m.reference_us,
                  sources=(f"{len(m.cases)} micro-benchmarks through {m.engine}, {settings.rounds} "
                           f"interleaved rounds, {settings.statistic}; decision cost of criterion "

@@ -63,7 +63,11 @@ exit k-1 up to exit k's block plus branch k, each ended by its decision::
 
 A runtime that runs a cut network (:mod:`dse.export`: one graph per backbone segment and one
 per exit head, e.g. ONNX Runtime sessions) pays ``graph_run_overhead_us`` per graph run: two
-per stretch, the final stretch included (0 for eager runtimes, which run no graphs).
+per stretch, the final stretch included (0 for eager runtimes, which run no graphs). A runtime
+with ``blocked_layout`` (ONNX Runtime on CPU: convolutions in NCHWc) is priced graph by graph
+after :func:`dse.cost.layout.plan`: each tensor the graph reorders between its blocked and plain
+layouts costs ``reorder_us + reorder_us_per_kelem * elements / 1000``, and a residual add whose
+shortcut arrives plain is its own kernel instead of the convolution's epilogue.
 
 Expected latency is ``sum_n p_n * latency(n)`` (DESIGN.md); energy is ``power_w * latency``
 (W x ms = mJ).
@@ -73,6 +77,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from dse.cost.layout import plan
 from dse.cost.op_trace import LayerRecord, NetRecords, is_strided_im2col
 
 if TYPE_CHECKING:
@@ -235,6 +240,20 @@ def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None"
     branches = [segment_time_us(b, dev, rt, *scales) for b in net.branches]
     head = segment_time_us(net.head, dev, rt, *scales)
 
+    def graph(records: Sequence[Sequence[LayerRecord]], source: Sequence[LayerRecord],
+              parts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """(host, device) parts of one graph run: ``records`` (its blocks, or a branch or the
+        head) read ``source``'s output; ``parts`` are their times without a layout plan."""
+        if not rt.blocked_layout:
+            return parts
+        planned, reorders = plan(records, _out_elems(source))
+        return [segment_time_us(b, dev, rt, *scales) for b in planned] + [
+            (0.0, sum(rt.reorder_us + n * rt.reorder_us_per_kelem / 1e3 for n in reorders))]
+
+    def segment(first: int, stop: int) -> list[tuple[float, float]]:
+        return graph(net.blocks[first:stop], net.blocks[first - 1] if first else (),
+                     blocks[first:stop])
+
     def stretch(parts: Sequence[tuple[float, float]]) -> float:
         runs = 2 * rt.graph_run_overhead_us  # a segment and an exit head
         return combine(runs + sum(h for h, _ in parts), sum(d for _, d in parts))
@@ -242,17 +261,24 @@ def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None"
     decision, inference = rt.decision_overhead_us * hs, rt.inference_overhead_us * hs
     exit_us, acc, start = [], inference, 0
     for n, b in enumerate(net.exit_blocks):
-        acc += stretch(blocks[start:b + 1] + [branches[n]]) + decision
+        branch = graph([net.branches[n]], net.blocks[b], [branches[n]])
+        acc += stretch(segment(start, b + 1) + branch) + decision
         exit_us.append(acc)
         start = b + 1
-    exit_us.append(acc + stretch(blocks[start:] + [head]))
-    backbone_us = inference + stretch(blocks + [head])
+    final = graph([net.head], net.blocks[-1], [head])
+    exit_us.append(acc + stretch(segment(start, len(net.blocks)) + final))
+    backbone_us = inference + stretch(segment(0, len(net.blocks)) + final)
     n_kernels = sum(len(kernels(s, rt.fusion)) for s in (*net.blocks, net.head))
     return LatencyPrediction(
         exit_ms=tuple(t / 1e3 for t in exit_us), backbone_ms=backbone_us / 1e3,
         block_ms=tuple(combine(*b) / 1e3 for b in blocks),
         branch_ms=tuple(combine(*b) / 1e3 for b in branches),
         head_ms=combine(*head) / 1e3, decision_ms=decision / 1e3, kernels=n_kernels)
+
+
+def _out_elems(records: Sequence[LayerRecord]) -> int:
+    """Elements of a block's output (its last record that writes any; 0 for none)."""
+    return next((r.out_elems for r in reversed(records) if r.out_elems), 0)
 
 
 def expected_latency_ms(exit_ms: Sequence[float], exit_fractions: Sequence[float]) -> float:

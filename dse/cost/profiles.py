@@ -123,6 +123,9 @@ class Runtime:
     graph_run_overhead_us: float = 0.0     # per graph run of a cut net (segment, exit head)
     alloc_us_per_mb: float = 0.0           # fresh-page cost of large new outputs (eager CPU)
     alloc_min_kb: float = 128.0            # outputs below this reuse allocator memory
+    blocked_layout: bool = False           # convolutions run in a blocked layout (dse.cost.layout)
+    reorder_us: float = 0.0                # blocked layout: fixed cost of one tensor reorder ...
+    reorder_us_per_kelem: float = 0.0      # ... and its cost per 1000 elements
     power_w: float = 0.0                   # average power while running, for energy
     power_mode: str | None = None          # None: the device's default power mode
     sources: tuple[str, ...] = ()
@@ -330,7 +333,8 @@ _RUNTIME_KEYS = {"description", "dtype", "ops", "fusion", "async_launch", "threa
                  "call_overhead_us", "decision_overhead_us", "inference_overhead_us",
                  "alloc_us_per_mb", "alloc_min_kb", "power_w", "power_mode", "sources",
                  "tensor_core_align", "unaligned_eff", "fit", "fit_error",
-                 "graph_run_overhead_us", "reference_us"}
+                 "graph_run_overhead_us", "reference_us", "blocked_layout", "reorder_us",
+                 "reorder_us_per_kelem"}
 
 
 def _fit(c: _Checker, raw: dict, where: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -375,6 +379,9 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
         graph_run_overhead_us=c.number(raw, where, "graph_run_overhead_us", default=0.0),
         alloc_us_per_mb=c.number(raw, where, "alloc_us_per_mb", default=0.0),
         alloc_min_kb=c.number(raw, where, "alloc_min_kb", default=128.0),
+        blocked_layout=c.flag(raw, where, "blocked_layout", False),
+        reorder_us=c.number(raw, where, "reorder_us", default=0.0),
+        reorder_us_per_kelem=c.number(raw, where, "reorder_us_per_kelem", default=0.0),
         power_w=power_w, power_mode=mode,
         sources=c.strings(raw, where, "sources"), tensor_core_align=align,
         unaligned_eff=c.number(raw, where, "unaligned_eff", 0.0, 1.0, default=1.0, low_open=True),
@@ -574,6 +581,10 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             body["graph_run_overhead_us"] = _round(rt.graph_run_overhead_us)
         if rt.reference_us:
             body["reference_us"] = _round(rt.reference_us)
+        if rt.blocked_layout:
+            body["blocked_layout"] = True
+            body["reorder_us"] = _round(rt.reorder_us)
+            body["reorder_us_per_kelem"] = _round(rt.reorder_us_per_kelem)
         if rt.power_mode:
             body["power_mode"] = rt.power_mode
         body["ops"] = {k: {f: _round(getattr(p, f), 6) for f in p.__dataclass_fields__}

@@ -20,6 +20,7 @@ import copy
 import json
 import os
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -98,16 +99,23 @@ def op_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int,
     return lambda: session.run(None, feed)
 
 
-def kernel_share(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int, folder: Path,
-                 provider: str = DEFAULT_PROVIDER, runs: int = 20) -> float:
-    """Share of a one-op graph's run (:func:`op_runner`) that its op's own kernels take.
+@dataclass(frozen=True)
+class GraphProfile:
+    """What ONNX Runtime's profiler saw in the runs of a one-op graph, as shares of a run."""
 
-    ONNX Runtime's profiler times every node of ``runs`` runs; the share is the op's nodes
-    (layout reorders left out) over the whole runs (``model_run``): what remains is the run's
-    fixed cost, the reorders at the graph's edges and the output's copy to numpy. A share is a
-    ratio of two wall times of the same runs, so a loaded machine, which stretches both, moves
-    it far less than either; the calibration multiplies it by the harness's CPU time of the
-    one-op graph. The profile is written under ``folder``.
+    share: float                                  # the op's own kernels (reorders left out)
+    reorders: tuple[tuple[int, float], ...] = ()  # (elements, share of a run) per reorder node
+
+
+def profile_graph(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int, folder: Path,
+                  provider: str = DEFAULT_PROVIDER, runs: int = 20) -> GraphProfile:
+    """Profile ``runs`` runs of ``f(x)`` as a one-op graph (:func:`op_runner`) with ONNX
+    Runtime's profiler (:func:`read_profile`; the profile is written under ``folder`` and
+    removed).
+
+    Shares are ratios of two wall times of the same runs, so a loaded machine, which stretches
+    both, moves them far less than either; the calibration multiplies them by the harness's
+    CPU time of the one-op graph.
     """
     import onnxruntime as ort
 
@@ -122,21 +130,33 @@ def kernel_share(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int
         session.run(None, feed)
     path = Path(session.end_profiling())
     try:
-        return profiled_share(json.loads(path.read_text()))
+        return read_profile(json.loads(path.read_text()))
     finally:
         path.unlink(missing_ok=True)
 
 
-def profiled_share(events: Sequence[dict[str, Any]]) -> float:
-    """From an ONNX Runtime profile (its JSON events): the op nodes' kernel time, layout
-    reorders left out, over the ``model_run`` time (pure; see :func:`kernel_share`)."""
-    runs = sum(e.get("dur", 0) for e in events if e.get("name") == "model_run")
-    kernels = sum(e.get("dur", 0) for e in events
-                  if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
-                  and not str(e.get("args", {}).get("op_name", "")).startswith("Reorder"))
-    if runs <= 0:
+def read_profile(events: Sequence[dict[str, Any]]) -> GraphProfile:
+    """An ONNX Runtime profile (its JSON events) as shares of the ``model_run`` time: the op
+    nodes' kernels (layout reorders left out), and each reorder node with its tensor's elements
+    (float32 output bytes / 4) (pure; see :func:`profile_graph`)."""
+    run_durations = [e.get("dur", 0) for e in events if e.get("name") == "model_run"]
+    total = sum(run_durations)
+    if total <= 0:
         raise ValueError("the ONNX Runtime profile has no model_run event")
-    return min(kernels / runs, 1.0)
+    per_run = total / len(run_durations)
+    kernels, reorders = 0.0, {}
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        args = e.get("args", {})
+        if str(args.get("op_name", "")).startswith("Reorder"):
+            key = (e["name"], int(args.get("output_size", 0)) // 4)
+            reorders[key] = reorders.get(key, 0.0) + e.get("dur", 0)
+        else:
+            kernels += e.get("dur", 0)
+    return GraphProfile(min(kernels / total, 1.0),
+                        tuple((elems, dur / len(run_durations) / per_run)
+                              for (_, elems), dur in reorders.items()))
 
 
 def chain_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, links: int, threads: int,

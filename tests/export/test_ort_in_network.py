@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from dse.cost.op_trace import LayerRecord
-from dse.export.ort_bench import chain_runner, kernel_share, profiled_share
-from dse.export.ort_calibrate import downsamples, in_network_seconds
+from dse.export.ort_bench import chain_runner, profile_graph, read_profile
+from dse.export.ort_calibrate import downsamples, fit_reorders, in_network_seconds
 
 
 def test_chain_difference_cancels_the_per_run_and_edge_costs():
@@ -61,15 +61,28 @@ def _event(name, dur, op=None):
     return {"cat": "Node", "name": f"{name}_kernel_time", "dur": dur, "args": {"op_name": op}}
 
 
-def test_profiled_share_leaves_out_the_reorders_and_the_run_around_the_op():
-    # two runs of 100 us: the conv 55 + 65 us, reorders 20 + 20 us, the rest the run itself
+def test_read_profile_gives_the_op_and_each_reorder_as_shares_of_a_run():
+    # two runs of 100 us: the conv 55 + 65 us, a 1024-element input reorder 20 + 20 us
+    def reorder(dur):
+        return {"cat": "Node", "name": "reorder_in_kernel_time", "dur": dur,
+                "args": {"op_name": "ReorderInput", "output_size": "4096"}}
     events = [_event("model_run", 100), _event("model_run", 100),
               _event("conv_nchwc", 55, "Conv"), _event("conv_nchwc", 65, "Conv"),
-              _event("reorder_in", 20, "ReorderInput"), _event("reorder_out", 20, "ReorderOutput"),
+              reorder(20), reorder(20),
               {"cat": "Session", "name": "session_initialization", "dur": 5000}]
-    assert profiled_share(events) == pytest.approx(0.6)
+    got = read_profile(events)
+    assert got.share == pytest.approx(0.6)
+    assert got.reorders == (pytest.approx((1024, 0.2)),)
     with pytest.raises(ValueError):
-        profiled_share(events[2:])
+        read_profile(events[2:])
+
+
+def test_fit_reorders_recovers_a_fixed_and_a_per_element_cost():
+    # reorders cost 3 us + 0.25 us per 1000 elements
+    samples = [(n, (3.0 + 0.25 * n / 1e3) * 1e-6) for n in (1000, 16_000, 200_000, 800_000)]
+    assert fit_reorders(samples) == pytest.approx((3.0, 0.25), rel=1e-6)
+    assert fit_reorders(samples[:1]) == (0.0, 0.0)  # one size: no fit, the layout plan stays off
+    assert fit_reorders([]) == (0.0, 0.0)
 
 
 def _conv(stride, groups=1):
@@ -86,10 +99,11 @@ def test_downsampling_ops_are_the_pools_reductions_and_strided_dense_convolution
     assert not downsamples("linear", []) and not downsamples("elementwise", [])
 
 
-def test_kernel_share_of_a_strided_convolution(tmp_path):
+def test_profile_of_a_strided_convolution(tmp_path):
     torch.manual_seed(0)
-    w = torch.randn(16, 8, 3, 3)
-    share = kernel_share(lambda z, w=w: F.conv2d(z, w, None, 2, 1), torch.randn(1, 8, 32, 32), 1,
-                         tmp_path)
-    assert 0.0 < share < 1.0
+    w = torch.randn(32, 16, 3, 3)
+    got = profile_graph(lambda z, w=w: F.conv2d(z, w, None, 2, 1), torch.randn(1, 16, 32, 32), 1,
+                        tmp_path)
+    assert 0.0 < got.share < 1.0
+    assert all(n > 0 and 0.0 < share < 1.0 for n, share in got.reorders)
     assert not list(tmp_path.iterdir())  # the profile file is removed
