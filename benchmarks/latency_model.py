@@ -45,6 +45,8 @@ import sys
 import tempfile
 import time
 
+from dse.cost.harness import DEFAULT_REFERENCE, REFERENCES
+
 ENGINES = ("pytorch", "onnxruntime")
 
 
@@ -58,7 +60,8 @@ def run_engine(engine: str, args: argparse.Namespace, folder: str,
     from dse.export.ort_validate import validate_ort
 
     settings = CalibrationSettings(threads=args.threads, quick=args.quick,
-                                   statistic=args.statistic, reference=args.reference)
+                                   statistic=args.statistic, reference=args.reference,
+                                   reference_kernel=args.reference_kernel)
     started = time.perf_counter()
     name = f"host-{engine}"
     path = os.path.join(args.profiles or folder, f"{name}.yaml")
@@ -128,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                              "alike (default median; min on a loaded machine)")
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help="time in plain seconds, not in units of the reference kernel")
+    parser.add_argument("--reference-kernel", choices=sorted(REFERENCES),
+                        default=DEFAULT_REFERENCE,
+                        help=f"reference kernel of the calibration (default {DEFAULT_REFERENCE}; "
+                             "validation uses the profile's own)")
     parser.add_argument("--profiles", default=None,
                         help="validate the host-<runtime>.yaml profiles of an earlier run's --out "
                              "folder instead of calibrating (a repeatability check)")

@@ -15,6 +15,7 @@ from dse.cli.output import echo_json, table
 from dse.cost.calibrate import CalibrationSettings
 from dse.cost.calibrate import calibrate as calibrate_here
 from dse.cost.calibrate import write_profile
+from dse.cost.harness import DEFAULT_REFERENCE, REFERENCES
 from dse.cost.profiles import (error_line, list_profiles, load_profile, profile_dirs,
                                profile_to_dict)
 from dse.cost.validate import ValidationSettings
@@ -120,9 +121,14 @@ def _provider(provider: str | None, onnxruntime: bool) -> str:
               help="Average power while running, for energy estimates (not measurable here).")
 @click.option("--quick", is_flag=True, help="A small benchmark grid (seconds; for smoke tests).")
 @statistic_option
+@click.option("--reference-kernel", type=click.Choice(sorted(REFERENCES)),
+              default=DEFAULT_REFERENCE, show_default=True,
+              help="The timing reference every sample is counted against (dse/cost/harness.py; "
+                   "the profile records it and validation uses the same).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @options.json_flag
-def calibrate(name, engine, provider, out, threads, power_w, quick, statistic, force, as_json):
+def calibrate(name, engine, provider, out, threads, power_w, quick, statistic, reference_kernel,
+              force, as_json):
     """Fit a profile runtime to this machine by micro-benchmarks (PyTorch eager or ONNX Runtime).
 
     --threads pins torch's threads, or ONNX Runtime's intra-op threads (inter-op: 1).
@@ -136,7 +142,8 @@ def calibrate(name, engine, provider, out, threads, power_w, quick, statistic, f
         raise ConfigError(f"{path} already exists; pass --force to overwrite it or --out elsewhere")
     check_writable_file(path, "--out")  # before minutes of measuring, not after
     log = (lambda m: click.echo(m, err=True)) if not as_json else (lambda m: None)
-    settings = CalibrationSettings(threads=threads, power_w=power_w, quick=quick, statistic=statistic)
+    settings = CalibrationSettings(threads=threads, power_w=power_w, quick=quick, statistic=statistic,
+                                   reference_kernel=reference_kernel)
     if onnxruntime:
         profile = calibrate_ort(name, settings, provider, log=log)
         how = f"--runtime onnxruntime --provider {provider}"

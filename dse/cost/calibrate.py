@@ -37,7 +37,7 @@ import yaml
 from scipy.optimize import least_squares
 
 from dse.cost import microbench as mb
-from dse.cost.harness import moved, time_groups
+from dse.cost.harness import DEFAULT_REFERENCE, moved, time_groups
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
 from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS, LayerRecord
 from dse.cost.microbench import DECISION, INFERENCE
@@ -79,6 +79,7 @@ class CalibrationSettings:
     statistic: str = "median"    # of the rounds: median, trimmed (mean), q25, or min
     passes: int = 4              # the rounds are spread over this many passes (dse.cost.harness)
     reference: bool = True       # count samples in reference units (dse.cost.harness)
+    reference_kernel: str = DEFAULT_REFERENCE  # which (dse.cost.harness.REFERENCES)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Measurements:
     graph_run_us: float = 0.0     # per graph run of a cut network (ONNX Runtime session run)
     engine: str = "PyTorch eager"
     reference_us: float = 0.0     # reference kernel's time the samples were converted at (0: none)
+    reference: str = DEFAULT_REFERENCE  # that kernel (dse.cost.harness.REFERENCES)
     blocked_layout: bool = False  # convolutions run in a blocked layout (dse.cost.layout) ...
     reorder_us: float = 0.0       # ... whose reorders cost this each ...
     reorder_us_per_kelem: float = 0.0  # ... plus this per 1000 elements
@@ -111,7 +113,7 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
     target_s = settings.target_ms / 1e3
     log(f"timing micro-benchmarks with {threads} thread(s) ...")
     with torch.no_grad():
-        ref = mb.reference_kernel() if settings.reference else None
+        ref = mb.reference_kernel(settings.reference_kernel) if settings.reference else None
         ref_s = mb.reference_seconds(ref, clock) if ref else None
         peak = mb.peak_gflops(settings.rounds, settings.quick, clock, ref, ref_s)
         benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick,
@@ -124,7 +126,8 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
     log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
     m = Measurements(tuple((k, tuple(r), t) for (k, _, r), t in zip(benches, timing.seconds())),
                      peak, call_us, decision_us, inference_us, threads,
-                     reference_us=ref_s * 1e6 if ref_s else 0.0)
+                     reference_us=ref_s * 1e6 if ref_s else 0.0,
+                     reference=settings.reference_kernel)
     return at_run_reference(m, timing.reference_now_s(), log)
 
 
@@ -268,6 +271,7 @@ def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = Cali
                  blocked_layout=m.blocked_layout, reorder_us=m.reorder_us,
                  reorder_us_per_kelem=m.reorder_us_per_kelem,
                  power_w=settings.power_w, reference_us=m.reference_us,
+                 reference=m.reference if m.reference_us else "",
                  sources=(f"{len(m.cases)} micro-benchmarks through {m.engine}, {settings.rounds} "
                           f"interleaved rounds, {settings.statistic}; decision cost of criterion "
                           f"{settings.criterion!r}; power_w is not measured (set with --power-w)",))

@@ -204,6 +204,24 @@ class Timing:
         return Timing(self.samples, self.statistic)
 
 
+#: Reference kernels by name: (channels, side) of a 3x3 convolution at batch 1. A profile
+#: records the one it was calibrated with (``reference``), and validation brackets with that
+#: same one. Which tracks a network best depends on the network: a 270 s monitor of the 2-core
+#: VM in its slow state timed networks and both kernels side by side (standard deviation of
+#: log(network / reference) over 10-sample windows; 32 channels at 16x16 / at 32x32 / plain
+#: seconds): digits-resnet 0.103 / 0.121 / 0.223, resnet20 0.114 / 0.073 / 0.166, MobileNetV2
+#: at 224 px 0.132 / 0.067 / 0.121, ResNet-18 at 224 px 0.154 / 0.076 / 0.080. The larger one
+#: tracked the 224-px networks better there, but a full calibrate-and-validate run with it
+#: (``benchmarks/latency_model.py --reference-kernel conv3x3-32c-32px``, load 1.0-1.1) came out
+#: at 31 % (PyTorch) and 39 % (ONNX Runtime) of exits within +-10 %, small networks too fast
+#: and large ones too slow: one run in a moving state, not evidence either way. The default stays
+#: the kernel every earlier measurement used (our choice, until runs at rest say otherwise).
+REFERENCES = {"conv3x3-32c-16px": (32, 16), "conv3x3-32c-32px": (32, 32)}
+DEFAULT_REFERENCE = "conv3x3-32c-16px"
+#: The reference of profiles calibrated before profiles named theirs.
+LEGACY_REFERENCE = "conv3x3-32c-16px"
+
+
 #: Largest factor between two reference times (calibration and validation, or calibration's
 #: snapshot and its run median) taken as one machine state (our choice: the 2-core VM this
 #: was built on swings by up to 2x between states).

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dse.cost.harness import time_groups
+from dse.cost.harness import DEFAULT_REFERENCE, REFERENCES, time_groups
 from dse.cost.op_trace import LayerRecord, is_strided_im2col, trace_call, trace_multiexit
+from dse.errors import UnknownNameError
 from dse.models.backbones import Backbone
 from dse.models.criteria import get_criterion
 from dse.models.multiexit import MultiExitNet
@@ -66,20 +67,24 @@ def measure(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float, warm
                        reference_s=reference_s).seconds()
 
 
-def reference_op() -> tuple[Callable[[torch.Tensor], Any], torch.Tensor]:
+def reference_op(name: str = DEFAULT_REFERENCE) -> tuple[Callable[[torch.Tensor], Any], torch.Tensor]:
     """(op, input) of the reference the harness brackets every sample with
-    (:mod:`dse.cost.harness`): a 32-channel 16x16 3x3 convolution at batch 1 (0.08-0.19 ms on
-    one core of the 2.8 GHz Xeon VM, by its state), compute-bound, so it slows down with the
+    (:mod:`dse.cost.harness`): a seeded 3x3 convolution at batch 1 of the size ``name`` gives
+    (:data:`dse.cost.harness.REFERENCES`; the default, 32 channels at 16x16, takes 0.07-0.19 ms
+    on one core of the 2.8 GHz Xeon VM, by its state), compute-bound, so it slows down with the
     core's share of the machine. The ONNX Runtime paths run the same op exported, so the
     reference goes through the same library as what it measures."""
+    if name not in REFERENCES:
+        raise UnknownNameError(f"unknown timing reference {name!r}; known: {', '.join(REFERENCES)}")
+    channels, side = REFERENCES[name]
     gen = torch.Generator().manual_seed(0)
-    w = torch.randn(32, 32, 3, 3, generator=gen)
-    return (lambda x: F.conv2d(x, w, None, 1, 1)), torch.randn(1, 32, 16, 16, generator=gen)
+    w = torch.randn(channels, channels, 3, 3, generator=gen)
+    return (lambda x: F.conv2d(x, w, None, 1, 1)), torch.randn(1, channels, side, side, generator=gen)
 
 
-def reference_kernel() -> Callable[[], Any]:
+def reference_kernel(name: str = DEFAULT_REFERENCE) -> Callable[[], Any]:
     """The reference op in eager PyTorch (:func:`reference_op`)."""
-    op, x = reference_op()
+    op, x = reference_op(name)
     return lambda: op(x)
 
 

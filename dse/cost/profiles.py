@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dse.cost.harness import LEGACY_REFERENCE, REFERENCES
 from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS
 from dse.errors import ConfigError, UnknownNameError
 from dse.registry import Registry
@@ -135,6 +136,7 @@ class Runtime:
     fit: dict[str, float] = field(default_factory=dict)        # FIT_GROUPS -> multiplier
     fit_error: dict[str, float] = field(default_factory=dict)  # the fit's error on its rows
     reference_us: float = 0.0              # host timing reference's time (dse.cost.harness), 0: none
+    reference: str = ""                    # that reference's name (dse.cost.harness.REFERENCES)
 
     @property
     def dtype_bytes(self) -> float:
@@ -333,7 +335,7 @@ _RUNTIME_KEYS = {"description", "dtype", "ops", "fusion", "async_launch", "threa
                  "call_overhead_us", "decision_overhead_us", "inference_overhead_us",
                  "alloc_us_per_mb", "alloc_min_kb", "power_w", "power_mode", "sources",
                  "tensor_core_align", "unaligned_eff", "fit", "fit_error",
-                 "graph_run_overhead_us", "reference_us", "blocked_layout", "reorder_us",
+                 "graph_run_overhead_us", "reference_us", "reference", "blocked_layout", "reorder_us",
                  "reorder_us_per_kelem"}
 
 
@@ -387,7 +389,20 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
         unaligned_eff=c.number(raw, where, "unaligned_eff", 0.0, 1.0, default=1.0, low_open=True),
         fit=fit, fit_error=fit_error,
         reference_us=c.number(raw, where, "reference_us", default=0.0),
+        reference=_reference(c, raw, where),
     )
+
+
+def _reference(c: _Checker, raw: dict, where: str) -> str:
+    """A runtime's timing reference: its ``reference`` (a name of
+    :data:`dse.cost.harness.REFERENCES`), the legacy one for a profile with ``reference_us`` and
+    no name (calibrated before profiles named theirs), "" without a reference time."""
+    name = raw.get("reference")
+    if name is None:
+        return LEGACY_REFERENCE if raw.get("reference_us") else ""
+    if name not in REFERENCES:
+        c.fail(f"{where}.reference", f"must be one of {', '.join(REFERENCES)}, got {name!r}")
+    return str(name)
 
 
 def _power_mode(c: _Checker, name: str, body: Any, device_emc: float | None,
@@ -581,6 +596,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             body["graph_run_overhead_us"] = _round(rt.graph_run_overhead_us)
         if rt.reference_us:
             body["reference_us"] = _round(rt.reference_us)
+            body["reference"] = rt.reference or LEGACY_REFERENCE
         if rt.blocked_layout:
             body["blocked_layout"] = True
             body["reorder_us"] = _round(rt.reorder_us)

@@ -36,7 +36,7 @@ import torch
 from scipy.stats import rankdata
 
 from dse.cost.assemble import InputSpec, assemble, default_input_spec
-from dse.cost.harness import Timing, moved, time_groups
+from dse.cost.harness import DEFAULT_REFERENCE, Timing, moved, time_groups
 from dse.cost.latency import predict
 from dse.cost.microbench import forcing_thresholds, reference_kernel, timer
 from dse.cost.op_trace import trace_multiexit
@@ -139,16 +139,23 @@ def time_exits(groups: Sequence[Sequence[Callable[[], Any]]], settings: Validati
     warm as deployed, and the passes spread each case over the whole run: a burst of load on a
     shared machine hits one pass of every case rather than every sample of one case. With
     ``settings.reference``, samples count in units of the reference kernel (``reference``,
-    default :func:`dse.cost.microbench.reference_kernel`) converted back at the runtime's calibrated
+    default the runtime's own, :func:`reference_name`) converted back at the runtime's calibrated
     ``reference_us`` (this run's own reference time when the profile has none), so the
     machine's speed at calibration and at validation cancels out.
     """
     ref_s = rt.reference_us / 1e6 if rt.reference_us else None
+    if settings.reference and reference is None:
+        reference = reference_kernel(reference_name(rt))
     return time_groups(groups, rounds=settings.rounds, passes=settings.passes,
                        target_s=settings.target_ms / 1e3, clock=clock,
                        statistic=settings.statistic, log=log,
-                       reference=(reference or reference_kernel()) if settings.reference else None,
-                       reference_s=ref_s)
+                       reference=reference if settings.reference else None, reference_s=ref_s)
+
+
+def reference_name(rt: Runtime) -> str:
+    """The reference kernel a validation of ``rt`` brackets its samples with: the one its
+    calibration used (its ``reference_us`` is that kernel's time), else the default."""
+    return rt.reference if rt.reference_us and rt.reference else DEFAULT_REFERENCE
 
 
 def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Timing,
@@ -175,6 +182,7 @@ def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Ti
         "repeatability_raw": round(timing.raw().repeatability(), 4),
         "reference_us": (round(timing.reference_s * 1e6, 3) if timing.reference_s is not None
                          else None),
+        "reference": reference_name(rt) if timing.references is not None else None,
         **speed_check(timing),
         "baseline": {"model": "latency = s x MACs (s fitted to these measurements)",
                      "ms_per_gmac": round(slope * 1e9, 4), **summarize(base, measured)},

@@ -133,7 +133,8 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                                 provider) for n in ((256, 512) if settings.quick else (512, 1024))]
         log(f"timing {len(calls) + len(chains) + len(fixed)} graphs "
             f"({time.perf_counter() - started:.0f} s so far) ...")
-        ref = op_runner(*mb.reference_op(), threads, provider) if settings.reference else None
+        ref = (op_runner(*mb.reference_op(settings.reference_kernel), threads, provider)
+               if settings.reference else None)
         ref_s = mb.reference_seconds(ref, clock) if ref else None
         timing = time_groups([calls + fixed + peak_calls + chains], rounds=settings.rounds,
                              passes=settings.passes, target_s=target_s, clock=clock,
@@ -162,6 +163,7 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                      blocked_layout=reorder_per_kelem > 0, reorder_us=reorder_us,
                      reorder_us_per_kelem=reorder_per_kelem,
                      reference_us=ref_s * 1e6 if ref_s else 0.0,
+                     reference=settings.reference_kernel,
                      description=f"ONNX Runtime, {provider}, fp32, {threads} intra-op "
                                  "thread(s), batch 1, graph optimisation on (conv+bn+relu "
                                  "fused), cut graphs run by the bundle runner (fitted on "

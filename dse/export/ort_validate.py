@@ -26,7 +26,7 @@ from dse.cost.assemble import InputSpec
 from dse.cost.microbench import reference_op, timer
 from dse.cost.profiles import Profile, Runtime
 from dse.cost.validate import (Case, ValidationSettings, case_model, default_cases, exit_rows,
-                               load_average, report, time_exits)
+                               load_average, reference_name, report, time_exits)
 from dse.design import ExitDesign, ExitPolicy, LossSpec, RunConfig, TrainingSpec
 from dse.device import available_cpus, set_threads
 from dse.errors import UnknownNameError
@@ -86,7 +86,8 @@ def validate_ort(profile: Profile, runtime: str | None = None,
             x = np.random.default_rng(i).standard_normal((1, *inputs.shape)).astype(np.float32)
             groups.append(exit_calls(bundle, x))
             rows += exit_rows(case, model, inputs, exit_macs, profile, rt)
-        ref = op_runner(*reference_op(), threads, provider) if settings.reference else None
+        ref = (op_runner(*reference_op(reference_name(rt)), threads, provider)
+               if settings.reference else None)
         timing = time_exits(groups, settings, clock, log, rt, ref)
     return report(profile, rt, rows, timing, settings, threads=threads,
                   clock="cpu" if clock is not time.perf_counter else "wall",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import time
 
 import pytest
@@ -10,10 +11,14 @@ import torch
 
 from dse.cost.calibrate import (CalibrationSettings, Measurements, fit_profile, run_benchmarks,
                                 write_profile)
+from dse.cost.harness import DEFAULT_REFERENCE, LEGACY_REFERENCE, REFERENCES
 from dse.cost.latency import kernel_time_us, kernels
 from dse.cost.op_trace import OP_KINDS, LayerRecord
-from dse.cost.microbench import forcing_thresholds, measure, reference_kernel, timer
-from dse.cost.profiles import Device, OpParams, PowerMode, Runtime, read_profile
+from dse.cost.microbench import (forcing_thresholds, measure, reference_kernel, reference_op,
+                                 timer)
+from dse.cost.profiles import Device, OpParams, PowerMode, Runtime, profile_to_dict, read_profile
+from dse.cost.validate import reference_name
+from dse.errors import ConfigError, UnknownNameError
 
 TRUE_OPS = {
     "conv": OpParams(12.0, 0.6, 0.4, m_half=30.0, n_half=10.0, k_half=8.0, overlap=0.6),
@@ -217,6 +222,43 @@ def test_the_reference_time_travels_with_the_profile(tmp_path):
     (tmp_path / "bad.yaml").write_text(bad)
     with pytest.raises(Exception, match="reference_us"):
         read_profile(tmp_path / "bad.yaml")
+
+
+def test_the_reference_kernel_travels_with_the_profile_and_validation_uses_it(tmp_path):
+    """A profile names the reference it was calibrated with; one calibrated before profiles
+    named theirs (reference_us, no name) used the legacy 32-channel 16x16 kernel, and a
+    validation brackets its samples with that same kernel, else the reference time means
+    nothing."""
+    m = Measurements(tuple(_synthetic_cases(random.Random(2))), 80.0, 1.0, 15.0, 7.0, 1,
+                     reference_us=300.0)
+    path = write_profile(fit_profile("here", m), tmp_path / "here.yaml")
+    rt = read_profile(path).runtime()
+    assert rt.reference == DEFAULT_REFERENCE and reference_name(rt) == DEFAULT_REFERENCE
+    text = path.read_text()
+    (tmp_path / "old.yaml").write_text(re.sub(r"\n *reference: .*", "", text))
+    old = read_profile(tmp_path / "old.yaml").runtime()
+    assert old.reference == LEGACY_REFERENCE and reference_name(old) == LEGACY_REFERENCE
+    other = dataclasses.replace(m, reference="conv3x3-32c-32px")
+    big = read_profile(write_profile(fit_profile("big", other), tmp_path / "big.yaml")).runtime()
+    assert reference_name(big) == "conv3x3-32c-32px"  # validation brackets with the same one
+    (tmp_path / "bad.yaml").write_text(text.replace(f"reference: {DEFAULT_REFERENCE}",
+                                                    "reference: conv5x5"))
+    with pytest.raises(ConfigError, match="reference must be one of conv3x3-32c-16px"):
+        read_profile(tmp_path / "bad.yaml")
+    # no reference time (a shipped profile, or calibrated with --no-reference): the default
+    plain = fit_profile("plain", Measurements(tuple(_synthetic_cases(random.Random(2))), 80.0,
+                                              1.0, 15.0, 7.0, 1)).runtime()
+    assert plain.reference == "" and reference_name(plain) == DEFAULT_REFERENCE
+    assert "reference" not in profile_to_dict(fit_profile("plain", Measurements(
+        tuple(_synthetic_cases(random.Random(2))), 80.0, 1.0, 15.0, 7.0, 1)))["runtimes"]["host"]
+
+
+def test_reference_kernels_by_name():
+    for name, (channels, side) in REFERENCES.items():
+        op, x = reference_op(name)
+        assert tuple(x.shape) == (1, channels, side, side) and op(x).shape == x.shape
+    with pytest.raises(UnknownNameError, match="unknown timing reference 'conv5x5'"):
+        reference_op("conv5x5")
 
 
 def test_measure_in_reference_units_converts_at_the_given_time():

@@ -106,7 +106,8 @@ def test_forced_exits_leave_where_they_are_sent_through_the_bundle_runner(tmp_pa
 def test_calibrate_onnxruntime_quick_end_to_end_then_validate(tmp_path):
     out = tmp_path / "board.yaml"
     res = run("profile", "calibrate", "--name", "board", "--out", str(out), "--runtime",
-              "onnxruntime", "--quick", "--threads", "1", "--json")
+              "onnxruntime", "--quick", "--threads", "1", "--reference-kernel",
+              "conv3x3-32c-32px", "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     assert summary["runtime"] == "onnxruntime-cpu-fp32" and summary["fusion"] is True
@@ -118,10 +119,14 @@ def test_calibrate_onnxruntime_quick_end_to_end_then_validate(tmp_path):
     # ops are timed inside graphs, so no in-network stage 2: ONNX Runtime's arena allocator
     # pays no per-MB page faults and the decision keeps its measured cost
     assert rt.alloc_us_per_mb == 0.0
+    # the layout plan is on exactly when the profiler saw reorders (NCHWc kernels on x86)
+    assert rt.blocked_layout == (rt.reorder_us_per_kelem > 0)
+    assert rt.reference == "conv3x3-32c-32px" and rt.reference_us > 0
     res = run("profile", "validate", "--profile", str(out), "--runtime", "onnxruntime",
               "--quick", "--rounds", "2", "--json")
     assert res.exit_code == 0, res.output
     result = json.loads(res.output)
+    assert result["reference"] == "conv3x3-32c-32px"  # the calibration's own kernel
     assert result["engine"] == "onnxruntime" and result["runtime"] == "onnxruntime-cpu-fp32"
     assert result["n"] == len(result["rows"]) == 5
     assert 0.0 <= result["repeatability"] <= 1.0 and "spearman" in result
