@@ -67,7 +67,6 @@ def plan(blocks: Sequence[Sequence[LayerRecord]],
     out: list[list[LayerRecord]] = []
     for block in blocks:
         block_plain, block_size = plain, size
-        input_blocked_copy = not plain  # a blocked version of the block's input exists
         shortcut_plain = None  # None: no pad seen; the add's shortcut decided at the add
         has_conv = False
         records = []
@@ -78,9 +77,8 @@ def plan(blocks: Sequence[Sequence[LayerRecord]],
             graph_start, first_op = first_op, False
             if r.kind in CONV_KINDS:
                 if not has_conv:  # the block's first convolution reads the block's input
-                    if block_plain and not input_blocked_copy and not _reads_plain_directly(r):
-                        reorders.append(block_size)
-                        input_blocked_copy = True
+                    if block_plain and not _reads_plain_directly(r):
+                        reorders.append(block_size)  # shared by a projection shortcut's conv
                 elif plain:  # a convolution after a plain op in the block
                     reorders.append(size)
                 has_conv, plain = True, False
