@@ -200,12 +200,18 @@ def _prepare(config: RunConfig, o: TrainOptions, backbone: nn.Module, splits, da
                 run, hdkd, device, settings, cache=cache, teacher=teacher)
 
 
+#: Options added after runs began saving ``last.pt``, with what the runs saved before them did:
+#: a checkpoint without the key was written by that behaviour (before ``--keep``, a run kept
+#: its last epoch), so ``--resume --keep last`` continues it and the default names the clash.
+LEGACY_OPTIONS = {"keep": "last"}
+
+
 def _restore(job: _Job, last: Path, bsource: dict, log: Log | None) -> dict:
     """Continue from ``last`` (settings must match); the backbone source it recorded."""
     state = read_checkpoint(str(last))
     try:  # a foreign or damaged last.pt is a user error, not a crash
         saved, now = state["settings"], job.settings
-        _check_same(saved["options"], now["options"], "option", last)
+        _check_same({**LEGACY_OPTIONS, **saved["options"]}, now["options"], "option", last)
         _check_same({"dataset": saved["dataset"], **saved["config"]},
                     {"dataset": now["dataset"], **now["config"]}, "config", last)
         job.run.load_state_dict(state, job.hdkd)

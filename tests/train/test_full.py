@@ -162,6 +162,30 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, splits, backbone_ckpt)
         train(make_config("kd"), tmp_path / "done", splits, backbone_ckpt, resume=True, epochs=1)
 
 
+def test_resume_continues_a_run_saved_before_keep_existed(tmp_path, splits, backbone_ckpt):
+    """A last.pt from before --keep has no 'keep' option and kept its last epoch: resuming it
+    with the default (best) names the clash, and --keep last continues it."""
+    config = make_config()
+
+    def interrupt(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "old", splits, backbone_ckpt, epochs=2, keep="last",
+              on_epoch_end=interrupt)
+    last = tmp_path / "old" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    del state["settings"]["options"]["keep"]  # as written before the option existed
+    torch.save(state, last)
+    with pytest.raises(ConfigError, match="option keep='last', this run has 'best'"):
+        train(config, tmp_path / "old", splits, backbone_ckpt, resume=True, epochs=2)
+    seen = []
+    train(config, tmp_path / "old", splits, backbone_ckpt, resume=True, epochs=2, keep="last",
+          on_epoch_end=lambda e, r: seen.append(e))
+    assert seen == [2] and (tmp_path / "old" / "model.pt").is_file()
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(mode="frozen", ge=True), "--ge needs --mode joint"),
     (dict(mode="frozen", init="scratch"), "--from-scratch needs --mode joint"),
