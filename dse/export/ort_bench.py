@@ -86,16 +86,20 @@ class _Op(nn.Module):
         return self.f(x)  # an in-place op exports as its ONNX node, writing a new output
 
 
-def op_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int,
-              provider: str = DEFAULT_PROVIDER) -> Callable[[], Any]:
-    """A call running ``f(x)`` exported to ONNX, on one ONNX Runtime session, at batch 1."""
+def _op_session(f: Callable[[torch.Tensor], Any], x: torch.Tensor, opts, provider: str):
+    """(session, feed) of ``f(x)`` exported to ONNX as a one-op graph, at batch 1."""
     import onnxruntime as ort
 
     graph = to_onnx(_Op(f), x.clone(), "op.onnx", ["x"], ["y"])
-    providers = list(dict.fromkeys([provider, DEFAULT_PROVIDER]))
-    session = ort.InferenceSession(graph.data, sess_options=session_options(threads),
-                                   providers=providers)
-    feed = {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)}
+    session = ort.InferenceSession(graph.data, sess_options=opts,
+                                   providers=list(dict.fromkeys([provider, DEFAULT_PROVIDER])))
+    return session, {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)}
+
+
+def op_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: int,
+              provider: str = DEFAULT_PROVIDER) -> Callable[[], Any]:
+    """A call running ``f(x)`` exported to ONNX, on one ONNX Runtime session, at batch 1."""
+    session, feed = _op_session(f, x, session_options(threads), provider)
     return lambda: session.run(None, feed)
 
 
@@ -117,15 +121,10 @@ def profile_graph(f: Callable[[torch.Tensor], Any], x: torch.Tensor, threads: in
     both, moves them far less than either; the calibration multiplies them by the harness's
     CPU time of the one-op graph.
     """
-    import onnxruntime as ort
-
-    graph = to_onnx(_Op(f), x.clone(), "op.onnx", ["x"], ["y"])
     opts = session_options(threads)
     opts.enable_profiling = True
     opts.profile_file_prefix = str(Path(folder) / "share")
-    session = ort.InferenceSession(graph.data, sess_options=opts,
-                                   providers=list(dict.fromkeys([provider, DEFAULT_PROVIDER])))
-    feed = {"x": np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)}
+    session, feed = _op_session(f, x, opts, provider)
     for _ in range(runs):
         session.run(None, feed)
     path = Path(session.end_profiling())
@@ -139,11 +138,9 @@ def read_profile(events: Sequence[dict[str, Any]]) -> GraphProfile:
     """An ONNX Runtime profile (its JSON events) as shares of the ``model_run`` time: the op
     nodes' kernels (layout reorders left out), and each reorder node with its tensor's elements
     (float32 output bytes / 4) (pure; see :func:`profile_graph`)."""
-    run_durations = [e.get("dur", 0) for e in events if e.get("name") == "model_run"]
-    total = sum(run_durations)
+    total = sum(e.get("dur", 0) for e in events if e.get("name") == "model_run")
     if total <= 0:
         raise ValueError("the ONNX Runtime profile has no model_run event")
-    per_run = total / len(run_durations)
     kernels, reorders = 0.0, {}
     for e in events:
         if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
@@ -155,8 +152,7 @@ def read_profile(events: Sequence[dict[str, Any]]) -> GraphProfile:
         else:
             kernels += e.get("dur", 0)
     return GraphProfile(min(kernels / total, 1.0),
-                        tuple((elems, dur / len(run_durations) / per_run)
-                              for (_, elems), dur in reorders.items()))
+                        tuple((elems, dur / total) for (_, elems), dur in reorders.items()))
 
 
 def chain_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, links: int, threads: int,

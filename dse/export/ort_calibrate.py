@@ -20,7 +20,7 @@ alike. What differs is what ONNX Runtime runs:
   one-op graph less ``graph_run_overhead_us``, except for the downsampling ops
   (:func:`downsamples`: pools, global reductions, strided dense convolutions), fitted to their
   one-op graph's time times the share of it ONNX Runtime's profiler gives their own kernels
-  (:func:`dse.export.ort_bench.kernel_share`). Why: in a network such an op reads the blocked
+  (:func:`dse.export.ort_bench.profile_graph`). Why: in a network such an op reads the blocked
   layout the convolution before it wrote, but its one-op graph reorders an input up to 4x its
   output (the profiler on this host: a 256-channel 56x56 max pool ran 683 us a graph, 219 us
   in its kernel, 373 us reordering its input; a 256->512-channel 1x1 stride-2 convolution
@@ -200,7 +200,7 @@ def in_network_seconds(single: Sequence[float], double: Sequence[float | None],
     strided or channel-changing convolutions, linear, pooling, reductions, padding, views)
     ``b = single - graph_run``, edges included, unless ``shares[i]`` is given: then
     ``b = single * share``, the op's share of its one-op graph's run from ONNX Runtime's
-    profiler (:func:`dse.export.ort_bench.kernel_share`; the calibration gives one for the ops
+    profiler (:func:`dse.export.ort_bench.profile_graph`; the calibration gives one for the ops
     :func:`downsamples` picks). Every result is at least 5 % of its one-op time (a difference
     of two medians can come out at or below zero for a tiny op).
 
