@@ -36,10 +36,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-from dse.cost.op_trace import LayerRecord
+from dse.cost.op_trace import CONV_KINDS, LayerRecord
 
-#: Record kinds run in the blocked layout (convolutions) and those that keep their input's.
-CONV_KINDS = frozenset({"conv", "conv_gemm", "conv_gemm_strided", "pwconv", "dwconv"})
+#: Record kinds that keep their input's layout (convolutions, op_trace.CONV_KINDS, run blocked).
 LAYOUT_KEEPING = frozenset({"pool", "reduce"})
 #: Dense convolutions with fewer input channels than this read plain input directly.
 PLAIN_INPUT_CHANNELS = 16
