@@ -36,7 +36,7 @@ import torch
 from scipy.stats import rankdata
 
 from dse.cost.assemble import InputSpec, assemble, default_input_spec
-from dse.cost.harness import DEFAULT_REFERENCE, Timing, moved, time_groups
+from dse.cost.harness import DEFAULT_REFERENCE, LEGACY_REFERENCE, Timing, moved, time_groups
 from dse.cost.latency import predict
 from dse.cost.microbench import forcing_thresholds, reference_kernel, timer
 from dse.cost.op_trace import trace_multiexit
@@ -154,8 +154,11 @@ def time_exits(groups: Sequence[Sequence[Callable[[], Any]]], settings: Validati
 
 def reference_name(rt: Runtime) -> str:
     """The reference kernel a validation of ``rt`` brackets its samples with: the one its
-    calibration used (its ``reference_us`` is that kernel's time), else the default."""
-    return rt.reference if rt.reference_us and rt.reference else DEFAULT_REFERENCE
+    calibration used (its ``reference_us`` is that kernel's time; unnamed, the legacy one, as
+    the profile reader and writer take it), else the default."""
+    if rt.reference_us:
+        return rt.reference or LEGACY_REFERENCE
+    return DEFAULT_REFERENCE
 
 
 def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Timing,
