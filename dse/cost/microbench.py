@@ -67,7 +67,8 @@ def measure(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float, warm
                        reference_s=reference_s).seconds()
 
 
-def reference_op(name: str = DEFAULT_REFERENCE) -> tuple[Callable[[torch.Tensor], Any], torch.Tensor]:
+def reference_op(name: str = DEFAULT_REFERENCE
+                 ) -> tuple[Callable[[torch.Tensor], Any], torch.Tensor]:
     """(op, input) of the reference the harness brackets every sample with
     (:mod:`dse.cost.harness`): a seeded 3x3 convolution at batch 1 of the size ``name`` gives
     (:data:`dse.cost.harness.REFERENCES`; the default, 32 channels at 16x16, takes 0.07-0.19 ms
@@ -79,7 +80,8 @@ def reference_op(name: str = DEFAULT_REFERENCE) -> tuple[Callable[[torch.Tensor]
     channels, side = REFERENCES[name]
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(channels, channels, 3, 3, generator=gen)
-    return (lambda x: F.conv2d(x, w, None, 1, 1)), torch.randn(1, channels, side, side, generator=gen)
+    x = torch.randn(1, channels, side, side, generator=gen)
+    return (lambda z: F.conv2d(z, w, None, 1, 1)), x
 
 
 def reference_kernel(name: str = DEFAULT_REFERENCE) -> Callable[[], Any]:
