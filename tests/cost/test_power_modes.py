@@ -155,3 +155,15 @@ def test_agx_xavier_modes_follow_its_nvpmodel_file():
     assert p.host_scale(base) == pytest.approx(base.host_scale)  # MAXN: the clock host costs hold at
     ten = p.runtime("pytorch-fp16@MODE_10W")
     assert (p.clock_scale(ten), p.sm_scale(ten)) == (pytest.approx(520 / 1377), 0.5)
+
+
+def test_orin_nano_7w_caps_the_host_cpu():
+    """Jetson Orin Nano's 7W mode caps its CPU at 960 MHz (nvpmodel_p3767_0003.conf) against
+    1.5 GHz in the 15 W mode the published rows were measured in: an eager runtime's host costs
+    grow by 1500 / 960, a TensorRT engine's device time by the GPU clock alone."""
+    p = load_profile("jetson-orin-nano")
+    base, seven = p.runtime("pytorch-fp16"), p.runtime("pytorch-fp16@7W")
+    assert p.host_scale(base) == pytest.approx(base.host_scale)  # 15W: the clock costs hold at
+    assert p.host_scale(seven) == pytest.approx(p.host_scale(base) * 1500 / 960)
+    assert p.clock_scale(seven) == pytest.approx(408 / 625)
+    assert p.sm_scale(seven) == 0.5
