@@ -29,7 +29,7 @@ import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ import yaml
 from scipy.optimize import least_squares
 
 from dse.cost import microbench as mb
-from dse.cost.harness import DEFAULT_REFERENCE, moved, time_groups
+from dse.cost.harness import DEFAULT_REFERENCE, Timing, moved, time_groups
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
 from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS, LayerRecord
 from dse.cost.microbench import DECISION, INFERENCE
@@ -107,6 +107,17 @@ class Measurements:
 def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                    log: Callable[[str], None] = lambda _: None) -> Measurements:
     """Time every micro-benchmark on this machine (interleaved rounds, medians)."""
+    return time_benchmarks(settings, log)[0]
+
+
+def time_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
+                    log: Callable[[str], None] = lambda _: None,
+                    co_timed: Sequence[Sequence[Callable[[], Any]]] = ()
+                    ) -> tuple[Measurements, Timing | None]:
+    """:func:`run_benchmarks`, timing the groups of ``co_timed`` in the same passes (after the
+    benchmarks in each pass, :func:`dse.cost.harness.time_groups`): their :class:`Timing`
+    (None without groups) is converted at the reference time the measurements are (see
+    :func:`co_timed_share`), so the two were taken in the same machine states."""
     threads = set_threads(settings.threads)
     clock = mb.timer(settings.clock, threads)
     started = time.perf_counter()
@@ -118,9 +129,10 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
         peak = mb.peak_gflops(settings.rounds, settings.quick, clock, ref, ref_s)
         benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick,
                                                                              settings.criterion)
-        timing = time_groups([[fn for _, fn, _ in benches]], rounds=settings.rounds,
+        timing = time_groups([[fn for _, fn, _ in benches], *co_timed], rounds=settings.rounds,
                              passes=settings.passes, target_s=target_s, clock=clock,
-                             statistic=settings.statistic, reference=ref, reference_s=ref_s)
+                             statistic=settings.statistic, reference=ref, reference_s=ref_s,
+                             log=log if co_timed else lambda _: None)
         call_us, decision_us, inference_us = mb.exit_path_costs(
             settings.criterion, settings.rounds, target_s, clock, settings.statistic, ref, ref_s)
     log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
@@ -128,7 +140,18 @@ def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                      peak, call_us, decision_us, inference_us, threads,
                      reference_us=ref_s * 1e6 if ref_s else 0.0,
                      reference=settings.reference_kernel)
-    return at_run_reference(m, timing.reference_now_s(), log)
+    m = at_run_reference(m, timing.reference_now_s(), log)
+    return m, co_timed_share(timing, len(benches), m)
+
+
+def co_timed_share(timing: Timing, first: int, m: Measurements) -> Timing | None:
+    """The items from ``first`` on of a calibration run's timing (the co-timed groups), converted
+    at the reference time the measurements ``m`` were converted at (:func:`at_run_reference`),
+    so a model fitted to ``m`` and these items' times are in the same units; None when nothing
+    was co-timed (no items from ``first`` on)."""
+    if first >= len(timing.samples):
+        return None
+    return timing.items(first, None, reference_s=m.reference_us / 1e6 if m.reference_us else None)
 
 
 def at_run_reference(m: Measurements, run_reference_s: float | None,

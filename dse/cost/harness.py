@@ -203,6 +203,15 @@ class Timing:
         """The same samples in plain seconds (no reference normalisation)."""
         return Timing(self.samples, self.statistic)
 
+    def items(self, start: int, stop: int | None = None,
+              reference_s: float | None = None) -> Timing:
+        """Items ``start:stop`` alone (timed in this run, so in its machine states), converted
+        at ``reference_s`` when given (default: this run's): the share of a run that timed two
+        sets of items together (:func:`time_groups` with both sets' groups)."""
+        refs = None if self.references is None else self.references[start:stop]
+        return Timing(self.samples[start:stop], self.statistic, refs,
+                      self.reference_s if reference_s is None else reference_s)
+
 
 #: Reference kernels by name: (channels, side) of a 3x3 convolution at batch 1. A profile
 #: records the one it was calibrated with (``reference``), and validation brackets with that

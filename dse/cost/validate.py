@@ -109,25 +109,50 @@ def validate(profile: Profile, runtime: str | None = None,
     threads = set_threads(settings.threads or rt.threads)
     clock = timer(settings.clock, threads)
     load_before = load_average()
-    rows: list[dict[str, Any]] = []
-    groups: list[list[Callable[[], Any]]] = []  # the exits of each case
+    exits = pytorch_exits(settings, cases)
+    with torch.no_grad():
+        timing = time_exits(exits.groups, settings, clock, log, rt)
+    return compare(profile, rt, exits, timing, settings, threads=threads,
+                   clock="cpu" if clock is not time.perf_counter else "wall",
+                   load_before=load_before, engine="pytorch")
+
+
+@dataclass(frozen=True)
+class CaseExits:
+    """The cases of a validation, ready to time: each case's model, input spec and cumulative
+    MACs per exit, and per case the calls that run it out of each exit in turn (one group)."""
+
+    cases: tuple[tuple[Case, Any, InputSpec, tuple[int, ...]], ...]
+    groups: tuple[tuple[Callable[[], Any], ...], ...]
+
+
+def pytorch_exits(settings: ValidationSettings, cases: Sequence[Case] | None = None) -> CaseExits:
+    """Every case's exits through :meth:`MultiExitNet.early_exit` at batch 1, each call forced
+    out at its exit by the thresholds (checked once here)."""
+    built, groups = [], []
     for case in cases or default_cases(settings.quick):
         model, inputs, exit_macs = case_model(case)
-        case_rows = exit_rows(case, model, inputs, exit_macs, profile, rt)
-        fns = []
         x = torch.randn(1, *inputs.shape)
-        for k in range(len(case_rows)):
-            ths = forcing_thresholds(settings.criterion, len(case_rows) - 1, k)
+        last = len(model.exit_blocks)
+        fns = []
+        for k in range(last + 1):
+            ths = forcing_thresholds(settings.criterion, last, k)
             fn = lambda m=model, x=x, t=ths: m.early_exit(x, settings.criterion, t)  # noqa: E731
             check_forced(case, k, int(fn()[1][0]))
             fns.append(fn)
-        rows += case_rows
-        groups.append(fns)
-    with torch.no_grad():
-        timing = time_exits(groups, settings, clock, log, rt)
-    return report(profile, rt, rows, timing, settings, threads=threads,
-                  clock="cpu" if clock is not time.perf_counter else "wall",
-                  load_before=load_before, engine="pytorch")
+        built.append((case, model, inputs, tuple(exit_macs)))
+        groups.append(tuple(fns))
+    return CaseExits(tuple(built), tuple(groups))
+
+
+def compare(profile: Profile, rt: Runtime, exits: CaseExits, timing: Timing,
+            settings: ValidationSettings, **context: Any) -> dict[str, Any]:
+    """The model's predictions for every exit of ``exits`` against ``timing`` (their measured
+    times, in the order of ``exits.groups``): :func:`report` with ``context`` (threads, clock,
+    load_before, engine, ...)."""
+    rows = [row for case, model, inputs, macs in exits.cases
+            for row in exit_rows(case, model, inputs, macs, profile, rt)]
+    return report(profile, rt, rows, timing, settings, **context)
 
 
 def time_exits(groups: Sequence[Sequence[Callable[[], Any]]], settings: ValidationSettings,

@@ -97,8 +97,9 @@ from scipy.optimize import nnls
 from torch import nn
 
 from dse.cost import microbench as mb
-from dse.cost.calibrate import CalibrationSettings, Measurements, at_run_reference, fit_profile
-from dse.cost.harness import time_groups
+from dse.cost.calibrate import (CalibrationSettings, Measurements, at_run_reference,
+                                co_timed_share, fit_profile)
+from dse.cost.harness import Timing, time_groups
 from dse.cost.profiles import Profile
 from dse.device import available_cpus, set_threads
 from dse.export.ort_bench import (DEFAULT_PROVIDER, chain_runner, check_provider, exit_calls,
@@ -112,6 +113,16 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                        provider: str = DEFAULT_PROVIDER,
                        log: Callable[[str], None] = lambda _: None) -> Measurements:
     """Time every micro-benchmark through ONNX Runtime here (see the module docstring)."""
+    return time_ort_benchmarks(settings, provider, log)[0]
+
+
+def time_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
+                        provider: str = DEFAULT_PROVIDER,
+                        log: Callable[[str], None] = lambda _: None,
+                        co_timed: Sequence[Sequence[Callable[[], Any]]] = ()
+                        ) -> tuple[Measurements, Timing | None]:
+    """:func:`run_ort_benchmarks`, timing the groups of ``co_timed`` in the same passes, as
+    :func:`dse.cost.calibrate.time_benchmarks` does for PyTorch."""
     check_provider(provider)
     threads = settings.threads or available_cpus()
     set_threads(threads)  # torch only exports here; pinned alike for a quiet machine
@@ -136,10 +147,12 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
         ref = (op_runner(*mb.reference_op(settings.reference_kernel), threads, provider)
                if settings.reference else None)
         ref_s = mb.reference_seconds(ref, clock) if ref else None
-        timing = time_groups([calls + fixed + peak_calls + chains], rounds=settings.rounds,
+        benches = calls + fixed + peak_calls + chains
+        timing = time_groups([benches, *co_timed], rounds=settings.rounds,
                              passes=settings.passes, target_s=target_s, clock=clock,
-                             statistic=settings.statistic, reference=ref, reference_s=ref_s)
-        seconds = timing.seconds()
+                             statistic=settings.statistic, reference=ref, reference_s=ref_s,
+                             log=log if co_timed else lambda _: None)
+        seconds = timing.seconds()[:len(benches)]
     graph_run = seconds[0]
     t_ops = seconds[1:1 + len(ops)]
     cut = len(seconds) - len(chains)
@@ -168,7 +181,8 @@ def run_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                                  "thread(s), batch 1, graph optimisation on (conv+bn+relu "
                                  "fused), cut graphs run by the bundle runner (fitted on "
                                  "this machine)")
-    return at_run_reference(m, timing.reference_now_s(), log)
+    m = at_run_reference(m, timing.reference_now_s(), log)
+    return m, co_timed_share(timing, len(benches), m)
 
 
 #: Convolution fit groups (:func:`dse.cost.microbench.op_specs`) of dense convolutions.

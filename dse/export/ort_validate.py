@@ -25,8 +25,8 @@ import torch
 from dse.cost.assemble import InputSpec
 from dse.cost.microbench import reference_op, timer
 from dse.cost.profiles import Profile, Runtime
-from dse.cost.validate import (Case, ValidationSettings, case_model, default_cases, exit_rows,
-                               load_average, reference_name, report, time_exits)
+from dse.cost.validate import (Case, CaseExits, ValidationSettings, case_model, compare,
+                               default_cases, load_average, reference_name, time_exits)
 from dse.design import ExitDesign, ExitPolicy, LossSpec, RunConfig, TrainingSpec
 from dse.device import available_cpus, set_threads
 from dse.errors import UnknownNameError
@@ -74,24 +74,33 @@ def validate_ort(profile: Profile, runtime: str | None = None,
     set_threads(threads)
     clock = timer(settings.clock, threads) if provider == DEFAULT_PROVIDER else time.perf_counter
     load_before = load_average()
-    rows: list[dict[str, Any]] = []
-    groups: list[list[Callable[[], Any]]] = []
     with tempfile.TemporaryDirectory(prefix="dse-ort-validate-") as tmp:
-        for i, case in enumerate(cases or default_cases(settings.quick)):
-            log(f"exporting {case.backbone} with {case.num_exits} exit(s) ...")
-            model, inputs, exit_macs = case_model(case)
-            folder = _export_case(case, model, inputs, exit_macs, settings.criterion,
-                                  Path(tmp) / f"case{i}")
-            bundle = open_bundle(folder / "bundle", provider, threads)
-            x = np.random.default_rng(i).standard_normal((1, *inputs.shape)).astype(np.float32)
-            groups.append(exit_calls(bundle, x))
-            rows += exit_rows(case, model, inputs, exit_macs, profile, rt)
+        exits = ort_exits(settings, Path(tmp), provider, threads, cases, log)
         ref = (op_runner(*reference_op(reference_name(rt)), threads, provider)
                if settings.reference else None)
-        timing = time_exits(groups, settings, clock, log, rt, ref)
-    return report(profile, rt, rows, timing, settings, threads=threads,
-                  clock="cpu" if clock is not time.perf_counter else "wall",
-                  load_before=load_before, engine="onnxruntime", provider=provider)
+        timing = time_exits(exits.groups, settings, clock, log, rt, ref)
+    return compare(profile, rt, exits, timing, settings, threads=threads,
+                   clock="cpu" if clock is not time.perf_counter else "wall",
+                   load_before=load_before, engine="onnxruntime", provider=provider)
+
+
+def ort_exits(settings: ValidationSettings, folder: Path, provider: str, threads: int,
+              cases: Sequence[Case] | None = None,
+              log: Callable[[str], None] = lambda _: None) -> CaseExits:
+    """Every case exported as a bundle under ``folder`` (which must outlive the timing) and
+    opened in ONNX Runtime sessions, with the bundle runner's calls that run it out of each exit
+    (:func:`dse.export.ort_bench.exit_calls`)."""
+    built, groups = [], []
+    for i, case in enumerate(cases or default_cases(settings.quick)):
+        log(f"exporting {case.backbone} with {case.num_exits} exit(s) ...")
+        model, inputs, exit_macs = case_model(case)
+        case_folder = _export_case(case, model, inputs, exit_macs, settings.criterion,
+                                   folder / f"case{i}")
+        bundle = open_bundle(case_folder / "bundle", provider, threads)
+        x = np.random.default_rng(i).standard_normal((1, *inputs.shape)).astype(np.float32)
+        groups.append(tuple(exit_calls(bundle, x)))
+        built.append((case, model, inputs, tuple(exit_macs)))
+    return CaseExits(tuple(built), tuple(groups))
 
 
 def _export_case(case: Case, model: Any, inputs: InputSpec, exit_macs: Sequence[int], criterion: str,

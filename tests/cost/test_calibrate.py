@@ -125,6 +125,21 @@ def test_quick_calibration_runs_here():
     assert rt.decision_overhead_us > 0 and profile.device.peak_gflops["fp32"] > 0
 
 
+def test_co_timed_items_convert_at_the_measurements_reference():
+    """Items timed in a calibration's passes come back at the reference time the measurements
+    were converted at (the run's median, at_run_reference), not the snapshot before the run,
+    so a profile fitted to the measurements and the items' times are in one unit."""
+    from dse.cost.calibrate import co_timed_share
+    from dse.cost.harness import Timing
+
+    timing = Timing([[[1.0]], [[2.0]]], "median", [[[0.1]], [[0.2]]], reference_s=0.1)
+    m = Measurements(cases=(), peak_gflops=1.0, call_us=0.0, decision_us=0.0, inference_us=0.0,
+                     threads=1, reference_us=150_000.0)  # converted at 0.15 s
+    share = co_timed_share(timing, 1, m)
+    assert share.seconds() == [pytest.approx(2.0 / 0.2 * 0.15)]
+    assert co_timed_share(timing, 2, m) is None  # nothing after the benchmarks
+
+
 def test_fit_moves_the_decision_cost_to_what_a_chain_pays():
     """Early-exit composites pay 20 us more per decision than the isolated measurement says."""
     from dse.cost.microbench import DECISION, INFERENCE

@@ -133,6 +133,18 @@ def test_reference_units_cancel_a_machine_that_slows_down():
     assert timing.raw().repeatability() == 0.0  # same +-10 % test, plain seconds
 
 
+def test_items_are_a_share_of_the_run_converted_at_a_chosen_reference():
+    # two items timed in one run; the second alone, converted at 0.3 s per reference call
+    # instead of the run's 0.15 s: 2 s / 0.2 s = 10 reference units -> 3 s
+    timing = Timing([[[1.0], [1.0]], [[2.0], [2.0]]], "median",
+                    [[[0.1], [0.1]], [[0.2], [0.2]]], 0.15)
+    second = timing.items(1, None, reference_s=0.3)
+    assert second.seconds() == [pytest.approx(3.0)]
+    assert timing.items(1).seconds() == [pytest.approx(1.5)]  # default: the run's conversion
+    assert timing.items(0, 1).samples == [[[1.0], [1.0]]]
+    assert Timing([[[1.0]], [[2.0]]], "median").items(1).seconds() == [2.0]  # plain seconds
+
+
 def test_time_groups_counts_in_reference_units():
     clock = FakeClock()
     # after the 10th call everything doubles: the item 1 s -> 2 s, the reference 0.25 -> 0.5 s
