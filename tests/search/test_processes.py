@@ -131,14 +131,24 @@ def test_three_searches_started_together_on_a_new_study_share_it(tmp_path, check
     assert len(distinct) == 6, [t.params for t in done]  # no two processes replayed a trial
 
 
+#: `dse` whose workers meet inside their first trial before finishing it (data/meet_workers.py)
+MEETING_DSE = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(DATA)!r}); "
+               "import meet_workers; from dse.cli import main; main()"]
+
+
 def run_two_workers(url: str, target: int, tmp_path: Path) -> list[subprocess.CompletedProcess]:
+    """Two ``dse worker`` processes on one study until it has ``target`` COMPLETE trials; each
+    finishes its first trial only once the other is inside one (a state the test controls, not
+    a race with the first worker's start-up)."""
     procs = []
+    env = {**os.environ, "DSE_TEST_MEET": str(tmp_path / "met"), "DSE_TEST_MEET_COUNT": "2"}
     for k in (1, 2):
         log = open(tmp_path / f"worker{k}.log", "w")
-        procs.append((subprocess.Popen(DSE + ["worker", "--study", STUDY, "--storage", url,
-                                              "--trials", str(target), "--heartbeat", "1",
-                                              "--worker-index", str(k)],
-                                             stdout=log, stderr=log), log))
+        procs.append((subprocess.Popen(MEETING_DSE + ["worker", "--study", STUDY, "--storage",
+                                                      url, "--trials", str(target),
+                                                      "--heartbeat", "1", "--worker-index",
+                                                      str(k)],
+                                       stdout=log, stderr=log, env=env), log))
     for p, log in procs:
         assert p.wait(timeout=300) == 0, (tmp_path / f"worker{procs.index((p, log)) + 1}.log").read_text()
         log.close()
