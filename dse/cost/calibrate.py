@@ -101,7 +101,8 @@ class Measurements:
     reference: str = DEFAULT_REFERENCE  # that kernel (dse.cost.harness.REFERENCES)
     blocked_layout: bool = False  # convolutions run in a blocked layout (dse.cost.layout) ...
     reorder_us: float = 0.0       # ... whose reorders cost this each ...
-    reorder_us_per_kelem: float = 0.0  # ... plus this per 1000 elements
+    reorder_us_per_kelem: float = 0.0  # ... plus this per 1000 elements, ...
+    layout_block: int = 16        # ... and its channel block (dse.cost.layout)
 
 
 def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
@@ -292,7 +293,7 @@ def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = Cali
                  threads=m.threads, call_overhead_us=m.call_us, decision_overhead_us=m.decision_us,
                  inference_overhead_us=m.inference_us, graph_run_overhead_us=m.graph_run_us,
                  blocked_layout=m.blocked_layout, reorder_us=m.reorder_us,
-                 reorder_us_per_kelem=m.reorder_us_per_kelem,
+                 reorder_us_per_kelem=m.reorder_us_per_kelem, layout_block=m.layout_block,
                  power_w=settings.power_w, reference_us=m.reference_us,
                  reference=m.reference if m.reference_us else "",
                  sources=(f"{len(m.cases)} micro-benchmarks through {m.engine}, {settings.rounds} "

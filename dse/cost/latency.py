@@ -66,7 +66,8 @@ per exit head, e.g. ONNX Runtime sessions) pays ``graph_run_overhead_us`` per gr
 per stretch, the final stretch included (0 for eager runtimes, which run no graphs). A runtime
 with ``blocked_layout`` (ONNX Runtime on CPU: convolutions in NCHWc) is priced graph by graph
 after :func:`dse.cost.layout.plan`: each tensor the graph reorders between its blocked and plain
-layouts costs ``reorder_us + reorder_us_per_kelem * elements / 1000``, and a residual add whose
+layouts costs ``reorder_us + reorder_us_per_kelem * elements / 1000`` (its channel block,
+``layout_block``, decides which convolutions read plain input), and a residual add whose
 shortcut arrives plain is its own kernel instead of the convolution's epilogue.
 
 Expected latency is ``sum_n p_n * latency(n)`` (DESIGN.md); energy is ``power_w * latency``
@@ -246,7 +247,7 @@ def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None"
         head) read ``source``'s output; ``parts`` are their times without a layout plan."""
         if not rt.blocked_layout:
             return parts
-        planned, reorders = plan(records, _out_elems(source))
+        planned, reorders = plan(records, _out_elems(source), rt.layout_block)
         return [segment_time_us(b, dev, rt, *scales) for b in planned] + [
             (0.0, sum(rt.reorder_us + n * rt.reorder_us_per_kelem / 1e3 for n in reorders))]
 

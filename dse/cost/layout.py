@@ -17,9 +17,10 @@ the first):
 
 - a convolution reads its input in blocked layout: the block's first convolution reorders the
   block's input if it is plain (one reorder, shared by a projection shortcut reading the same
-  input), except a dense convolution with fewer than 16 input channels, which reads plain input
-  directly (MLAS does so below its channel block; 16 with AVX-512, 8 with AVX2: our choice,
-  the larger); later convolutions read the blocked output of the one before;
+  input), except a dense convolution with fewer input channels than the channel block, which
+  reads plain input directly (MLAS does so below its block: 16 with AVX-512, 8 with AVX2; the
+  runtime's ``layout_block``, which ONNX Runtime's calibration observes, default 16); later
+  convolutions read the blocked output of the one before;
 - a pad (option-A shortcut) reads the block's input in plain layout (a reorder if blocked) and
   gives a plain shortcut; an add's shortcut is plain after a pad, blocked after a projection
   convolution (the add changes the block's size), else the block's input (identity);
@@ -40,15 +41,16 @@ from dse.cost.op_trace import CONV_KINDS, LayerRecord
 
 #: Record kinds that keep their input's layout (convolutions, op_trace.CONV_KINDS, run blocked).
 LAYOUT_KEEPING = frozenset({"pool", "reduce"})
-#: Dense convolutions with fewer input channels than this read plain input directly.
-PLAIN_INPUT_CHANNELS = 16
+#: The channel block when none was observed: dense convolutions with fewer input channels than
+#: the block read plain input directly (MLAS with AVX-512; AVX2's block is 8).
+DEFAULT_BLOCK = 16
 
 
-def _reads_plain_directly(r: LayerRecord) -> bool:
+def _reads_plain_directly(r: LayerRecord, block: int) -> bool:
     if r.kind == "dwconv":
         return False
     channels = r.gemm[2] // max(r.kernel_area, 1)
-    return 0 < channels < PLAIN_INPUT_CHANNELS
+    return 0 < channels < block
 
 
 def _is_residual_add(r: LayerRecord) -> bool:
@@ -56,10 +58,11 @@ def _is_residual_add(r: LayerRecord) -> bool:
         and r.out_elems > 0 and r.in_elems >= 2 * r.out_elems
 
 
-def plan(blocks: Sequence[Sequence[LayerRecord]],
-         input_elems: int) -> tuple[list[list[LayerRecord]], list[int]]:
+def plan(blocks: Sequence[Sequence[LayerRecord]], input_elems: int,
+         channel_block: int = DEFAULT_BLOCK) -> tuple[list[list[LayerRecord]], list[int]]:
     """One graph's blocks with each add that cannot fuse marked ``fusable=False``, and the
-    element counts of the tensors the graph reorders (see the module docstring)."""
+    element counts of the tensors the graph reorders (see the module docstring);
+    ``channel_block`` is the layout's channel block."""
     plain, size = True, input_elems  # the graph's input arrives plain
     first_op = True
     reorders: list[int] = []
@@ -76,7 +79,7 @@ def plan(blocks: Sequence[Sequence[LayerRecord]],
             graph_start, first_op = first_op, False
             if r.kind in CONV_KINDS:
                 if not has_conv:  # the block's first convolution reads the block's input
-                    if block_plain and not _reads_plain_directly(r):
+                    if block_plain and not _reads_plain_directly(r, channel_block):
                         reorders.append(block_size)  # shared by a projection shortcut's conv
                 elif plain:  # a convolution after a plain op in the block
                     reorders.append(size)

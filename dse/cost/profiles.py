@@ -127,6 +127,7 @@ class Runtime:
     blocked_layout: bool = False           # convolutions run in a blocked layout (dse.cost.layout)
     reorder_us: float = 0.0                # blocked layout: fixed cost of one tensor reorder ...
     reorder_us_per_kelem: float = 0.0      # ... and its cost per 1000 elements
+    layout_block: int = 16                 # ... in channel blocks of this (dse.cost.layout)
     power_w: float = 0.0                   # average power while running, for energy
     power_mode: str | None = None          # None: the device's default power mode
     sources: tuple[str, ...] = ()
@@ -336,7 +337,7 @@ _RUNTIME_KEYS = {"description", "dtype", "ops", "fusion", "async_launch", "threa
                  "alloc_us_per_mb", "alloc_min_kb", "power_w", "power_mode", "sources",
                  "tensor_core_align", "unaligned_eff", "fit", "fit_error",
                  "graph_run_overhead_us", "reference_us", "reference", "blocked_layout", "reorder_us",
-                 "reorder_us_per_kelem"}
+                 "reorder_us_per_kelem", "layout_block"}
 
 
 def _fit(c: _Checker, raw: dict, where: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -384,6 +385,8 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
         blocked_layout=c.flag(raw, where, "blocked_layout", False),
         reorder_us=c.number(raw, where, "reorder_us", default=0.0),
         reorder_us_per_kelem=c.number(raw, where, "reorder_us_per_kelem", default=0.0),
+        layout_block=(c.integer(raw, where, "layout_block") if "layout_block" in raw
+                      else Runtime.layout_block),
         power_w=power_w, power_mode=mode,
         sources=c.strings(raw, where, "sources"), tensor_core_align=align,
         unaligned_eff=c.number(raw, where, "unaligned_eff", 0.0, 1.0, default=1.0, low_open=True),
@@ -601,6 +604,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             body["blocked_layout"] = True
             body["reorder_us"] = _round(rt.reorder_us)
             body["reorder_us_per_kelem"] = _round(rt.reorder_us_per_kelem)
+            body["layout_block"] = rt.layout_block
         if rt.power_mode:
             body["power_mode"] = rt.power_mode
         body["ops"] = {k: {f: _round(getattr(p, f), 6) for f in p.__dataclass_fields__}

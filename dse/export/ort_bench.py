@@ -155,6 +155,34 @@ def read_profile(events: Sequence[dict[str, Any]]) -> GraphProfile:
                         tuple((elems, dur / total) for (_, elems), dur in reorders.items()))
 
 
+#: Input channels tried, fewest first, for the layout's channel block (:func:`layout_block`).
+BLOCK_PROBES = (4, 8, 16, 32)
+
+
+def layout_block(threads: int, folder: Path, provider: str = DEFAULT_PROVIDER,
+                 default: int = 16) -> int:
+    """The channel block of ONNX Runtime's blocked convolution layout here, observed: the fewest
+    input channels (of :data:`BLOCK_PROBES`) at which a dense 3x3 convolution, as a one-op graph,
+    reorders its plain input rather than reading it directly (MLAS reads it directly below its
+    block: 16 with AVX-512, 8 with AVX2). ``default`` when no probe reorders its input (no
+    blocked layout)."""
+    for channels in BLOCK_PROBES:
+        gen = torch.Generator().manual_seed(channels)
+        x = torch.randn(1, channels, 16, 16, generator=gen)
+        w = torch.randn(2 * BLOCK_PROBES[-1], channels, 3, 3, generator=gen)
+        profile = profile_graph(lambda t, w=w: torch.nn.functional.conv2d(t, w, None, 1, 1), x,
+                                threads, folder, provider, runs=2)
+        if input_reordered(profile, x.numel()):
+            return channels
+    return default
+
+
+def input_reordered(profile: GraphProfile, input_elems: int) -> bool:
+    """Whether a one-op graph's profile reorders a tensor of its input's size (or the input
+    padded up to a channel block: up to twice its channels)."""
+    return any(input_elems <= n < 2 * input_elems for n, _ in profile.reorders)
+
+
 def chain_runner(f: Callable[[torch.Tensor], Any], x: torch.Tensor, links: int, threads: int,
                  provider: str = DEFAULT_PROVIDER) -> Callable[[], Any] | None:
     """A call running ``f`` ``links`` times in a row (``f(f(x))`` for 2) as one graph, or None

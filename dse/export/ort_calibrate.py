@@ -39,10 +39,12 @@ alike. What differs is what ONNX Runtime runs:
   2.1 us + 0.28 us per 1000 elements); the runtime then sets ``blocked_layout`` and the model
   prices each graph's reorders and the residual adds they keep unfused
   (:mod:`dse.cost.layout`). A provider that shows no reorder (CUDA, or CPU without NCHWc
-  kernels) keeps ``blocked_layout`` off. On one calibration (load 0.4-0.8) scored on its own
-  validation, the same measurements priced without and with it: within +-10 % 73 -> 90 %,
-  MAPE 6.3 -> 4.8 %, the CIFAR ResNets' median error (resnet8 / 20 / 56) -8 / -10 / -8 % ->
-  -4 / -4 / -5 %;
+  kernels) keeps ``blocked_layout`` off. The layout's channel block (``layout_block``: dense
+  convolutions with fewer input channels read plain input) is observed too
+  (:func:`dse.export.ort_bench.layout_block`: 16 on this AVX-512 host, 8 with AVX2). On one
+  calibration (load 0.4-0.8) scored on its own validation, the same measurements priced
+  without and with it: within +-10 % 73 -> 90 %, MAPE 6.3 -> 4.8 %, the CIFAR ResNets' median
+  error (resnet8 / 20 / 56) -8 / -10 / -8 % -> -4 / -4 / -5 %;
 - **decision and entry**: the bundle runner's early-exit loop (:class:`dse.export.runner.Bundle`)
   on identity segments with never-taken exits: the time per extra exit, less its two graph
   runs, is the decision (the criterion in numpy); a network with no early exit, less its two
@@ -103,7 +105,8 @@ from dse.cost.harness import Timing, time_groups
 from dse.cost.profiles import Profile
 from dse.device import available_cpus, set_threads
 from dse.export.ort_bench import (DEFAULT_PROVIDER, chain_runner, check_provider, exit_calls,
-                                  op_runner, profile_graph, runtime_name, write_cut_bundle)
+                                  layout_block, op_runner, profile_graph, runtime_name,
+                                  write_cut_bundle)
 from dse.export.runner import Bundle
 from dse.models.backbones import Backbone
 from dse.models.multiexit import MultiExitNet
@@ -140,6 +143,7 @@ def time_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                     if d is None and downsamples(kind, recs) else None
                     for (kind, f, x, recs), d in zip(ops, doubles)]
         fixed = _fixed_cost_calls(Path(tmp), settings.criterion, provider, threads)
+        block = layout_block(threads, Path(tmp), provider)
         peak_calls = [op_runner(lambda x, b=torch.randn(n, n): x @ b, torch.randn(n, n), threads,
                                 provider) for n in ((256, 512) if settings.quick else (512, 1024))]
         log(f"timing {len(calls) + len(chains) + len(fixed)} graphs "
@@ -174,7 +178,7 @@ def time_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                      runtime=runtime_name(provider), fusion=True,
                      graph_run_us=graph_run * 1e6, engine=f"ONNX Runtime ({provider})",
                      blocked_layout=reorder_per_kelem > 0, reorder_us=reorder_us,
-                     reorder_us_per_kelem=reorder_per_kelem,
+                     reorder_us_per_kelem=reorder_per_kelem, layout_block=block,
                      reference_us=ref_s * 1e6 if ref_s else 0.0,
                      reference=settings.reference_kernel,
                      description=f"ONNX Runtime, {provider}, fp32, {threads} intra-op "

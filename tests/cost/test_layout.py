@@ -128,6 +128,38 @@ def _profile(**layout) -> Profile:
                    runtimes={"ort": replace(RT, **layout)}, default_runtime="ort")
 
 
+@pytest.mark.parametrize("block", [4, 8, 16, 32])
+def test_a_dense_convolution_reads_plain_input_below_the_channel_block(block):
+    """A graph starting with a dense convolution: one input channel short of the block, it
+    reads the plain input directly (only the output is reordered); at the block, and at twice
+    it, the input is reordered too. Depthwise convolutions always read blocked input."""
+    for cin, reordered in ((block - 1, False), (block, True), (2 * block, True)):
+        first = conv(cin, 32, 16)
+        _, reorders = plan([[first]], first.in_elems, block)
+        assert reorders == ([first.in_elems] if reordered else []) + [first.out_elems], (cin, block)
+    dw = LayerRecord("conv2d", "dwconv", macs=9 * 4 * 256, in_elems=4 * 256, out_elems=4 * 256,
+                     gemm=(256, 4, 9), kernel_area=9)
+    assert plan([[dw]], dw.in_elems, block)[1] == [dw.in_elems, dw.out_elems]
+
+
+def test_predict_prices_reorders_with_the_runtimes_channel_block():
+    """A network cut after its 8-channel stem (an exit there): the next segment's graph starts
+    with an 8-input-channel convolution, whose plain input it reorders with AVX2's block (8)
+    and reads directly with AVX-512's (16): one reorder of 8x32x32 elements apart, on the exits
+    past the cut only."""
+    n = 8 * 32 * 32
+    pool_head = (LayerRecord("adaptive_avg_pool2d", "reduce", in_elems=n, out_elems=8),
+                 LayerRecord("linear", "linear", macs=80, in_elems=8, weight_elems=80,
+                             out_elems=10, gemm=(1, 10, 8)))
+    net = NetRecords(blocks=((conv(3, 8, 32),), (conv(8, 16, 32),)), head=(),
+                     branches=(pool_head,), exit_blocks=(0,))
+    layout = dict(blocked_layout=True, reorder_us=2.0, reorder_us_per_kelem=0.5)
+    avx2 = predict(net, _profile(layout_block=8, **layout))
+    avx512 = predict(net, _profile(layout_block=16, **layout))
+    assert avx2.exit_ms[0] == pytest.approx(avx512.exit_ms[0])  # the cut's first graph: same
+    assert avx2.exit_ms[1] - avx512.exit_ms[1] == pytest.approx((2.0 + 0.5 * n / 1e3) / 1e3)
+
+
 def test_predict_charges_each_graphs_reorders():
     """A stem and an identity block in one segment, then the head: with the layout on, the
     segment reorders its 16x32x32 output once (2 us + 0.5 us per 1000 elements) and the head
@@ -151,13 +183,18 @@ def test_layout_fields_round_trip_and_bad_values_are_one_line(tmp_path):
     from dse.cost.profiles import profile_to_dict, read_profile
     from tests.cost.test_profiles import _bad
 
-    p = _profile(blocked_layout=True, reorder_us=2.5, reorder_us_per_kelem=0.3)
+    p = _profile(blocked_layout=True, reorder_us=2.5, reorder_us_per_kelem=0.3, layout_block=8)
     out = tmp_path / "p.yaml"
     out.write_text(yaml.safe_dump(profile_to_dict(p), sort_keys=False))
     rt = read_profile(out).runtime("ort")
     assert (rt.blocked_layout, rt.reorder_us, rt.reorder_us_per_kelem) == (True, 2.5, 0.3)
+    assert rt.layout_block == 8
     assert rt.fusion and rt.graph_run_overhead_us == 5.0  # the rest as written
     msg = _bad(lambda r: r["runtimes"]["tensorrt-fp16"].update(reorder_us=-1))
     assert "runtimes.tensorrt-fp16.reorder_us must be >= 0, got -1" in msg
     msg = _bad(lambda r: r["runtimes"]["tensorrt-fp16"].update(blocked_layout="yes"))
     assert "runtimes.tensorrt-fp16.blocked_layout" in msg
+    msg = _bad(lambda r: r["runtimes"]["tensorrt-fp16"].update(layout_block=0))
+    assert "runtimes.tensorrt-fp16.layout_block must be an integer >= 1, got 0" in msg
+    written = profile_to_dict(_profile(blocked_layout=True))["runtimes"]["ort"]
+    assert written["layout_block"] == 16  # the default, written beside the layout it shapes

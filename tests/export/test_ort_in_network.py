@@ -107,3 +107,27 @@ def test_profile_of_a_strided_convolution(tmp_path):
     assert 0.0 < got.share < 1.0
     assert all(n > 0 and 0.0 < share < 1.0 for n, share in got.reorders)
     assert not list(tmp_path.iterdir())  # the profile file is removed
+
+
+def test_input_reordered_spots_the_input_or_its_padded_copy():
+    from dse.export.ort_bench import GraphProfile, input_reordered
+
+    out_only = GraphProfile(0.5, ((16384, 0.1),))
+    assert not input_reordered(out_only, 2048)
+    assert input_reordered(GraphProfile(0.5, ((2048, 0.1), (16384, 0.1))), 2048)
+    assert input_reordered(GraphProfile(0.5, ((4096, 0.1),)), 3072)  # 12 channels padded to 16
+
+
+def test_layout_block_is_where_a_convolution_starts_reordering_its_input(tmp_path):
+    """The block observed here: a dense convolution with that many input channels reorders its
+    plain input, one with one channel fewer reads it directly (MLAS: 16 with AVX-512, 8 with
+    AVX2)."""
+    from dse.export.ort_bench import BLOCK_PROBES, input_reordered, layout_block
+
+    block = layout_block(1, tmp_path)
+    assert block in BLOCK_PROBES
+    for cin, reordered in ((block - 1, False), (block, True)):
+        x = torch.randn(1, cin, 16, 16)
+        w = torch.randn(64, cin, 3, 3)
+        got = profile_graph(lambda z, w=w: F.conv2d(z, w, None, 1, 1), x, 1, tmp_path)
+        assert input_reordered(got, x.numel()) == reordered, (cin, got.reorders)

@@ -121,6 +121,7 @@ def test_calibrate_onnxruntime_quick_end_to_end_then_validate(tmp_path):
     assert rt.alloc_us_per_mb == 0.0
     # the layout plan is on exactly when the profiler saw reorders (NCHWc kernels on x86)
     assert rt.blocked_layout == (rt.reorder_us_per_kelem > 0)
+    assert rt.layout_block in (4, 8, 16, 32)  # observed (dse.export.ort_bench.layout_block)
     assert rt.reference == "conv3x3-32c-32px" and rt.reference_us > 0
     res = run("profile", "validate", "--profile", str(out), "--runtime", "onnxruntime",
               "--quick", "--rounds", "2", "--json")
