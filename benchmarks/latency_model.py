@@ -102,7 +102,7 @@ def co_timed_run(engine: str, settings, check, folder: str, log) -> dict:
     import torch
 
     from dse.cost.calibrate import fit_profile, time_benchmarks, write_profile
-    from dse.cost.microbench import timer
+    from dse.cost.microbench import clock_name, timer
     from dse.cost.profiles import read_profile
     from dse.cost.validate import compare, load_average, pytorch_exits
     from dse.device import set_threads
@@ -125,8 +125,8 @@ def co_timed_run(engine: str, settings, check, folder: str, log) -> dict:
                              header="Fitted by benchmarks/latency_model.py --co-timed"))
     profile = read_profile(path)
     rt = profile.runtime(None)
-    clock = "cpu" if timer(settings.clock, threads) is not time.perf_counter else "wall"
-    result = compare(profile, rt, exits, timing, check, threads=threads, clock=clock,
+    result = compare(profile, rt, exits, timing, check, threads=threads,
+                     clock=clock_name(timer(settings.clock, threads)),
                      load_before=load_before, engine=engine, co_timed=True,
                      **({"provider": DEFAULT_PROVIDER} if engine == "onnxruntime" else {}))
     return {"profile_path": path, "calibrate_s": round(time.perf_counter() - started, 1),

@@ -137,7 +137,8 @@ def time_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
         call_us, decision_us, inference_us = mb.exit_path_costs(
             settings.criterion, settings.rounds, target_s, clock, settings.statistic, ref, ref_s)
     log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
-    m = Measurements(tuple((k, tuple(r), t) for (k, _, r), t in zip(benches, timing.seconds())),
+    seconds = timing.items(0, len(benches)).seconds()  # the co-timed items are not the fit's
+    m = Measurements(tuple((k, tuple(r), t) for (k, _, r), t in zip(benches, seconds)),
                      peak, call_us, decision_us, inference_us, threads,
                      reference_us=ref_s * 1e6 if ref_s else 0.0,
                      reference=settings.reference_kernel)

@@ -55,6 +55,12 @@ def timer(clock: str = "auto", threads: int | None = None) -> Callable[[], float
     return time.perf_counter
 
 
+def clock_name(clock: Callable[[], float]) -> str:
+    """``wall`` for the wall clock, ``cpu`` for a CPU-time clock (:func:`timer`): what a
+    report says its times are."""
+    return "wall" if clock is time.perf_counter else "cpu"
+
+
 def measure(fns: Sequence[Callable[[], Any]], rounds: int, target_s: float, warmup: int = 2,
             clock: Callable[[], float] = time.perf_counter, statistic: str = "median",
             passes: int = 1, reference: Callable[[], Any] | None = None,

@@ -27,7 +27,6 @@ flatters the baseline.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -38,7 +37,7 @@ from scipy.stats import rankdata
 from dse.cost.assemble import InputSpec, assemble, default_input_spec
 from dse.cost.harness import DEFAULT_REFERENCE, LEGACY_REFERENCE, Timing, moved, time_groups
 from dse.cost.latency import predict
-from dse.cost.microbench import forcing_thresholds, reference_kernel, timer
+from dse.cost.microbench import clock_name, forcing_thresholds, reference_kernel, timer
 from dse.cost.op_trace import trace_multiexit
 from dse.cost.profiles import Profile, Runtime
 from dse.device import set_threads
@@ -113,7 +112,7 @@ def validate(profile: Profile, runtime: str | None = None,
     with torch.no_grad():
         timing = time_exits(exits.groups, settings, clock, log, rt)
     return compare(profile, rt, exits, timing, settings, threads=threads,
-                   clock="cpu" if clock is not time.perf_counter else "wall",
+                   clock=clock_name(clock),
                    load_before=load_before, engine="pytorch")
 
 

@@ -156,7 +156,7 @@ def time_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                              passes=settings.passes, target_s=target_s, clock=clock,
                              statistic=settings.statistic, reference=ref, reference_s=ref_s,
                              log=log if co_timed else lambda _: None)
-        seconds = timing.seconds()[:len(benches)]
+        seconds = timing.items(0, len(benches)).seconds()
     graph_run = seconds[0]
     t_ops = seconds[1:1 + len(ops)]
     cut = len(seconds) - len(chains)

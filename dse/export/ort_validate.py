@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dse.cost.assemble import InputSpec
-from dse.cost.microbench import reference_op, timer
+from dse.cost.microbench import clock_name, reference_op, timer
 from dse.cost.profiles import Profile, Runtime
 from dse.cost.validate import (Case, CaseExits, ValidationSettings, case_model, compare,
                                default_cases, load_average, reference_name, time_exits)
@@ -80,7 +80,7 @@ def validate_ort(profile: Profile, runtime: str | None = None,
                if settings.reference else None)
         timing = time_exits(exits.groups, settings, clock, log, rt, ref)
     return compare(profile, rt, exits, timing, settings, threads=threads,
-                   clock="cpu" if clock is not time.perf_counter else "wall",
+                   clock=clock_name(clock),
                    load_before=load_before, engine="onnxruntime", provider=provider)
 
 
