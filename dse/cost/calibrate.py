@@ -39,6 +39,7 @@ from scipy.optimize import least_squares
 from dse.cost import microbench as mb
 from dse.cost.harness import DEFAULT_REFERENCE, Timing, moved, time_groups
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
+from dse.cost.layout import DEFAULT_BLOCK
 from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS, LayerRecord
 from dse.cost.microbench import DECISION, INFERENCE
 from dse.cost.profiles import (Device, OpParams, PowerMode, Profile, Runtime, profile_to_dict,
@@ -102,7 +103,7 @@ class Measurements:
     blocked_layout: bool = False  # convolutions run in a blocked layout (dse.cost.layout) ...
     reorder_us: float = 0.0       # ... whose reorders cost this each ...
     reorder_us_per_kelem: float = 0.0  # ... plus this per 1000 elements, ...
-    layout_block: int = 16        # ... and its channel block (dse.cost.layout)
+    layout_block: int = DEFAULT_BLOCK  # ... and its channel block (dse.cost.layout)
 
 
 def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.cost.harness import LEGACY_REFERENCE, REFERENCES
+from dse.cost.layout import DEFAULT_BLOCK
 from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS
 from dse.errors import ConfigError, UnknownNameError
 from dse.registry import Registry
@@ -127,7 +128,7 @@ class Runtime:
     blocked_layout: bool = False           # convolutions run in a blocked layout (dse.cost.layout)
     reorder_us: float = 0.0                # blocked layout: fixed cost of one tensor reorder ...
     reorder_us_per_kelem: float = 0.0      # ... and its cost per 1000 elements
-    layout_block: int = 16                 # ... in channel blocks of this (dse.cost.layout)
+    layout_block: int = DEFAULT_BLOCK      # ... in channel blocks of this (dse.cost.layout)
     power_w: float = 0.0                   # average power while running, for energy
     power_mode: str | None = None          # None: the device's default power mode
     sources: tuple[str, ...] = ()
@@ -386,7 +387,7 @@ def _runtime(c: _Checker, name: str, raw: Any, device: Device) -> Runtime:
         reorder_us=c.number(raw, where, "reorder_us", default=0.0),
         reorder_us_per_kelem=c.number(raw, where, "reorder_us_per_kelem", default=0.0),
         layout_block=(c.integer(raw, where, "layout_block") if "layout_block" in raw
-                      else Runtime.layout_block),
+                      else DEFAULT_BLOCK),
         power_w=power_w, power_mode=mode,
         sources=c.strings(raw, where, "sources"), tensor_core_align=align,
         unaligned_eff=c.number(raw, where, "unaligned_eff", 0.0, 1.0, default=1.0, low_open=True),

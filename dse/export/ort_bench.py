@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dse.cost.layout import DEFAULT_BLOCK
 from dse.cost.microbench import forcing_thresholds
 from dse.errors import ConfigError, UnknownNameError
 from dse.export.graphs import export_graphs, to_onnx
@@ -160,7 +161,7 @@ BLOCK_PROBES = (4, 8, 16, 32)
 
 
 def layout_block(threads: int, folder: Path, provider: str = DEFAULT_PROVIDER,
-                 default: int = 16) -> int:
+                 default: int = DEFAULT_BLOCK) -> int:
     """The channel block of ONNX Runtime's blocked convolution layout here, observed: the fewest
     input channels (of :data:`BLOCK_PROBES`) at which a dense 3x3 convolution, as a one-op graph,
     reorders its plain input rather than reading it directly (MLAS reads it directly below its
