@@ -53,9 +53,14 @@ def start(args: list[str], log_path: Path, env: dict[str, str] | None = None,
 
 #: what a trial of slow.yaml suggests before its branches train
 SLOW_PARAMS = {"exits", "placement", "threshold_maxprob", "lr"}
+def dse_with_hook(module: str) -> list[str]:
+    """`dse` with the test hook ``data/<module>.py`` imported first."""
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(DATA)!r}); "
+            f"import {module}; from dse.cli import main; main()"]
+
+
 #: `dse` with a hook that holds a trial once the study has enough COMPLETE ones (data/hold_trial.py)
-HOLDING_DSE = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(DATA)!r}); "
-               "import hold_trial; from dse.cli import main; main()"]
+HOLDING_DSE = dse_with_hook("hold_trial")
 
 
 def start_holding(args: list[str], log_path: Path, after: int, held: Path) -> subprocess.Popen:
@@ -132,8 +137,7 @@ def test_three_searches_started_together_on_a_new_study_share_it(tmp_path, check
 
 
 #: `dse` whose workers meet inside their first trial before finishing it (data/meet_workers.py)
-MEETING_DSE = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(DATA)!r}); "
-               "import meet_workers; from dse.cli import main; main()"]
+MEETING_DSE = dse_with_hook("meet_workers")
 
 
 def run_two_workers(url: str, target: int, tmp_path: Path) -> list[subprocess.CompletedProcess]:
