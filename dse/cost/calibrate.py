@@ -17,10 +17,22 @@ count the profile then records; the fit is a pure function of what they measured
    solution (relative error) of ``measured - model = extra``: an op never costs less in a
    network than in a loop.
 
+Tried and dropped: a per-shape correction, each benchmarked convolution, depthwise or linear
+shape's measured / fitted device time kept in the profile and applied wherever a network runs
+that shape, with stage 2 fitted on top (nn-Meter-style: measured where measured). A library
+does pick its algorithm per shape (PyTorch's 128-channel 3x3 convolution at 32x32 runs 18-31 %
+faster per MAC than at 28x28, and the tight-loop ratios spread from 0.52 to 1.87), but the
+ratios of small convolutions do not carry into a network: fitted with and without it from one
+calibration's measurements and compared on one timing of the 59 validation exits, PyTorch went
+from 58 to 63 % and from 20 to 22 % within +-10 %, ONNX Runtime from 25 to 42 % and from 61 to
+17 % (its CIFAR ResNets' exits turned 17-30 % too fast). Two runs in a moving state (speed
+ratios 1.17-1.41), but the second ONNX Runtime one is a clear loss.
+
 The decision and per-inference costs are measured directly on ``MultiExitNet.early_exit``.
 Every sample counts in units of a reference kernel timed around it (:mod:`dse.cost.harness`),
-converted back at the reference's time at the start of the calibration, recorded as the
-runtime's ``reference_us`` for validation to convert at.
+converted back at the reference's median time over the calibration's run
+(:func:`at_run_reference`), recorded as the runtime's ``reference_us`` for validation to
+convert at.
 """
 from __future__ import annotations
 

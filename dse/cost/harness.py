@@ -225,6 +225,14 @@ class Timing:
 #: at 31 % (PyTorch) and 39 % (ONNX Runtime) of exits within +-10 %, small networks too fast
 #: and large ones too slow: one run in a moving state, not evidence either way. The default stays
 #: the kernel every earlier measurement used (our choice, until runs at rest say otherwise).
+#: Tried and dropped: a mixed reference running both kernels in one call (16x16 twice, 32x32
+#: once). Re-read as the harness uses a reference (standard deviation of log(network /
+#: reference) over the medians of 10 consecutive samples), the monitor above gave its worst
+#: network 0.092 against 0.147 (16x16) and 0.110 (32x32); but in four full runs interleaved
+#: with the default (``latency_model.py --json``, load 0.3-1.0) it kept 66 % and 71 % of
+#: PyTorch exits within +-10 % (default 42 % and 78 %) and 68 % and 66 % of ONNX Runtime exits
+#: (default 97 % and 88 %), digits-resnet and ResNet-18 through ONNX Runtime up to 37-40 % too
+#: slow in both of its runs.
 REFERENCES = {"conv3x3-32c-16px": (32, 16), "conv3x3-32c-32px": (32, 32)}
 DEFAULT_REFERENCE = "conv3x3-32c-16px"
 #: The reference of profiles calibrated before profiles named theirs.

@@ -11,9 +11,11 @@ from click.testing import CliRunner
 from torch import nn
 
 from dse.cli import cli
+from dse.cost.harness import REFERENCES
+from dse.cost.microbench import reference_op
 from dse.cost.profiles import load_profile, read_profile
 from dse.errors import UnknownNameError
-from dse.export.ort_bench import exit_calls, runtime_name, write_cut_bundle
+from dse.export.ort_bench import exit_calls, op_runner, runtime_name, write_cut_bundle
 from dse.export.ort_validate import is_ort_runtime, resolve_runtime
 from dse.export.runner import Bundle
 from dse.models.backbones import Backbone
@@ -28,6 +30,13 @@ def one_line_exit_2(res, message: str) -> None:
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], res.output
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_reference_kernels_run_exported_as_in_pytorch(name):
+    op, x = reference_op(name)  # ONNX Runtime's calibration and validation bracket with this
+    (got,) = op_runner(op, x, threads=1)()
+    np.testing.assert_allclose(got, op(x).numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_runtime_names_follow_the_provider():
