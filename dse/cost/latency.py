@@ -241,19 +241,20 @@ def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None"
     branches = [segment_time_us(b, dev, rt, *scales) for b in net.branches]
     head = segment_time_us(net.head, dev, rt, *scales)
 
-    def graph(records: Sequence[Sequence[LayerRecord]], source: Sequence[LayerRecord],
+    def graph(records: Sequence[Sequence[LayerRecord]], input_elems: int,
               parts: list[tuple[float, float]]) -> list[tuple[float, float]]:
         """(host, device) parts of one graph run: ``records`` (its blocks, or a branch or the
-        head) read ``source``'s output; ``parts`` are their times without a layout plan."""
+        head) read a tensor of ``input_elems``; ``parts`` are their times without a layout
+        plan."""
         if not rt.blocked_layout:
             return parts
-        planned, reorders = plan(records, _out_elems(source), rt.layout_block)
+        planned, reorders = plan(records, input_elems, rt.layout_block)
         return [segment_time_us(b, dev, rt, *scales) for b in planned] + [
             (0.0, sum(rt.reorder_us + n * rt.reorder_us_per_kelem / 1e3 for n in reorders))]
 
     def segment(first: int, stop: int) -> list[tuple[float, float]]:
-        return graph(net.blocks[first:stop], net.blocks[first - 1] if first else (),
-                     blocks[first:stop])
+        source = _out_elems(net.blocks[first - 1]) if first else net.input_elems
+        return graph(net.blocks[first:stop], source, blocks[first:stop])
 
     def stretch(parts: Sequence[tuple[float, float]]) -> float:
         runs = 2 * rt.graph_run_overhead_us  # a segment and an exit head
@@ -262,11 +263,11 @@ def predict(net: NetRecords, profile: "Profile", runtime: "Runtime | str | None"
     decision, inference = rt.decision_overhead_us * hs, rt.inference_overhead_us * hs
     exit_us, acc, start = [], inference, 0
     for n, b in enumerate(net.exit_blocks):
-        branch = graph([net.branches[n]], net.blocks[b], [branches[n]])
+        branch = graph([net.branches[n]], _out_elems(net.blocks[b]), [branches[n]])
         acc += stretch(segment(start, b + 1) + branch) + decision
         exit_us.append(acc)
         start = b + 1
-    final = graph([net.head], net.blocks[-1], [head])
+    final = graph([net.head], _out_elems(net.blocks[-1]), [head])
     exit_us.append(acc + stretch(segment(start, len(net.blocks)) + final))
     backbone_us = inference + stretch(segment(0, len(net.blocks)) + final)
     n_kernels = sum(len(kernels(s, rt.fusion)) for s in (*net.blocks, net.head))

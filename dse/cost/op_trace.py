@@ -82,6 +82,7 @@ class NetRecords:
     exit_blocks: tuple[int, ...] = ()                     # block index each branch attaches to
     block_names: tuple[str, ...] = ()
     batch: int = 1
+    input_elems: int = 0                                  # the network input's elements (0: unknown)
 
     def __post_init__(self) -> None:
         if len(self.branches) != len(self.exit_blocks):
@@ -375,6 +376,7 @@ def trace_multiexit(backbone: Any, input_shape: Sequence[int], exit_blocks: Sequ
     was_training = backbone.training
     backbone.eval()
     x = torch.randn(batch, *input_shape)
+    input_elems = x.numel()
     view = getattr(backbone, "exit_input", lambda out: out)  # MSDNet: the coarsest scale
     blocks, feats = [], []
     for block in backbone.blocks:
@@ -390,7 +392,8 @@ def trace_multiexit(backbone: Any, input_shape: Sequence[int], exit_blocks: Sequ
     backbone.train(was_training)
     return NetRecords(blocks=tuple(blocks), head=tuple(head), branches=tuple(branch_records),
                       exit_blocks=tuple(exit_blocks),
-                      block_names=tuple(getattr(backbone, "block_names", ())), batch=batch)
+                      block_names=tuple(getattr(backbone, "block_names", ())), batch=batch,
+                      input_elems=input_elems)
 
 
 def trace_branch(branch: Any, in_shape: Sequence[int], batch: int = 1) -> tuple[LayerRecord, ...]:

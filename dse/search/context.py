@@ -21,7 +21,7 @@ import torch
 
 from dse.cost.flops import backbone_macs, branch_macs, exit_cum_macs
 from dse.cost.latency import energy_mj, predict
-from dse.cost.op_trace import NetRecords, trace, trace_multiexit
+from dse.cost.op_trace import trace, trace_multiexit, with_exits
 from dse.cost.profiles import load_profile
 from dse.data import load_dataset
 from dse.data.meta import dataset_meta
@@ -149,9 +149,7 @@ class SearchContext:
         key = (tuple(blocks), branch, params)
         if key not in self._cost_cache:
             pieces = [self.branch_cost(branch, params, b) for b in blocks]
-            net = NetRecords(blocks=self.records.blocks, head=self.records.head,
-                             branches=tuple(r for r, _ in pieces), exit_blocks=tuple(blocks),
-                             block_names=self.records.block_names, batch=self.records.batch)
+            net = with_exits(self.records, blocks, [r for r, _ in pieces])
             latency = predict(net, self.profile, self.runtime).exit_ms
             macs = exit_cum_macs(self.macs.block_macs, self.macs.head_macs, blocks,
                                  [m for _, m in pieces])

@@ -160,6 +160,23 @@ def test_predict_prices_reorders_with_the_runtimes_channel_block():
     assert avx2.exit_ms[1] - avx512.exit_ms[1] == pytest.approx((2.0 + 0.5 * n / 1e3) / 1e3)
 
 
+def test_predict_prices_the_network_inputs_reorder_by_its_size():
+    """A network whose first convolution reads 32 channels (feature input, not an image):
+    its first graph reorders the plain 32x16x16 input, fixed cost plus per-element cost of
+    the input's size; the same network without a recorded input size pays the fixed cost."""
+    n = 32 * 16 * 16
+    net = NetRecords(blocks=((conv(32, 32, 16),), (conv(32, 32, 16),)), head=(),
+                     input_elems=n)
+    layout = _profile(blocked_layout=True, reorder_us=2.0, reorder_us_per_kelem=0.5)
+    sized, unsized = predict(net, layout), predict(replace(net, input_elems=0), layout)
+    assert sized.exit_ms[-1] - unsized.exit_ms[-1] == pytest.approx(0.5 * n / 1e3 / 1e3)
+    # an image input (3 channels) is read plain: its size costs nothing
+    image = NetRecords(blocks=((conv(3, 32, 16),), (conv(32, 32, 16),)), head=(),
+                       input_elems=3 * 16 * 16)
+    assert predict(image, layout).exit_ms == predict(replace(image, input_elems=0),
+                                                     layout).exit_ms
+
+
 def test_predict_charges_each_graphs_reorders():
     """A stem and an identity block in one segment, then the head: with the layout on, the
     segment reorders its 16x32x32 output once (2 us + 0.5 us per 1000 elements) and the head

@@ -87,6 +87,8 @@ def test_trace_multiexit_groups_blocks_head_and_branches():
     assert [r.kind for r in net.branches[0]] == ["reduce", "view", "linear"]
     again = with_exits(net, [0], [trace_branch(branch, (2, 4, 4))])
     assert again.exit_blocks == (0,) and again.blocks == net.blocks
+    assert net.input_elems == again.input_elems == 16  # the input's size, for layout plans
+    assert trace_multiexit(Net(), (1, 4, 4), batch=3).input_elems == 48
 
 
 def test_batch_scales_work():
