@@ -249,7 +249,10 @@ def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
     call. The fit is a bounded robust least squares (soft-L1, scale 0.1): a few composites that
     the tight-loop model misses by 20-30 % must not drag the shared extras. Tried and dropped:
     a uniform slowdown of device work (overpredicts the large compute-bound networks), a
-    stage-2 scale on every memory efficiency (unstable between calibration runs), and synthetic
+    stage-2 scale on every memory efficiency (unstable between calibration runs), a stage-2
+    cost per 1000 activation elements of the memory-bound kinds (for digits-resnet, whose
+    tiny ops PyTorch's fit prices 11-24 % too slow: on the same measurements and exit timings,
+    49 -> 32 % and 80 -> 85 % of exits within +-10 %, digits-resnet unchanged), and synthetic
     mobile nets at 160-224 px (their 112x112 depthwise convs run ~30 % above the model in a net,
     allocator-bound, and drag the library extra up for every depthwise conv).
     """
