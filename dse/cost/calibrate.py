@@ -251,8 +251,11 @@ def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
     a uniform slowdown of device work (overpredicts the large compute-bound networks), a
     stage-2 scale on every memory efficiency (unstable between calibration runs), a stage-2
     cost per 1000 activation elements of the memory-bound kinds (for digits-resnet, whose
-    tiny ops PyTorch's fit prices 11-24 % too slow: on the same measurements and exit timings,
-    49 -> 32 % and 80 -> 85 % of exits within +-10 %, digits-resnet unchanged), and synthetic
+    tiny ops PyTorch's fit prices 9-24 % too slow: on the same measurements and exit timings,
+    49 -> 32 % and 80 -> 85 % of exits within +-10 %, digits-resnet unchanged), a stage-2
+    per-inference cost (digits-resnet still +14-26 %), a per-kernel cost scaled by the bytes
+    the kernel before it touched, up to 256 KB-4 MB (cache eviction; PyTorch within +-10 %
+    -22 to +10 points over five calibrations, ONNX Runtime 39-74 points worse), and synthetic
     mobile nets at 160-224 px (their 112x112 depthwise convs run ~30 % above the model in a net,
     allocator-bound, and drag the library extra up for every depthwise conv).
     """
