@@ -26,7 +26,16 @@ ratios of small convolutions do not carry into a network: fitted with and withou
 calibration's measurements and compared on one timing of the 59 validation exits, PyTorch went
 from 58 to 63 % and from 20 to 22 % within +-10 %, ONNX Runtime from 25 to 42 % and from 61 to
 17 % (its CIFAR ResNets' exits turned 17-30 % too fast). Two runs in a moving state (speed
-ratios 1.17-1.41), but the second ONNX Runtime one is a clear loss.
+ratios 1.17-1.41), but the second ONNX Runtime one is a clear loss. Nor was it kept for
+large shapes alone (dense GEMMs of >= 50 M MACs, compute-bound for milliseconds, where the
+loop should be the network: PyTorch's 128-channel 3x3 convolution runs at 104 GFLOP/s at
+32x32 and 74 at 28x28, and the smooth stage-1 form prices the 32x32 one 40 % too slow, so
+VGG-11's exits at 32 px often come out 6-20 % too slow). Re-fitted on eleven collected
+calibrate-and-validate runs it lowered the MAPE in nine, but in two full runs the next day
+(A/B on one timing) VGG-11's exits went from 0 % to -9 % (PyTorch) and from -7 to -8 % and
+0 to -7 % (ONNX Runtime): the fast path a loop measures is not always the one the network
+gets (within +-10 %: PyTorch 96.6 -> 94.9 % and 67.8 -> 67.8 %, ONNX Runtime 88.1 -> 86.4 %
+and 71.2 -> 69.5 %).
 
 The decision and per-inference costs are measured directly on ``MultiExitNet.early_exit``.
 Every sample counts in units of a reference kernel timed around it (:mod:`dse.cost.harness`),
