@@ -124,9 +124,7 @@ def _provider(provider: str | None, onnxruntime: bool) -> str:
 @click.option("--reference-kernel", type=click.Choice(sorted(REFERENCES)),
               default=DEFAULT_REFERENCE, show_default=True,
               help="The timing reference every sample is counted against (dse/cost/harness.py; "
-                   "the profile records it and validation uses the same). On a shared machine "
-                   "whose memory system moves apart from its cores, "
-                   "conv3x3-32c-16px+add-12mb also follows the memory (about 30 % longer).")
+                   "the profile records it and validation uses the same).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @options.json_flag
 def calibrate(name, engine, provider, out, threads, power_w, quick, statistic, reference_kernel,

@@ -32,11 +32,7 @@ devices; a host shared by several users needs them all):
    (``reference_us``) and validation converts at the same one, so calibration and validation
    report at the same speed of the machine whatever its state during each. The cost: one
    reference sample (about 0.5 ms) per sample; an op whose slowdown differs from the
-   reference's (memory-bound rather than compute-bound) is corrected only in part. A
-   :class:`MixedReference` (the reference ``conv3x3-32c-16px+add-12mb``) adds a memory-bound
-   part sampled beside every reference sample and counts the geometric mix of both, for a
-   machine whose caches and memory slow down apart from its cores (one more call of about
-   1 ms per sample).
+   reference's (memory-bound rather than compute-bound) is corrected only in part.
 
 Samples come in *passes*: a pass times every group of items (a group is warmed up, then its
 items are sampled round robin: the exits of one network run warm, as deployed). The samples of
@@ -53,7 +49,7 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -115,71 +111,27 @@ def _sample(fn: Callable[[], Any], inner: int, clock: Clock) -> float:
     return (clock() - t0) / inner
 
 
-@dataclass(frozen=True)
-class MixedReference:
-    """A reference with two parts (our choice, for a machine whose state has two): ``compute``,
-    a small convolution that follows the core's speed, and ``memory``, a large element-wise op
-    that follows the shared caches' and memory's. Calling it runs ``compute``; the harness
-    samples ``memory`` beside every ``compute`` sample and counts the reference's speed as the
-    geometric mix ``compute ** (1 - weight) * memory ** weight`` (:func:`mix`).
-
-    Why: on the 2-core VM this was built on, the small convolution swung 2x between states
-    while an add over 24 MB swung 1.25x, and the networks in between. Four calibrate-and-validate
-    collections with both parts recorded, re-converted every way (16 calibration x validation
-    pairs, PyTorch): the conv alone kept 24-76 % of exits within +-10 %, the mix with weight
-    0.25 41-83 %, better in 14 of 16 pairs (by 9.6 points on average); weight 0.5, and a weight
-    per network fitted to its own samples, were better in 11 of 16 and worse in 4 each.
-    """
-
-    compute: Callable[[], Any]
-    memory: Callable[[], Any]
-    weight: float
-
-    def __call__(self) -> Any:
-        return self.compute()
-
-
-def mix(compute_s: float, memory_s: float | None, weight: float) -> float:
-    """The mixed reference time ``compute ** (1 - weight) * memory ** weight`` (``compute``
-    alone without a memory time)."""
-    if memory_s is None or not weight:
-        return compute_s
-    return compute_s ** (1.0 - weight) * memory_s ** weight
-
-
-def _reference_sample(reference: Callable[[], Any], inner: int, clock: Clock, trace: list[float],
-                      memory_trace: list[float]) -> None:
-    """One reference sample onto ``trace``, and one call of its memory part (if it is a
-    :class:`MixedReference`) onto ``memory_trace`` at the same index."""
-    trace.append(_sample(reference, inner, clock))
-    if isinstance(reference, MixedReference):
-        memory_trace.append(_sample(reference.memory, 1, clock))
-
-
 def round_robin(fns: Sequence[Callable[[], Any]], rounds: int, inner: Sequence[int],
                 clock: Clock = time.perf_counter, reference: Callable[[], Any] | None = None,
-                reference_inner: int = 1, trace: list[float] | None = None,
-                memory_trace: list[float] | None = None
-                ) -> tuple[list[list[float]], list[list[int]]]:
+                reference_inner: int = 1,
+                trace: list[float] | None = None) -> tuple[list[list[float]], list[list[int]]]:
     """Seconds per call of every function in every round: round r samples fn 0, 1, ... in turn.
 
     With a ``reference``, a reference sample opens every round and follows every function's
     sample, so each sample is bracketed by two; the reference samples (seconds per call) are
-    appended to ``trace`` in time order (a :class:`MixedReference`'s memory samples to
-    ``memory_trace``, index for index) and the second list holds, per sample, the index in
+    appended to ``trace`` in time order and the second list holds, per sample, the index in
     ``trace`` of the reference sample right after it (else it is empty).
     """
     samples: list[list[float]] = [[] for _ in fns]
     after: list[list[int]] = [[] for _ in fns] if reference is not None else []
     trace = [] if trace is None else trace
-    memory_trace = [] if memory_trace is None else memory_trace
     for _ in range(rounds):
         if reference is not None:
-            _reference_sample(reference, reference_inner, clock, trace, memory_trace)
+            trace.append(_sample(reference, reference_inner, clock))
         for i, fn in enumerate(fns):
             samples[i].append(_sample(fn, inner[i], clock))
             if reference is not None:
-                _reference_sample(reference, reference_inner, clock, trace, memory_trace)
+                trace.append(_sample(reference, reference_inner, clock))
                 after[i].append(len(trace) - 1)
     return samples, after
 
@@ -261,16 +213,7 @@ class Timing:
                       self.reference_s if reference_s is None else reference_s)
 
 
-class Reference(NamedTuple):
-    """A named reference: a 3x3 convolution at batch 1 of ``channels`` at ``side`` x ``side``,
-    mixed with the memory kernel at ``memory_weight`` (0: the convolution alone)."""
-
-    channels: int
-    side: int
-    memory_weight: float = 0.0
-
-
-#: Reference kernels by name (:class:`Reference`). A profile
+#: Reference kernels by name: (channels, side) of a 3x3 convolution at batch 1. A profile
 #: records the one it was calibrated with (``reference``), and validation brackets with that
 #: same one. Which tracks a network best depends on the network: a 270 s monitor of the 2-core
 #: VM in its slow state timed networks and both kernels side by side (standard deviation of
@@ -282,27 +225,22 @@ class Reference(NamedTuple):
 #: at 31 % (PyTorch) and 39 % (ONNX Runtime) of exits within +-10 %, small networks too fast
 #: and large ones too slow: one run in a moving state, not evidence either way. The default stays
 #: the kernel every earlier measurement used (our choice, until runs at rest say otherwise).
-#: Tried and dropped: both convolutions run in one reference call (16x16 twice, 32x32
+#: Tried and dropped: a mixed reference running both kernels in one call (16x16 twice, 32x32
 #: once). Re-read as the harness uses a reference (standard deviation of log(network /
 #: reference) over the medians of 10 consecutive samples), the monitor above gave its worst
 #: network 0.092 against 0.147 (16x16) and 0.110 (32x32); but in four full runs interleaved
 #: with the default (``latency_model.py --json``, load 0.3-1.0) it kept 66 % and 71 % of
 #: PyTorch exits within +-10 % (default 42 % and 78 %) and 68 % and 66 % of ONNX Runtime exits
 #: (default 97 % and 88 %), digits-resnet and ResNet-18 through ONNX Runtime up to 37-40 % too
-#: slow in both of its runs.
-#: ``+add-12mb``: the convolution as the compute part of a :class:`MixedReference` whose
-#: memory part adds two 4 MB float vectors into a third (12 MB touched: past the 1.25 MB of L2 per
-#: core, inside the shared L3), mixed with weight 0.25.
-#: Measured as a whole (``latency_model.py --json``, A/B on one timing: one recorded calibrate-and-
-#: validate run of both runtimes converted at each weight, load 0.65-1.05, twice): PyTorch 51 ->
-#: 73 % of exits within +-10 % and 10 -> 27 %, ONNX Runtime 44 -> 51 % and 53 -> 49 % (weight 0 ->
-#: 0.25; both runs in moving states, where it helps most). Four full runs interleaved with the
-#: default (different timings, load 0.5-1.2): PyTorch 36 and 73 % (default 3 and 31 %, in moved
-#: states: every exit 6-69 % too slow, or a speed ratio of 0.50), ONNX Runtime 39 and 80 % (default
-#: 95 and 92 %). It is not the default (our choice): on a dedicated board it costs time and buys
-#: nothing, and ONNX Runtime did not gain in steady runs.
-REFERENCES = {"conv3x3-32c-16px": Reference(32, 16), "conv3x3-32c-32px": Reference(32, 32),
-              "conv3x3-32c-16px+add-12mb": Reference(32, 16, memory_weight=0.25)}
+#: slow in both of its runs. Tried and dropped too: a memory part sampled beside the 16x16
+#: convolution (an add over 12 MB, the sample counted against conv ** 0.75 * add ** 0.25, for a
+#: machine whose caches and memory slow down apart from its cores). Re-converted on the same
+#: timings it raised PyTorch's exits within +-10 % in 14 of 16 calibration x validation pairs,
+#: but three full runs with it gave PyTorch 36, 73 and 39 % and ONNX Runtime 39, 80 and 32 %
+#: (default, in the runs between: 3, 31 and 91.5 %; 95, 92 and 97 %): the add's time depends on
+#: what ran before it (after a 224-px network its data come from memory, after a small op from
+#: L3), so it read 18-25 % slower in validation than in calibration in two of four collections.
+REFERENCES = {"conv3x3-32c-16px": (32, 16), "conv3x3-32c-32px": (32, 32)}
 DEFAULT_REFERENCE = "conv3x3-32c-16px"
 #: The reference of profiles calibrated before profiles named theirs.
 LEGACY_REFERENCE = "conv3x3-32c-16px"
@@ -344,7 +282,6 @@ def time_groups(groups: Sequence[Sequence[Callable[[], Any]]], *, rounds: int, p
     samples: list[list[list[float]]] = [[] for fns in groups for _ in fns]
     after: list[list[list[int]]] = [[] for _ in samples]
     trace: list[float] = []  # every reference sample, in time order
-    memory_trace: list[float] = []  # a MixedReference's memory samples, index for index
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -357,7 +294,7 @@ def time_groups(groups: Sequence[Sequence[Callable[[], Any]]], *, rounds: int, p
                         for _ in range(warmup):
                             fn()
                 got, got_after = round_robin(fns, per_pass, counts, clock, reference, ref_inner,
-                                             trace, memory_trace)
+                                             trace)
                 for j, s in enumerate(got):
                     samples[i + j].append(s)
                     if reference is not None:
@@ -368,16 +305,10 @@ def time_groups(groups: Sequence[Sequence[Callable[[], Any]]], *, rounds: int, p
             gc.enable()
     if reference is None:
         return Timing(samples, statistic)
-    weight = reference.weight if isinstance(reference, MixedReference) else 0.0
-
-    def local(k: int) -> float:
-        memory = local_reference(memory_trace, k, reference_window) if weight else None
-        return mix(local_reference(trace, k, reference_window), memory, weight)
-
-    refs = [[[local(k) for k in p] for p in item] for item in after]
+    refs = [[[local_reference(trace, k, reference_window) for k in p] for p in item]
+            for item in after]
     if reference_s is None:
-        reference_s = mix(statistics.median(trace),
-                          statistics.median(memory_trace) if weight else None, weight)
+        reference_s = statistics.median(trace)
     return Timing(samples, statistic, refs, reference_s)
 
 

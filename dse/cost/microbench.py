@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dse.cost.harness import DEFAULT_REFERENCE, REFERENCES, MixedReference, mix, time_groups
+from dse.cost.harness import DEFAULT_REFERENCE, REFERENCES, time_groups
 from dse.cost.op_trace import LayerRecord, is_strided_im2col, trace_call, trace_multiexit
 from dse.errors import UnknownNameError
 from dse.models.backbones import Backbone
@@ -83,7 +83,7 @@ def reference_op(name: str = DEFAULT_REFERENCE
     reference goes through the same library as what it measures."""
     if name not in REFERENCES:
         raise UnknownNameError(f"unknown timing reference {name!r}; known: {', '.join(REFERENCES)}")
-    channels, side, _ = REFERENCES[name]
+    channels, side = REFERENCES[name]
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(channels, channels, 3, 3, generator=gen)
     x = torch.randn(1, channels, side, side, generator=gen)
@@ -91,40 +91,16 @@ def reference_op(name: str = DEFAULT_REFERENCE
 
 
 def reference_kernel(name: str = DEFAULT_REFERENCE) -> Callable[[], Any]:
-    """The reference ``name`` in eager PyTorch: its convolution (:func:`reference_op`), with
-    its memory part when it has one (:func:`with_memory`)."""
+    """The reference op in eager PyTorch (:func:`reference_op`)."""
     op, x = reference_op(name)
-    return with_memory(name, lambda: op(x))
-
-
-def memory_kernel(elements: int = 1 << 20) -> Callable[[], Any]:
-    """The memory part of a mixed reference: ``a + b`` into a preallocated ``c``, three float
-    vectors of ``elements`` (12 MB at the default; about 0.8-1.1 ms on one core of the 2.8 GHz
-    Xeon VM, by its state), memory-bound, so it follows the shared caches and memory."""
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(elements, generator=gen), torch.randn(elements, generator=gen)
-    out = torch.empty(elements)
-    return lambda: torch.add(a, b, out=out)
-
-
-def with_memory(name: str, compute: Callable[[], Any]) -> Callable[[], Any]:
-    """``compute`` (the reference ``name``'s convolution, run by any runtime) as the reference
-    ``name`` is timed: mixed with :func:`memory_kernel` if ``name`` has a memory weight
-    (:class:`dse.cost.harness.MixedReference`), else as it is."""
-    weight = REFERENCES[name].memory_weight
-    return MixedReference(compute, memory_kernel(), weight) if weight else compute
+    return lambda: op(x)
 
 
 def reference_seconds(reference: Callable[[], Any], clock: Callable[[], float],
                       statistic: str = "median") -> float:
-    """Seconds per call of the reference now (51 samples of about 0.5 ms; a mixed reference's
-    parts timed round robin and mixed, :func:`dse.cost.harness.mix`): the fixed speed a
+    """Seconds per call of the reference now (51 samples of about 0.5 ms): the fixed speed a
     calibration converts its reference units back at, recorded as the runtime's
     ``reference_us`` so that validation converts at the same one."""
-    if isinstance(reference, MixedReference):
-        compute, memory = measure([reference.compute, reference.memory], rounds=51,
-                                  target_s=5e-4, clock=clock, statistic=statistic)
-        return mix(compute, memory, reference.weight)
     return measure([reference], rounds=51, target_s=5e-4, clock=clock, statistic=statistic)[0]
 
 

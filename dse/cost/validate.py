@@ -35,8 +35,7 @@ import torch
 from scipy.stats import rankdata
 
 from dse.cost.assemble import InputSpec, assemble, default_input_spec
-from dse.cost.harness import (DEFAULT_REFERENCE, LEGACY_REFERENCE, REFERENCES, Timing, moved,
-                              time_groups)
+from dse.cost.harness import DEFAULT_REFERENCE, LEGACY_REFERENCE, Timing, moved, time_groups
 from dse.cost.latency import predict
 from dse.cost.microbench import clock_name, forcing_thresholds, reference_kernel, timer
 from dse.cost.op_trace import trace_multiexit
@@ -211,7 +210,7 @@ def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Ti
         "reference_us": (round(timing.reference_s * 1e6, 3) if timing.reference_s is not None
                          else None),
         "reference": reference_name(rt) if timing.references is not None else None,
-        **speed_check(timing, reference_name(rt)),
+        **speed_check(timing),
         "baseline": {"model": "latency = s x MACs (s fitted to these measurements)",
                      "ms_per_gmac": round(slope * 1e9, 4), **summarize(base, measured)},
         "load_avg": {"before": load_before, "after": load_average()},
@@ -219,12 +218,10 @@ def report(profile: Profile, rt: Runtime, rows: list[dict[str, Any]], timing: Ti
     }
 
 
-def speed_check(timing: Timing, reference: str | None = None) -> dict[str, Any]:
+def speed_check(timing: Timing) -> dict[str, Any]:
     """``reference_now_us`` (this run's median reference time), ``speed_ratio`` (that over the
-    time the samples are converted at, the calibration's) and, beyond
-    :data:`dse.cost.harness.SPEED_TOLERANCE` either way, a ``warning``; when the reference
-    (its name, ``reference``) is a convolution alone, the warning points to the one with a
-    memory part (:class:`dse.cost.harness.MixedReference`), which follows such states better.
+    time the samples are converted at, the calibration's) and, beyond :data:`dse.cost.harness.SPEED_TOLERANCE`
+    either way, a ``warning``.
 
     Reference units cancel a uniform change of the machine's speed, not a change of its state
     that slows large, memory-heavy exits unlike the small reference convolution: on the 2-core
@@ -242,10 +239,6 @@ def speed_check(timing: Timing, reference: str | None = None) -> dict[str, Any]:
                           "machine is in another state than when it was calibrated (load, "
                           "frequency, other guests), so errors here mix model and machine; "
                           "validate on a quiet machine or calibrate again")
-        if reference in REFERENCES and not REFERENCES[reference].memory_weight:
-            mixed = next(n for n, r in REFERENCES.items() if r.memory_weight)
-            out["warning"] += (f" (on a shared machine, calibrating with --reference-kernel "
-                               f"{mixed} also follows its caches and memory)")
     return out
 
 

@@ -148,9 +148,7 @@ def time_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                                 provider) for n in ((256, 512) if settings.quick else (512, 1024))]
         log(f"timing {len(calls) + len(chains) + len(fixed)} graphs "
             f"({time.perf_counter() - started:.0f} s so far) ...")
-        ref = (mb.with_memory(settings.reference_kernel,
-                              op_runner(*mb.reference_op(settings.reference_kernel), threads,
-                                        provider))
+        ref = (op_runner(*mb.reference_op(settings.reference_kernel), threads, provider)
                if settings.reference else None)
         ref_s = mb.reference_seconds(ref, clock) if ref else None
         benches = calls + fixed + peak_calls + chains

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dse.cost.assemble import InputSpec
-from dse.cost.microbench import clock_name, reference_op, timer, with_memory
+from dse.cost.microbench import clock_name, reference_op, timer
 from dse.cost.profiles import Profile, Runtime
 from dse.cost.validate import (Case, CaseExits, ValidationSettings, case_model, compare,
                                default_cases, load_average, reference_name, time_exits)
@@ -76,8 +76,7 @@ def validate_ort(profile: Profile, runtime: str | None = None,
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="dse-ort-validate-") as tmp:
         exits = ort_exits(settings, Path(tmp), provider, threads, cases, log)
-        name = reference_name(rt)
-        ref = (with_memory(name, op_runner(*reference_op(name), threads, provider))
+        ref = (op_runner(*reference_op(reference_name(rt)), threads, provider)
                if settings.reference else None)
         timing = time_exits(exits.groups, settings, clock, log, rt, ref)
     return compare(profile, rt, exits, timing, settings, threads=threads,

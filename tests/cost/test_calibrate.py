@@ -269,7 +269,7 @@ def test_the_reference_kernel_travels_with_the_profile_and_validation_uses_it(tm
 
 
 def test_reference_kernels_by_name():
-    for name, (channels, side, _) in REFERENCES.items():
+    for name, (channels, side) in REFERENCES.items():
         op, x = reference_op(name)
         assert tuple(x.shape) == (1, channels, side, side) and op(x).shape == x.shape
     with pytest.raises(UnknownNameError, match="unknown timing reference 'conv5x5'"):
@@ -339,28 +339,3 @@ def test_measurements_are_converted_at_the_runs_median_reference():
     near = at_run_reference(m, 130e-6, lines.append)
     assert near.reference_us == pytest.approx(130.0) and not lines
     assert at_run_reference(m, None) is m  # no reference samples: as measured
-
-
-def test_a_mixed_reference_by_name_travels_with_the_profile(tmp_path):
-    """The reference with a memory part: built by name for PyTorch (and around any runtime's
-    convolution), its reference time a mix of both parts, its name kept by the profile so that
-    validation brackets with the same mix."""
-    from dse.cost.harness import MixedReference
-    from dse.cost.microbench import memory_kernel, reference_seconds, with_memory
-
-    name = "conv3x3-32c-16px+add-12mb"
-    ref = reference_kernel(name)
-    assert isinstance(ref, MixedReference) and ref.weight == REFERENCES[name].memory_weight == 0.25
-    assert tuple(ref().shape) == (1, 32, 16, 16)
-    plain = reference_kernel("conv3x3-32c-16px")
-    assert not isinstance(plain, MixedReference) and with_memory("conv3x3-32c-16px", plain) is plain
-    assert tuple(memory_kernel(1000)().shape) == (1000,)
-    clock = timer("wall")
-    both = reference_seconds(ref, clock)
-    parts = (reference_seconds(ref.compute, clock), reference_seconds(ref.memory, clock))
-    assert 0.5 * min(parts) < both < 2.0 * max(parts)
-    m = Measurements(tuple(_synthetic_cases(random.Random(2))), 80.0, 1.0, 15.0, 7.0, 1,
-                     reference_us=both * 1e6, reference=name)
-    rt = read_profile(write_profile(fit_profile("mixed", m), tmp_path / "mixed.yaml")).runtime()
-    assert rt.reference == name and reference_name(rt) == name
-    assert isinstance(reference_kernel(reference_name(rt)), MixedReference)

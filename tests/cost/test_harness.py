@@ -6,9 +6,8 @@ import pytest
 
 import gc
 
-from dse.cost.harness import (MixedReference, Timing, get_statistic, local_reference,
-                              lower_quartile, mix, repeatability, round_robin, time_groups,
-                              trimmed_mean)
+from dse.cost.harness import (Timing, get_statistic, local_reference, lower_quartile,
+                              repeatability, round_robin, time_groups, trimmed_mean)
 
 
 class FakeClock:
@@ -183,52 +182,3 @@ def test_time_groups_times_with_the_garbage_collector_off():
                 warmup=0)
     assert seen[-2:] == [False, False]  # the timed calls
     assert gc.isenabled()  # restored
-
-
-def test_a_mixed_reference_samples_its_memory_part_beside_every_reference_sample():
-    clock = FakeClock()
-    f, ref = clock.fn("f", [1.0]), MixedReference(clock.fn("r", [0.5]), clock.fn("m", [2.0]), 0.25)
-    trace: list[float] = []
-    memory: list[float] = []
-    samples, after = round_robin([f], rounds=2, inner=[1], clock=clock, reference=ref,
-                                 reference_inner=1, trace=trace, memory_trace=memory)
-    assert clock.calls == ["r", "m", "f", "r", "m"] * 2
-    assert trace == [0.5] * 4 and memory == [2.0] * 4 and after == [[1, 3]]
-    assert mix(0.5, 2.0, 0.25) == pytest.approx(0.5 ** 0.75 * 2.0 ** 0.25)
-    assert mix(0.5, None, 0.25) == mix(0.5, 2.0, 0.0) == 0.5
-
-
-@pytest.mark.parametrize("compute, memory", [(2.0, 1.0), (1.0, 1.5), (0.5, 2.0), (1.3, 0.8)])
-def test_a_mixed_reference_cancels_a_state_that_moves_compute_and_memory_apart(compute, memory):
-    """In the second pass the core runs ``compute`` times slower and the memory ``memory``
-    times: an item whose time follows compute ** 0.75 * memory ** 0.25 reads the same in both
-    halves against the mixed reference (weight 0.25); against its convolution alone it does
-    not, unless memory moved as much as compute."""
-    def run(mixed: bool) -> Timing:
-        clock, state = FakeClock(), {"c": 1.0, "m": 1.0}
-
-        def part(name: str, cost, scale) -> object:
-            def call() -> None:
-                clock.calls.append(name)
-                clock.now += cost * scale()
-            return call
-
-        item = part("f", 1.0, lambda: state["c"] ** 0.75 * state["m"] ** 0.25)
-        conv = part("r", 0.25, lambda: state["c"])
-        ref = MixedReference(conv, part("m", 1.0, lambda: state["m"]), 0.25) if mixed else conv
-
-        def log(message: str) -> None:
-            if message.startswith("pass 2/"):
-                state.update(c=compute, m=memory)
-
-        return time_groups([[item]], rounds=6, passes=2, target_s=0.0, clock=clock, warmup=0,
-                           reference=ref, reference_target_s=0.0, reference_window=0, log=log)
-
-    timing = run(mixed=True)
-    first, second = timing.halves()
-    assert second == [pytest.approx(first[0])]
-    # the run's reference time: the mix of each part's median (six samples in each state)
-    assert timing.reference_s == pytest.approx(
-        mix(0.25 * (1 + compute) / 2, (1 + memory) / 2, 0.25))
-    conv_only = run(mixed=False).halves()
-    assert conv_only[1][0] / conv_only[0][0] == pytest.approx((memory / compute) ** 0.25)

@@ -116,7 +116,7 @@ def test_calibrate_onnxruntime_quick_end_to_end_then_validate(tmp_path):
     out = tmp_path / "board.yaml"
     res = run("profile", "calibrate", "--name", "board", "--out", str(out), "--runtime",
               "onnxruntime", "--quick", "--threads", "1", "--reference-kernel",
-              "conv3x3-32c-16px+add-12mb", "--json")
+              "conv3x3-32c-32px", "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     assert summary["runtime"] == "onnxruntime-cpu-fp32" and summary["fusion"] is True
@@ -131,13 +131,12 @@ def test_calibrate_onnxruntime_quick_end_to_end_then_validate(tmp_path):
     # the layout plan is on exactly when the profiler saw reorders (NCHWc kernels on x86)
     assert rt.blocked_layout == (rt.reorder_us_per_kelem > 0)
     assert rt.layout_block in (4, 8, 16, 32)  # observed (dse.export.ort_bench.layout_block)
-    # the mixed reference: ONNX Runtime's convolution and the memory part (dse.cost.harness)
-    assert rt.reference == "conv3x3-32c-16px+add-12mb" and rt.reference_us > 0
+    assert rt.reference == "conv3x3-32c-32px" and rt.reference_us > 0
     res = run("profile", "validate", "--profile", str(out), "--runtime", "onnxruntime",
               "--quick", "--rounds", "2", "--json")
     assert res.exit_code == 0, res.output
     result = json.loads(res.output)
-    assert result["reference"] == "conv3x3-32c-16px+add-12mb"  # the calibration's own
+    assert result["reference"] == "conv3x3-32c-32px"  # the calibration's own kernel
     assert result["engine"] == "onnxruntime" and result["runtime"] == "onnxruntime-cpu-fp32"
     assert result["n"] == len(result["rows"]) == 5
     assert 0.0 <= result["repeatability"] <= 1.0 and "spearman" in result
