@@ -54,3 +54,25 @@ def test_speed_check_compares_the_reference_now_with_calibration():
     faster = speed_check(Timing(samples, "median", refs, 140e-6))
     assert faster["speed_ratio"] == pytest.approx(0.786, abs=1e-3) and "warning" in faster
     assert speed_check(Timing(samples, "median")) == {}  # plain seconds: nothing to compare
+
+
+def test_level_check_tells_a_level_shift_from_a_wrong_structure():
+    """Errors of one sign with a median beyond +-10 % and the ranking intact: a warning (either
+    sign); mixed signs, a small median or a broken ranking: only the median."""
+    from dse.cost.validate import _warnings, level_check
+
+    slow = level_check([0.06, 0.2, 0.27, 0.3, 0.69], spearman=0.997)
+    assert slow["median_error"] == 0.27
+    assert "27% too slow on the median exit and 100% of exits" in slow["warning"]
+    fast = level_check([-0.15, -0.2, -0.12, -0.3, 0.01, -0.18, -0.16, -0.2, -0.14, -0.13], 0.99)
+    assert "too fast" in fast["warning"] and "90% of exits" in fast["warning"]
+    assert "warning" not in level_check([-0.3, 0.25, -0.2, 0.3, 0.22], 0.99)  # mixed signs
+    assert "warning" not in level_check([0.05, 0.08, 0.09, 0.07], 0.99)  # within +-10 %
+    assert "warning" not in level_check([0.2, 0.3, 0.25], spearman=0.5)  # structure is off
+    assert "warning" in level_check([0.2, 0.3, 0.25])  # no ranking given: not checked
+    assert level_check([]) == {}
+    both = _warnings({"speed_ratio": 2.2, "warning": "moved"},
+                     {"median_error": 0.3, "warning": "level"})
+    assert both == {"speed_ratio": 2.2, "median_error": 0.3, "warning": "moved; level"}
+    assert _warnings({"speed_ratio": 1.0}, {"median_error": 0.01}) == {"speed_ratio": 1.0,
+                                                                          "median_error": 0.01}
