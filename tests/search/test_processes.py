@@ -53,6 +53,8 @@ def start(args: list[str], log_path: Path, env: dict[str, str] | None = None,
 
 #: what a trial of slow.yaml suggests before its branches train
 SLOW_PARAMS = {"exits", "placement", "threshold_maxprob", "lr"}
+
+
 def dse_with_hook(module: str) -> list[str]:
     """`dse` with the test hook ``data/<module>.py`` imported first."""
     return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(DATA)!r}); "
