@@ -1,4 +1,4 @@
-"""Power modes that cap the memory clock (EMC) and the GPU's TPCs (dse/cost/profiles.py,
+"""Power modes that cap the memory clock (EMC) and the GPU's TPCs (dse/cost/_profile_types.py,
 dse/cost/latency.py), on hand-computed cases."""
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Loading, validating and looking up hardware profiles (dse/cost/profiles.py)."""
+"""Loading, validating and looking up hardware profiles (dse/cost/profiles.py; the checks in
+dse/cost/_profile_schema.py)."""
 from __future__ import annotations
 
 import pytest
