@@ -74,6 +74,11 @@ def lower_quartile(samples: Sequence[float]) -> float:
     return float(np.quantile(np.asarray(samples, dtype=np.float64), 0.25))
 
 
+#: The "within +-10 %" bound: two measurements agree (:func:`repeatability`), and a model's
+#: prediction is close enough to its measurement (dse.cost.validate), when they differ by at
+#: most this fraction.
+WITHIN = 0.10
+
 #: Statistic of an item's samples (a robust one: a few disturbed samples do not move it).
 STATISTICS: dict[str, Callable[[Sequence[float]], float]] = {
     "median": statistics.median,  # the default: the typical sample
@@ -187,7 +192,7 @@ class Timing:
             second.append(stat(b))
         return first, second
 
-    def repeatability(self, tolerance: float = 0.10) -> float:
+    def repeatability(self, tolerance: float = WITHIN) -> float:
         """Share of items whose two halves agree within +-``tolerance`` (:func:`repeatability`)."""
         return repeatability(*self.halves(), tolerance=tolerance)
 
@@ -313,7 +318,7 @@ def time_groups(groups: Sequence[Sequence[Callable[[], Any]]], *, rounds: int, p
 
 
 def repeatability(first: Sequence[float], second: Sequence[float],
-                  tolerance: float = 0.10) -> float:
+                  tolerance: float = WITHIN) -> float:
     """Share of items whose second measurement is within +-``tolerance`` of the first.
 
     ``|second / first - 1| <= tolerance``, the same test as a model's "within +-10 %" with the

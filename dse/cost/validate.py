@@ -35,7 +35,8 @@ import torch
 from scipy.stats import rankdata
 
 from dse.cost.assemble import InputSpec, assemble, default_input_spec
-from dse.cost.harness import DEFAULT_REFERENCE, LEGACY_REFERENCE, Timing, moved, time_groups
+from dse.cost.harness import (DEFAULT_REFERENCE, LEGACY_REFERENCE, WITHIN, Timing, moved,
+                              time_groups)
 from dse.cost.latency import predict
 from dse.cost.microbench import clock_name, forcing_thresholds, reference_kernel, timer
 from dse.cost.op_trace import trace_multiexit
@@ -90,7 +91,7 @@ def summarize(predicted: Sequence[float], measured: Sequence[float]) -> dict[str
     err = np.abs(p / m - 1.0)
     rho = float(np.corrcoef(_ranks(p), _ranks(m))[0, 1]) if len(p) > 1 else float("nan")
     return {"n": int(len(p)), "mape": round(float(100 * err.mean()), 3),
-            "within_10pct": round(float((err <= 0.10).mean()), 4), "spearman": round(rho, 4)}
+            "within_10pct": round(float((err <= WITHIN).mean()), 4), "spearman": round(rho, 4)}
 
 
 def macs_baseline(macs: Sequence[float], measured_ms: Sequence[float]) -> tuple[float, list[float]]:
@@ -262,7 +263,7 @@ def level_check(errors: Sequence[float], spearman: float | None = None) -> dict[
     median = float(np.median(errors))
     out: dict[str, Any] = {"median_error": round(median, 4)}
     same_sign = float(np.mean([(e > 0) == (median > 0) for e in errors]))
-    if (abs(median) > 0.10 and same_sign >= LEVEL_SHARE
+    if (abs(median) > WITHIN and same_sign >= LEVEL_SHARE
             and (spearman is None or spearman >= LEVEL_SPEARMAN)):
         side = "slow" if median > 0 else "fast"
         out["warning"] = (f"the model is {abs(median):.0%} too {side} on the median exit and "
