@@ -2,7 +2,7 @@
 functions hide several jobs.
 
 A function that grows past the limit is split into named steps (see dse/train/full.py's
-``train_config`` or dse/cost/microbench.py's ``composite_benchmarks`` for examples).
+``train_config`` or dse/cost/network_bench.py's ``composite_benchmarks`` for examples).
 """
 from __future__ import annotations
 

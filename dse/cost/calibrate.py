@@ -1,7 +1,8 @@
 """Fit a hardware profile to the machine this runs on (``dse profile calibrate``).
 
-The micro-benchmarks (:mod:`dse.cost.microbench`) run in eager PyTorch at batch 1 with the thread
-count the profile then records; the fit is a pure function of what they measured
+The micro-benchmarks (single ops: :mod:`dse.cost.microbench`; whole networks:
+:mod:`dse.cost.network_bench`) run in eager PyTorch at batch 1 with the thread count the profile
+then records; the fit is a pure function of what they measured
 (:func:`fit_profile`), in two stages:
 
 1. **Throughput**, per op kind, from single ops in a tight loop over a grid of shapes: compute
@@ -62,7 +63,7 @@ from dse.cost.harness import DEFAULT_REFERENCE, Timing, moved, time_groups
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
 from dse.cost.layout import DEFAULT_BLOCK
 from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS, LayerRecord
-from dse.cost.microbench import DECISION, INFERENCE
+from dse.cost.network_bench import DECISION, INFERENCE, composite_benchmarks, exit_path_costs
 from dse.cost.profiles import (Device, OpParams, PowerMode, Profile, Runtime, profile_to_dict,
                                read_profile)
 from dse.device import set_threads
@@ -150,13 +151,13 @@ def time_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
         ref = mb.reference_kernel(settings.reference_kernel) if settings.reference else None
         ref_s = mb.reference_seconds(ref, clock) if ref else None
         peak = mb.peak_gflops(settings.rounds, settings.quick, clock, ref, ref_s)
-        benches = mb.op_benchmarks(settings.quick) + mb.composite_benchmarks(settings.quick,
+        benches = mb.op_benchmarks(settings.quick) + composite_benchmarks(settings.quick,
                                                                              settings.criterion)
         timing = time_groups([[fn for _, fn, _ in benches], *co_timed], rounds=settings.rounds,
                              passes=settings.passes, target_s=target_s, clock=clock,
                              statistic=settings.statistic, reference=ref, reference_s=ref_s,
                              log=log if co_timed else lambda _: None)
-        call_us, decision_us, inference_us = mb.exit_path_costs(
+        call_us, decision_us, inference_us = exit_path_costs(
             settings.criterion, settings.rounds, target_s, clock, settings.statistic, ref, ref_s)
     log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
     seconds = timing.items(0, len(benches)).seconds()  # the co-timed items are not the fit's

@@ -38,7 +38,8 @@ from dse.cost.assemble import InputSpec, assemble, default_input_spec
 from dse.cost.harness import (DEFAULT_REFERENCE, LEGACY_REFERENCE, WITHIN, Timing, moved,
                               time_groups)
 from dse.cost.latency import predict
-from dse.cost.microbench import clock_name, forcing_thresholds, reference_kernel, timer
+from dse.cost.microbench import clock_name, reference_kernel, timer
+from dse.cost.network_bench import forcing_thresholds
 from dse.cost.op_trace import trace_multiexit
 from dse.cost.profiles import Profile, Runtime
 from dse.device import set_threads

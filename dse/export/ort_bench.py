@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from dse.cost.layout import DEFAULT_BLOCK
-from dse.cost.microbench import forcing_thresholds
+from dse.cost.network_bench import forcing_thresholds
 from dse.errors import ConfigError, UnknownNameError
 from dse.export.graphs import export_graphs, to_onnx
 from dse.export.runner import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, Bundle

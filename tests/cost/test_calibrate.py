@@ -14,8 +14,8 @@ from dse.cost.calibrate import (CalibrationSettings, Measurements, fit_profile, 
 from dse.cost.harness import DEFAULT_REFERENCE, LEGACY_REFERENCE, REFERENCES
 from dse.cost.latency import kernel_time_us, kernels
 from dse.cost.op_trace import OP_KINDS, LayerRecord
-from dse.cost.microbench import (forcing_thresholds, measure, reference_kernel, reference_op,
-                                 timer)
+from dse.cost.microbench import measure, reference_kernel, reference_op, timer
+from dse.cost.network_bench import forcing_thresholds
 from dse.cost.profiles import Device, OpParams, PowerMode, Runtime, profile_to_dict, read_profile
 from dse.cost.validate import reference_name
 from dse.errors import ConfigError, UnknownNameError
@@ -142,7 +142,7 @@ def test_co_timed_items_convert_at_the_measurements_reference():
 
 def test_fit_moves_the_decision_cost_to_what_a_chain_pays():
     """Early-exit composites pay 20 us more per decision than the isolated measurement says."""
-    from dse.cost.microbench import DECISION, INFERENCE
+    from dse.cost.network_bench import DECISION, INFERENCE
 
     cases = _synthetic_cases(random.Random(2))
     op = LayerRecord("relu", "elementwise", in_elems=10, out_elems=10, calls=1)
@@ -159,7 +159,7 @@ def test_early_exit_bench_records_follow_the_path():
     import torch
     from torch import nn
 
-    from dse.cost.microbench import DECISION, INFERENCE, early_exit_bench
+    from dse.cost.network_bench import DECISION, INFERENCE, early_exit_bench
     from dse.models.backbones import Backbone
     from dse.models.multiexit import MultiExitNet
 
