@@ -152,6 +152,11 @@ def local_reference(trace: Sequence[float], after: int, half_width: int) -> floa
     return statistics.median(trace[max(0, after - 1 - half_width):after + 1 + half_width])
 
 
+# Tried and dropped (2026-12-01): counting each item at its own elasticity, sample x
+# (reference_s / local reference) ** e with e the item's within-run slope of log(sample) on
+# log(reference). It helped runs that crossed states and cost up to 8 points in a steady run,
+# where a slope within a run did not say how an item moves between runs
+# (docs/latency-model.md has the numbers).
 @dataclass(frozen=True)
 class Timing:
     """The samples of every item, by pass, and what the harness reports from them.
