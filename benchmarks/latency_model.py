@@ -24,7 +24,9 @@ calibration and validation report at one speed of a machine whose speed swings. 
 has ``repeatability`` (in reference units) and ``repeatability_raw`` (plain seconds).
 Each result also has ``speed_ratio``: the reference's median time in this validation over its
 calibration time, with a ``warning`` beyond 1.2x either way (the machine is in another state,
-and errors mix model and machine). ``--profiles DIR`` validates the profiles an earlier run wrote to ``--out DIR`` without
+and errors mix model and machine), and ``by_backbone``, each network's median error and share
+within +-10 % (``median_error_by_backbone`` gathers the medians of both runtimes at the top).
+``--profiles DIR`` validates the profiles an earlier run wrote to ``--out DIR`` without
 calibrating again: two such runs are two validations of the same profiles, whose
 ``measured_ms`` can be compared exit by exit. The load average
 (``os.getloadavg``) at the start and end is reported with ``machine_busy`` (1-minute load above
@@ -163,6 +165,9 @@ def run(args: argparse.Namespace) -> dict:
                                                   "reference_us", "speed_ratio", "calibrate_s",
                                                   "validate_s")}
                         for e, r in results.items()},
+            "median_error_by_backbone": {e: {b: v["median_error"]
+                                             for b, v in r.get("by_backbone", {}).items()}
+                                         for e, r in results.items()},
             **results, "passed": all(r["passed"] for r in results.values())}
 
 

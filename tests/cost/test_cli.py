@@ -109,8 +109,9 @@ def test_calibrate_then_validate_quick(tmp_path):
     res = run("profile", "validate", "--profile", str(out), "--quick", "--rounds", "2", "--json")
     assert res.exit_code == 0, res.output
     result = json.loads(res.output)
-    assert {"n", "mape", "within_10pct", "spearman", "rows"} <= set(result)
+    assert {"n", "mape", "within_10pct", "spearman", "rows", "by_backbone"} <= set(result)
     assert result["n"] == len(result["rows"]) == 5
+    assert sum(v["n"] for v in result["by_backbone"].values()) == 5
 
 
 def test_an_exit_count_that_disagrees_with_the_positions_is_refused():

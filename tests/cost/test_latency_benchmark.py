@@ -35,6 +35,8 @@ def test_quick_benchmark_reports_both_runtimes(tmp_path, capsys):
         assert r["n"] == 5 and Path(r["profile_path"]).is_file()
     assert result["onnxruntime"]["runtime"] == "onnxruntime-cpu-fp32"
     assert len(result["load_avg_start"]) == 3 and isinstance(result["machine_busy"], bool)
+    by = result["median_error_by_backbone"]
+    assert set(by) == {"pytorch", "onnxruntime"} and all(by.values())
 
 
 def test_co_timed_cannot_validate_saved_profiles(tmp_path):

@@ -76,3 +76,16 @@ def test_level_check_tells_a_level_shift_from_a_wrong_structure():
     assert both == {"speed_ratio": 2.2, "median_error": 0.3, "warning": "moved; level"}
     assert _warnings({"speed_ratio": 1.0}, {"median_error": 0.01}) == {"speed_ratio": 1.0,
                                                                           "median_error": 0.01}
+
+
+def test_by_backbone_gives_each_network_its_median_error_and_share_within_10pct():
+    from dse.cost.validate import by_backbone
+
+    rows = [{"backbone": "digits-resnet", "error": e} for e in (0.12, 0.16, 0.05, 0.14)]
+    rows += [{"backbone": "resnet8", "error": e} for e in (-0.02, 0.03, -0.11)]
+    rows.insert(2, {"backbone": "resnet8", "error": 0.1})  # exactly +10 %: within
+    got = by_backbone(rows)
+    assert list(got) == ["digits-resnet", "resnet8"]  # the order rows first name them
+    assert got["digits-resnet"] == {"n": 4, "median_error": 0.13, "within_10pct": 0.25}
+    assert got["resnet8"] == {"n": 4, "median_error": 0.005, "within_10pct": 0.75}
+    assert by_backbone([]) == {}

@@ -142,3 +142,4 @@ def test_calibrate_onnxruntime_quick_end_to_end_then_validate(tmp_path):
     assert 0.0 <= result["repeatability"] <= 1.0 and "spearman" in result
     res = run("profile", "validate", "--profile", str(out), "--quick", "--rounds", "2")
     assert res.exit_code == 0 and "repeatability:" in res.output
+    assert "median error by backbone: " in res.output
