@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
                                                   "validate_s")}
                         for e, r in results.items()},
             "median_error_by_backbone": {e: {b: v["median_error"]
-                                             for b, v in r.get("by_backbone", {}).items()}
+                                             for b, v in r["by_backbone"].items()}
                                          for e, r in results.items()},
             **results, "passed": all(r["passed"] for r in results.values())}
 

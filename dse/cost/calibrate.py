@@ -152,7 +152,7 @@ def time_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
         ref_s = mb.reference_seconds(ref, clock) if ref else None
         peak = mb.peak_gflops(settings.rounds, settings.quick, clock, ref, ref_s)
         benches = mb.op_benchmarks(settings.quick) + composite_benchmarks(settings.quick,
-                                                                             settings.criterion)
+                                                                          settings.criterion)
         timing = time_groups([[fn for _, fn, _ in benches], *co_timed], rounds=settings.rounds,
                              passes=settings.passes, target_s=target_s, clock=clock,
                              statistic=settings.statistic, reference=ref, reference_s=ref_s,
