@@ -15,7 +15,10 @@ devices; a host shared by several users needs them all):
 4. **Pinned threads.** The caller pins the runtime's thread count (torch ``set_num_threads``,
    ONNX Runtime ``intra_op_num_threads``) and records it; single-threaded runs may time the
    thread's CPU time (:func:`dse.cost.microbench.timer`), which other processes' slices do not
-   inflate. The garbage collector is off while timing.
+   inflate. The garbage collector is off while timing. The thread is not pinned to a core:
+   tried and dropped (2026-12-01), opening every round on the vCPU whose reference sample was
+   the faster. The slow state hits one vCPU at a time as often as both, but in three pairs of
+   full runs it did no better than the scheduler's choice (docs/latency-model.md).
 5. **Reference units** (our choice, for a virtual machine whose speed swings). On the 2-core
    VM this was built on, a fixed 3x3 convolution took 80-190 us per call, in states lasting
    seconds to minutes, even in CPU time: its virtual cores share physical ones with whatever
