@@ -211,7 +211,7 @@ def validate(profile, runtime, provider, threads, quick, rounds, statistic, as_j
                f"(two halves of the samples) agree within +-10%; load average "
                f"{result['load_avg']['before']} -> {result['load_avg']['after']}")
     click.echo("median error by backbone: " + ", ".join(
-        f"{name} {100 * v['median_error']:+.1f}% ({round(v['n'] * v['within_10pct'])}/{v['n']} "
+        f"{name} {100 * v['median_error']:+.1f}% ({v['within']}/{v['n']} "
         "within +-10%)" for name, v in result["by_backbone"].items()))
     click.echo(f"MACs-only baseline (fitted): MAPE {b['mape']:.1f}%, "
                f"{100 * b['within_10pct']:.0f}% within +-10%, Spearman {b['spearman']:.3f}")

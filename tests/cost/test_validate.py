@@ -86,6 +86,8 @@ def test_by_backbone_gives_each_network_its_median_error_and_share_within_10pct(
     rows.insert(2, {"backbone": "resnet8", "error": 0.1})  # exactly +10 %: within
     got = by_backbone(rows)
     assert list(got) == ["digits-resnet", "resnet8"]  # the order rows first name them
-    assert got["digits-resnet"] == {"n": 4, "median_error": 0.13, "within_10pct": 0.25}
-    assert got["resnet8"] == {"n": 4, "median_error": 0.005, "within_10pct": 0.75}
+    assert got["digits-resnet"] == {"n": 4, "median_error": 0.13, "within": 1,
+                                     "within_10pct": 0.25}
+    assert got["resnet8"] == {"n": 4, "median_error": 0.005, "within": 3,
+                               "within_10pct": 0.75}
     assert by_backbone([]) == {}

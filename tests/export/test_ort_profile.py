@@ -3,6 +3,7 @@ engine (runtime names, forced exits through the bundle runner, CLI errors, end t
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -143,3 +144,5 @@ def test_calibrate_onnxruntime_quick_end_to_end_then_validate(tmp_path):
     res = run("profile", "validate", "--profile", str(out), "--quick", "--rounds", "2")
     assert res.exit_code == 0 and "repeatability:" in res.output
     assert "median error by backbone: " in res.output
+    counts = [tuple(map(int, m)) for m in re.findall(r"\((\d+)/(\d+) within", res.output)]
+    assert sum(n for _, n in counts) == 5 and all(0 <= k <= n for k, n in counts)
