@@ -16,7 +16,7 @@ from dse.cost._profile_types import (DTYPE_BYTES, FIT_GROUPS, Device, OpParams, 
                                      Profile, PublishedRow, Runtime)
 from dse.cost.harness import LEGACY_REFERENCE, REFERENCES
 from dse.cost.layout import DEFAULT_BLOCK
-from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS
+from dse.cost.op_kinds import FALLBACK_KINDS, OP_KINDS
 from dse.errors import ConfigError
 from dse.yamlio import read_yaml
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from dse.cost.layout import DEFAULT_BLOCK
-from dse.cost.op_trace import FALLBACK_KINDS
+from dse.cost.op_kinds import FALLBACK_KINDS
 from dse.errors import UnknownNameError
 
 #: Multipliers a runtime's ``fit:`` may hold (dse.cost.published fits them to the profile's

@@ -62,7 +62,8 @@ from dse.cost import microbench as mb
 from dse.cost.harness import DEFAULT_REFERENCE, Timing, moved, time_groups
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
 from dse.cost.layout import DEFAULT_BLOCK
-from dse.cost.op_trace import FALLBACK_KINDS, OP_KINDS, LayerRecord
+from dse.cost.op_kinds import FALLBACK_KINDS, OP_KINDS
+from dse.cost.op_trace import LayerRecord
 from dse.cost.network_bench import DECISION, INFERENCE, composite_benchmarks, exit_path_costs
 from dse.cost.profiles import (Device, OpParams, PowerMode, Profile, Runtime, profile_to_dict,
                                read_profile)

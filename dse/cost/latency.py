@@ -79,7 +79,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from dse.cost.layout import plan
-from dse.cost.op_trace import LayerRecord, NetRecords, is_strided_im2col
+from dse.cost.op_kinds import is_strided_im2col
+from dse.cost.op_trace import LayerRecord, NetRecords
 
 if TYPE_CHECKING:
     from dse.cost.profiles import Device, OpParams, Profile, Runtime
@@ -110,7 +111,7 @@ class Kernel:
     def op_kind(self, runtime: "Runtime") -> str:
         """The parameter set this kernel uses: ``pwconv`` for a 1x1 convolution and
         ``conv_gemm_strided`` for a strided im2col one when the runtime has them, else its own
-        kind (:data:`dse.cost.op_trace.FALLBACK_KINDS`)."""
+        kind (:data:`dse.cost.op_kinds.FALLBACK_KINDS`)."""
         if self.kind == "conv" and self.kernel_area == 1 and "pwconv" in runtime.ops:
             return "pwconv"
         if is_strided_im2col(self) and "conv_gemm_strided" in runtime.ops:

@@ -37,9 +37,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-from dse.cost.op_trace import CONV_KINDS, LayerRecord
+from dse.cost.op_kinds import CONV_KINDS
+from dse.cost.op_trace import LayerRecord
 
-#: Record kinds that keep their input's layout (convolutions, op_trace.CONV_KINDS, run blocked).
+#: Record kinds that keep their input's layout (convolutions, op_kinds.CONV_KINDS, run blocked).
 LAYOUT_KEEPING = frozenset({"pool", "reduce"})
 #: The channel block when none was observed: dense convolutions with fewer input channels than
 #: the block read plain input directly (MLAS with AVX-512; AVX2's block is 8).

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from dse.cost.harness import DEFAULT_REFERENCE, REFERENCES, time_groups
-from dse.cost.op_trace import LayerRecord, is_strided_im2col, trace_call
+from dse.cost.op_kinds import is_strided_im2col
+from dse.cost.op_trace import LayerRecord, trace_call
 from dse.errors import UnknownNameError
 
 Bench = tuple[str, Callable[[], Any], list[LayerRecord]]
@@ -130,7 +131,7 @@ OpSpec = tuple[str, Callable[[torch.Tensor], Any], torch.Tensor, list[LayerRecor
 
 def _conv_group(r: LayerRecord) -> str:
     """The fit group of a convolution benchmark: ``conv`` (the tuned library), ``conv_gemm``
-    (im2col + GEMM) or ``conv_gemm_strided`` (strided im2col; see ``op_trace.FALLBACK_KINDS``)."""
+    (im2col + GEMM) or ``conv_gemm_strided`` (strided im2col; see ``op_kinds.FALLBACK_KINDS``)."""
     if is_strided_im2col(r):
         return "conv_gemm_strided"
     return r.kind
