@@ -24,8 +24,8 @@ from dse.models.backbones import Backbone
 from dse.train import cache_size
 from dse.train.cache_size import fitting_max_samples, gib, total_bytes
 from dse.train.feature_file import SUFFIX, read_header
-from dse.train.features import (SPLITS, attach_points, cache_folder, file_specs, parse_dtype,
-                                probe_input, probe_shapes, row_bytes)
+from dse.train.features import SPLITS, attach_points, cache_folder, parse_dtype
+from dse.train.split_features import file_specs, probe_input, probe_shapes, row_bytes
 
 
 @dataclass(frozen=True)

@@ -14,65 +14,42 @@ and ``max_samples`` keeps a seeded random subset of each split. :meth:`FeatureCa
 states the size. On disk, each split is one file keyed by sha256 of (backbone weights, dataset,
 split, seed, input size, dtype, max_samples, blocks) (:mod:`dse.train.feature_file`): written
 batch by batch as the backbone runs, so building holds one batch in memory, not the cache;
-renamed into place when complete; read back memory-mapped. Trials read the rows of each
-minibatch (and val/test in consecutive chunks) with ``os.preadv`` into fresh memory
-(:class:`~dse.train.feature_file.RowFile`), so a process holds about one batch of features
-whatever the cache's size; touching the mapped tensors instead would leave every page a trial
-read resident. Before a build, its size is checked against the free disk
-(:mod:`dse.train.cache_size`).
+renamed into place when complete; read back memory-mapped. One split's tensors, the backbone
+passes that fill them and the reading of rows are :mod:`dse.train.split_features`. Before a
+build, its size is checked against the free disk (:mod:`dse.train.cache_size`). This module
+picks the blocks, rows, keys and folder, checks the room and assembles a :class:`FeatureCache`.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Hashable, Iterator, Sequence
+from typing import Callable, Hashable, Sequence
 
 import torch
 from torch.utils.data import Dataset, Subset
 
 from dse.cache import cache_dir as default_cache_dir
 from dse.cache import digest, file_lock, state_digest
-from dse.data import DataSplits, split_batches, split_labels
+from dse.data import DataSplits, split_labels
 from dse.errors import ConfigError
 from dse.models.backbones import Backbone
 from dse.train.cache_size import available_memory, check_fits, free_disk, total_bytes
-from dse.train.cache_files import touch
-from dse.train.feature_file import (ALIGN, SUFFIX, FeatureWriter, RowFile, file_bytes, open_rows,
-                                    read_feature_file)
+from dse.train.feature_file import SUFFIX
+from dse.train.split_features import (SplitFeatures, compute_split_features, file_specs,
+                                      load_split, probe_shapes, row_bytes, stream_split_features)
 from dse.train.ticker import progress as ticker
+
+# file_specs, SplitFeatures and compute_split_features are imported from here by tests and
+# benchmarks (their home is dse.train.split_features)
+__all__ = ["DTYPES", "FORMAT_VERSION", "SPLITS", "FeatureCache", "SplitFeatures",
+           "attach_points", "build_feature_cache", "cache_folder", "cap_splits",
+           "compute_split_features", "file_specs", "parse_dtype", "split_key",
+           "subset_indices"]
 
 SPLITS = ("train", "val", "test")
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 FORMAT_VERSION = 2  # 2: streamed .feat files (feature_file.py)
-
-
-@dataclass
-class SplitFeatures:
-    """One split's cached tensors (CPU unless moved)."""
-
-    features: dict[int, torch.Tensor]  # block -> [N, C, H, W], cache dtype
-    logits: torch.Tensor               # [N, K] float32, the backbone's own output
-    labels: torch.Tensor               # [N] int64 ground truth
-    indices: torch.Tensor              # [N] rows of the split kept (all unless max_samples)
-    #: block -> reader of its rows from the file (on-disk caches): what :meth:`rows` uses
-    readers: dict[int, RowFile] = field(default_factory=dict, repr=False)
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def rows(self, block: int, idx: torch.Tensor) -> torch.Tensor:
-        """Features of ``block`` at rows ``idx``, a new tensor in the cache dtype: read from
-        the file when there is one (bounded memory), else indexed in memory."""
-        reader = self.readers.get(block)
-        if reader is not None:
-            return reader.rows(idx)
-        return self.features[block].index_select(0, idx.to(self.features[block].device))
-
-    @property
-    def nbytes(self) -> int:
-        tensors = [*self.features.values(), self.logits, self.labels, self.indices]
-        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 @dataclass
@@ -187,28 +164,6 @@ def subset_indices(n: int, max_samples: int | None, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)[:max_samples].sort().values
 
 
-def _batches(backbone: Backbone, ds, blocks: Sequence[int], rows: torch.Tensor, *,
-             dtype: torch.dtype, batch_size: int, device: torch.device | str
-             ) -> Iterator[tuple[int, dict[int, torch.Tensor], torch.Tensor, torch.Tensor]]:
-    """``(first row, {block: features in dtype}, float32 logits, labels)`` per batch, on CPU,
-    in the order of ``rows``; checks that order against the split's labels as it goes."""
-    backbone.eval().to(device)
-    n = int(rows.numel())
-    source = ds if n == len(ds) else Subset(ds, rows.tolist())
-    expected = split_labels(ds)[rows]
-    start = 0
-    for x, y in split_batches(source, batch_size, device):
-        feats, z = _forward(backbone, x, blocks, dtype)
-        y = y.cpu()
-        stop = start + x.shape[0]
-        if not torch.equal(y, expected[start:stop]):  # split_batches must keep the order
-            raise RuntimeError("feature cache: batch order does not match the split's labels")
-        yield start, feats, z, y
-        start = stop
-    if start == 0:
-        raise ConfigError("cannot cache features of an empty split")
-
-
 def cap_splits(splits: DataSplits, max_samples: int | None, seed: int) -> DataSplits:
     """Each split cut to the seeded ``max_samples`` rows :func:`subset_indices` picks (the rows
     the feature cache keeps); unchanged when ``None`` or at least the split's size."""
@@ -220,87 +175,6 @@ def cap_splits(splits: DataSplits, max_samples: int | None, seed: int) -> DataSp
         return ds if len(rows) == len(ds) else Subset(ds, rows.tolist())
 
     return DataSplits(splits.info, cap(splits.train), cap(splits.val), cap(splits.test))
-
-
-@torch.inference_mode()  # not a ``with`` around the generator's yield: it would leak out
-def _forward(backbone: Backbone, x: torch.Tensor, blocks: Sequence[int], dtype: torch.dtype
-             ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-    outs = backbone.features(x)
-    return {b: outs[b].to("cpu", dtype) for b in blocks}, backbone.head(outs[-1]).float().cpu()
-
-
-def compute_split_features(backbone: Backbone, ds, blocks: Sequence[int], rows: torch.Tensor, *,
-                           dtype: torch.dtype, batch_size: int = 256,
-                           device: torch.device | str = "cpu",
-                           progress: Callable[[int], None] | None = None) -> SplitFeatures:
-    """Run the frozen backbone over ``ds[rows]`` in batches and keep features at ``blocks`` in
-    memory (``cache_dir=False``; a cache on disk is streamed by :func:`stream_split_features`)."""
-    n = int(rows.numel())
-    feats: dict[int, torch.Tensor] = {}
-    logits: torch.Tensor | None = None
-    labels = torch.empty(n, dtype=torch.int64)
-    for start, outs, z, y in _batches(backbone, ds, blocks, rows, dtype=dtype,
-                                      batch_size=batch_size, device=device):
-        stop = start + y.shape[0]
-        if logits is None:
-            logits = torch.empty((n, z.shape[1]), dtype=torch.float32)
-            feats = {b: torch.empty((n, *outs[b].shape[1:]), dtype=dtype) for b in blocks}
-        for b in blocks:
-            feats[b][start:stop] = outs[b]
-        logits[start:stop] = z
-        labels[start:stop] = y
-        if progress is not None:
-            progress(y.shape[0])
-    return SplitFeatures(feats, logits, labels, rows.clone())
-
-
-def file_specs(shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype
-               ) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
-    """The tensors of one split's file: (name, dtype, per-row shape)."""
-    return [*((f"block{b}", dtype, tuple(s)) for b, s in sorted(shapes.items())),
-            ("logits", torch.float32, (num_classes,)), ("labels", torch.int64, ()),
-            ("indices", torch.int64, ())]
-
-
-def stream_split_features(backbone: Backbone, ds, blocks: Sequence[int], rows: torch.Tensor,
-                          path: Path, *, shapes: dict[int, tuple[int, ...]], num_classes: int,
-                          dtype: torch.dtype, batch_size: int = 256,
-                          device: torch.device | str = "cpu",
-                          progress: Callable[[int], None] | None = None) -> SplitFeatures:
-    """Like :func:`compute_split_features`, but each batch goes straight into the split's file
-    at ``path`` (peak memory: one batch); returns the file read back memory-mapped."""
-    specs = file_specs({b: shapes[b] for b in blocks}, num_classes, dtype)
-    with FeatureWriter(path, specs, int(rows.numel())) as out:
-        out.write("indices", 0, rows.to(torch.int64))
-        for start, outs, z, y in _batches(backbone, ds, blocks, rows, dtype=dtype,
-                                          batch_size=batch_size, device=device):
-            for b in blocks:
-                out.write(f"block{b}", start, outs[b])
-            out.write("logits", start, z)
-            out.write("labels", start, y)
-            if progress is not None:
-                progress(y.shape[0])
-        out.commit()
-    loaded = _load_split(path, blocks)
-    if loaded is None:
-        raise RuntimeError(f"feature cache: {path} unreadable right after writing it")
-    return loaded
-
-
-def probe_shapes(backbone: Backbone, ds, blocks: Sequence[int], device: torch.device | str
-                 ) -> tuple[dict[int, tuple[int, ...]], int]:
-    """Per-sample feature shapes at ``blocks`` and the class count, from one image."""
-    return probe_input(backbone, ds[0][0].unsqueeze(0), blocks, device)
-
-
-@torch.inference_mode()
-def probe_input(backbone: Backbone, x: torch.Tensor, blocks: Sequence[int],
-                device: torch.device | str) -> tuple[dict[int, tuple[int, ...]], int]:
-    """Per-sample feature shapes at ``blocks`` and the class count, from the batch ``x`` (the
-    shapes depend on the input's shape only: zeros of the data's shape do)."""
-    backbone.eval().to(device)
-    outs = backbone.features(x.to(device))
-    return {b: tuple(outs[b].shape[1:]) for b in blocks}, int(backbone.head(outs[-1]).shape[1])
 
 
 def split_key(backbone_digest: str, data, split: str, *, seed: int, dtype: torch.dtype,
@@ -372,7 +246,7 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
             paths[name] = folder / f"{key}{SUFFIX}"
     result: dict[str, SplitFeatures] = {}
     for name, path in paths.items():  # what is on disk already
-        loaded = _load_split(path, blocks) if path.is_file() else None
+        loaded = load_split(path, blocks) if path.is_file() else None
         if loaded is not None:
             result[name] = loaded
     todo = [name for name in splits if name not in result]
@@ -384,7 +258,7 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
         rows = subset_indices(len(ds), max_samples, seed)
         path = paths.get(name)
         with file_lock(path) if path is not None else contextlib.nullcontext():
-            loaded = _load_split(path, blocks) if path is not None and path.is_file() else None
+            loaded = load_split(path, blocks) if path is not None and path.is_file() else None
             if loaded is not None:  # another process built it while this one waited
                 result[name] = loaded
                 continue
@@ -405,15 +279,6 @@ def build_feature_cache(backbone: Backbone, data, blocks: Sequence[int] | None =
     return cache
 
 
-def row_bytes(shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype
-               ) -> tuple[int, int]:
-    """(bytes per cached sample, bytes per split file at most besides its rows)."""
-    specs = file_specs(shapes, num_classes, dtype)
-    per_sample = sum(int(torch.Size(s).numel()) * torch.empty((), dtype=d).element_size()
-                     for _, d, s in specs)
-    return per_sample, file_bytes(specs, 0) + ALIGN * len(specs)  # header + alignment
-
-
 def _check_room(data, todo: Sequence[str], splits: Sequence[str],
                 shapes: dict[int, tuple[int, ...]], num_classes: int, dtype: torch.dtype,
                 max_samples: int | None, folder: Path | None) -> None:
@@ -424,18 +289,3 @@ def _check_room(data, todo: Sequence[str], splits: Sequence[str],
                    else (available_memory(), "memory"))
     check_fits(need, free, where, per_sample=per_sample, overhead=overhead,
                sizes=[len(data.split(n)) for n in splits])
-
-
-def _load_split(path: Path, blocks: Sequence[int]) -> SplitFeatures | None:
-    """A cached split, or None when the file is unreadable (it is then recomputed)."""
-    try:
-        raw = read_feature_file(path)
-        feats = {b: raw[f"block{b}"] for b in blocks}
-        readers = open_rows(path, [f"block{b}" for b in blocks])
-        # the small tensors in memory (KiB to MiB); the features stay in the file
-        split = SplitFeatures(feats, raw["logits"].clone(), raw["labels"].clone(),
-                              raw["indices"].clone(), {b: readers[f"block{b}"] for b in blocks})
-    except (ValueError, KeyError, OSError):
-        return None
-    touch(path)  # its time is its last use: `dse cache prune --keep` keeps the recently used
-    return split

@@ -35,8 +35,9 @@ from torch import nn
 from dse.data import split_labels
 from dse.errors import ConfigError
 from dse.train.cache_budget import BudgetChoice
-from dse.train.features import attach_points, probe_shapes
+from dse.train.features import attach_points
 from dse.train.frozen_features import gather
+from dse.train.split_features import probe_shapes
 
 #: our choice: the smallest cached subset per split worth a proxy (else stream)
 MIN_SUBSET = 1000
