@@ -17,7 +17,8 @@ TENSORBOARD_DIR = "tensorboard"
 
 
 def epoch_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row of a training record (:func:`dse.train.full` history entry)."""
+    """One CSV row of a training record (a history entry of
+    :func:`dse.train.full_job.train_epochs`)."""
     val = record["val"]
     row = {"epoch": record["epoch"], "train_loss": record["train_loss"], "lr": record["lr"],
            "seconds": record["seconds"], "val_accuracy": val["accuracy"],
