@@ -84,7 +84,7 @@ def run_one(name: str, seed: int, args: argparse.Namespace, ctx) -> dict:
 
 
 def _probe_steps(rule: str, ctx, config) -> int:
-    from dse.finetune.selective import one_epoch
+    from dse.finetune.classifiers import one_epoch
 
     epoch = one_epoch(len(ctx.data.train), config.training.batch_size)
     if rule == "epoch":

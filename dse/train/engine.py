@@ -2,7 +2,7 @@
 
 Four loops train something: the backbone (:mod:`dse.train.backbone`), the exit branches of a
 trial on cached features (:mod:`dse.train.proxy`), a chosen configuration (:mod:`dse.train.full`,
-``dse train``) and the exit classifiers of a fine-tuning (:mod:`dse.finetune.selective`). They
+``dse train``) and the exit classifiers of a fine-tuning (:mod:`dse.finetune.classifiers`). They
 differ in what they train and on which data. They share, from here:
 
 - the optimizer factory (:func:`make_optimizer`): one table from an optimizer name (the names
