@@ -3,7 +3,7 @@
 A field declared with :func:`knob` carries its Optuna parameter name, where a search-space file
 writes it (section and key), the check every value must pass (the same check a run-config file
 applies), whether a range is allowed, and a cast applied to decoded values. The search space
-reads these declarations (:mod:`dse.search.space`), so making a field searchable is one
+reads these declarations (:mod:`dse.search.space_params`), so making a field searchable is one
 ``knob(...)`` on the field plus the code that uses its value.
 
 Parameters that come in families (one per exit, per branch type, per loss) are named by the

@@ -1,7 +1,8 @@
 """Design-space exploration with Optuna: search spaces, the study, workers, export.
 
-- :mod:`dse.search.space` (and :mod:`~dse.search.dims`): search-space YAML -> validated spec ->
-  Optuna suggestions -> :class:`dse.design.Design`.
+- :mod:`dse.search.space` (with :mod:`~dse.search.space_params` and
+  :mod:`~dse.search.dims`): search-space YAML -> validated spec -> Optuna suggestions ->
+  :class:`dse.design.Design`.
 - :mod:`dse.search.context`: the per-study setup (data, frozen backbone, feature cache, costs).
 - :mod:`dse.search.objective`: one design -> proxy training -> metrics -> attributes.
 - :mod:`dse.search.runner`: the Optuna objective (one trial, stored through the schema).
