@@ -1,9 +1,10 @@
 """Fit a hardware profile to the machine this runs on (``dse profile calibrate``).
 
-The micro-benchmarks (single ops: :mod:`dse.cost.microbench`; whole networks:
-:mod:`dse.cost.network_bench`) run in eager PyTorch at batch 1 with the thread count the profile
-then records; the fit is a pure function of what they measured
-(:func:`fit_profile`), in two stages:
+Holds the fit and the entry points around it: :func:`calibrate` (measure, then fit) and
+:func:`write_profile`. Timing the micro-benchmarks is :mod:`dse.cost.calibrate_measure`'s
+(single ops: :mod:`dse.cost.microbench`; whole networks: :mod:`dse.cost.network_bench`), in
+eager PyTorch at batch 1 with the thread count the profile then records; the fit is a pure
+function of what they measured (:func:`fit_profile`), in two stages:
 
 1. **Throughput**, per op kind, from single ops in a tight loop over a grid of shapes: compute
    and memory efficiency, GEMM half-saturation sizes, compute/memory ``overlap``
@@ -37,37 +38,32 @@ calibrate-and-validate runs it lowered the MAPE in nine, but in two full runs th
 0 to -7 % (ONNX Runtime): the fast path a loop measures is not always the one the network
 gets (within +-10 %: PyTorch 96.6 -> 94.9 % and 67.8 -> 67.8 %, ONNX Runtime 88.1 -> 86.4 %
 and 71.2 -> 69.5 %).
-
-The decision and per-inference costs are measured directly on ``MultiExitNet.early_exit``.
-Every sample counts in units of a reference kernel timed around it (:mod:`dse.cost.harness`),
-converted back at the reference's median time over the calibration's run
-(:func:`at_run_reference`), recorded as the runtime's ``reference_us`` for validation to
-convert at.
 """
 from __future__ import annotations
 
 import os
 import platform
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
-import torch
 import yaml
 from scipy.optimize import least_squares
 
-from dse.cost import microbench as mb
-from dse.cost.harness import DEFAULT_REFERENCE, Timing, moved, time_groups
+from dse.cost.calibrate_measure import (CalibrationSettings, Measurements, at_run_reference,
+                                        co_timed_share, run_benchmarks, time_benchmarks)
 from dse.cost.latency import alloc_us, kernel_time_us, kernels
-from dse.cost.layout import DEFAULT_BLOCK
 from dse.cost.op_kinds import FALLBACK_KINDS, OP_KINDS
 from dse.cost.op_trace import LayerRecord
-from dse.cost.network_bench import DECISION, INFERENCE, composite_benchmarks, exit_path_costs
+from dse.cost.network_bench import DECISION, INFERENCE
 from dse.cost.profiles import (Device, OpParams, PowerMode, Profile, Runtime, profile_to_dict,
                                read_profile)
-from dse.device import set_threads
+
+# The measuring half's names stay importable from here, the calibration's entry point.
+__all__ = ["LIBRARY_KINDS", "CalibrationSettings", "Measurements", "at_run_reference", "calibrate",
+           "co_timed_share", "fit_profile", "run_benchmarks", "time_benchmarks", "write_profile"]
 
 _KINDS = (*OP_KINDS, *FALLBACK_KINDS)
 
@@ -78,7 +74,8 @@ LIBRARY_KINDS = ("conv", "dwconv")
 #: Parameters fitted per op kind in stage 1 (the others keep their defaults).
 _FREE = {
     "conv": ("overhead_us", "compute_eff", "memory_eff", "m_half", "n_half", "k_half", "overlap"),
-    "conv_gemm": ("overhead_us", "compute_eff", "memory_eff", "m_half", "n_half", "k_half", "overlap"),
+    "conv_gemm": ("overhead_us", "compute_eff", "memory_eff", "m_half", "n_half", "k_half",
+                  "overlap"),
     "conv_gemm_strided": ("overhead_us", "compute_eff", "memory_eff", "overlap"),
     "dwconv": ("overhead_us", "compute_eff", "memory_eff", "m_half", "overlap"),
     "linear": ("overhead_us", "compute_eff", "memory_eff", "overlap"),
@@ -89,123 +86,6 @@ _FREE = {
     "reduce": ("overhead_us", "memory_eff"),
     "view": ("overhead_us",),
 }
-
-
-@dataclass(frozen=True)
-class CalibrationSettings:
-    rounds: int = 24             # samples of every benchmark, interleaved (round robin)
-    target_ms: float = 2.0       # time of one timed sample (inner loop of calls)
-    threads: int | None = None   # torch intra-op threads (None: all cores)
-    criterion: str = "maxprob"   # exit criterion whose decision cost is measured
-    quick: bool = False          # a small grid (tests, smoke runs)
-    power_w: float = 15.0        # not measurable here; recorded for energy
-    clock: str = "auto"          # wall, cpu, or auto (cpu time when single-threaded)
-    statistic: str = "median"    # of the rounds: median, trimmed (mean), q25, or min
-    passes: int = 4              # the rounds are spread over this many passes (dse.cost.harness)
-    reference: bool = True       # count samples in reference units (dse.cost.harness)
-    reference_kernel: str = DEFAULT_REFERENCE  # which (dse.cost.harness.REFERENCES)
-
-
-@dataclass(frozen=True)
-class Measurements:
-    """What the benchmarks measured: (kind, records, seconds) cases and the fixed costs."""
-
-    cases: tuple[tuple[str, tuple[LayerRecord, ...], float], ...]
-    peak_gflops: float            # best matrix-product throughput
-    call_us: float                # nn.Identity() call in a tight loop
-    decision_us: float
-    inference_us: float
-    threads: int
-    runtime: str = "host"         # name of the fitted runtime
-    description: str = ""         # what was timed (engine, dtype, threads, batch)
-    fusion: bool = False          # the runtime fuses conv+bn(+add)(+relu) into one kernel
-    graph_run_us: float = 0.0     # per graph run of a cut network (ONNX Runtime session run)
-    engine: str = "PyTorch eager"
-    reference_us: float = 0.0     # reference kernel's time the samples were converted at (0: none)
-    reference: str = DEFAULT_REFERENCE  # that kernel (dse.cost.harness.REFERENCES)
-    blocked_layout: bool = False  # convolutions run in a blocked layout (dse.cost.layout) ...
-    reorder_us: float = 0.0       # ... whose reorders cost this each ...
-    reorder_us_per_kelem: float = 0.0  # ... plus this per 1000 elements, ...
-    layout_block: int = DEFAULT_BLOCK  # ... and its channel block (dse.cost.layout)
-
-
-def run_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
-                   log: Callable[[str], None] = lambda _: None) -> Measurements:
-    """Time every micro-benchmark on this machine (interleaved rounds, medians)."""
-    return time_benchmarks(settings, log)[0]
-
-
-def time_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
-                    log: Callable[[str], None] = lambda _: None,
-                    co_timed: Sequence[Sequence[Callable[[], Any]]] = ()
-                    ) -> tuple[Measurements, Timing | None]:
-    """:func:`run_benchmarks`, timing the groups of ``co_timed`` in the same passes (after the
-    benchmarks in each pass, :func:`dse.cost.harness.time_groups`): their :class:`Timing`
-    (None without groups) is converted at the reference time the measurements are (see
-    :func:`co_timed_share`), so the two were taken in the same machine states."""
-    threads = set_threads(settings.threads)
-    clock = mb.timer(settings.clock, threads)
-    started = time.perf_counter()
-    target_s = settings.target_ms / 1e3
-    log(f"timing micro-benchmarks with {threads} thread(s) ...")
-    with torch.no_grad():
-        ref = mb.reference_kernel(settings.reference_kernel) if settings.reference else None
-        ref_s = mb.reference_seconds(ref, clock) if ref else None
-        peak = mb.peak_gflops(settings.rounds, settings.quick, clock, ref, ref_s)
-        benches = mb.op_benchmarks(settings.quick) + composite_benchmarks(settings.quick,
-                                                                          settings.criterion)
-        timing = time_groups([[fn for _, fn, _ in benches], *co_timed], rounds=settings.rounds,
-                             passes=settings.passes, target_s=target_s, clock=clock,
-                             statistic=settings.statistic, reference=ref, reference_s=ref_s,
-                             log=log if co_timed else lambda _: None)
-        call_us, decision_us, inference_us = exit_path_costs(
-            settings.criterion, settings.rounds, target_s, clock, settings.statistic, ref, ref_s)
-    log(f"timed {len(benches)} micro-benchmarks in {time.perf_counter() - started:.0f} s")
-    seconds = timing.items(0, len(benches)).seconds()  # the co-timed items are not the fit's
-    m = Measurements(tuple((k, tuple(r), t) for (k, _, r), t in zip(benches, seconds)),
-                     peak, call_us, decision_us, inference_us, threads,
-                     reference_us=ref_s * 1e6 if ref_s else 0.0,
-                     reference=settings.reference_kernel)
-    m = at_run_reference(m, timing.reference_now_s(), log)
-    return m, co_timed_share(timing, len(benches), m)
-
-
-def co_timed_share(timing: Timing, first: int, m: Measurements) -> Timing | None:
-    """The items from ``first`` on of a calibration run's timing (the co-timed groups), converted
-    at the reference time the measurements ``m`` were converted at (:func:`at_run_reference`),
-    so a model fitted to ``m`` and these items' times are in the same units; None when nothing
-    was co-timed (no items from ``first`` on)."""
-    if first >= len(timing.samples):
-        return None
-    return timing.items(first, None, reference_s=m.reference_us / 1e6 if m.reference_us else None)
-
-
-def at_run_reference(m: Measurements, run_reference_s: float | None,
-                     log: Callable[[str], None] = lambda _: None) -> Measurements:
-    """``m`` converted at ``run_reference_s``, the median reference time over the whole run,
-    instead of the snapshot taken before it (``m.reference_us``), which saw a few tens of ms.
-
-    Every sample counts in reference units, so the conversion scales every time alike (and the
-    peak inversely) and leaves the fit's relative errors as they were; what it fixes is the
-    level the profile records and the ``reference_us`` validation compares its own reference
-    with (:func:`dse.cost.validate.speed_check`). On the 2-core VM this was built on, a
-    calibration began while the reference took 142 us against 74 us in other runs: with the
-    snapshot, the profile was about twice too slow and a validation in that same slow state
-    saw no change of state. A snapshot off the run's median by more than
-    ``dse.cost.harness.SPEED_TOLERANCE`` is logged.
-    """
-    if not run_reference_s or not m.reference_us:
-        return m
-    factor = run_reference_s * 1e6 / m.reference_us
-    if moved(factor):
-        log(f"the reference kernel ran at {1 / factor:.2f}x its run median just before the "
-            "benchmarks: the machine changed state; converting at the run's median")
-    return replace(m, cases=tuple((k, r, t * factor) for k, r, t in m.cases),
-                   peak_gflops=m.peak_gflops / factor, call_us=m.call_us * factor,
-                   decision_us=m.decision_us * factor, inference_us=m.inference_us * factor,
-                   graph_run_us=m.graph_run_us * factor, reorder_us=m.reorder_us * factor,
-                   reorder_us_per_kelem=m.reorder_us_per_kelem * factor,
-                   reference_us=run_reference_s * 1e6)
 
 
 def _fit_kind(kind: str, cases: list[tuple[list[LayerRecord], float]], device: Device,
@@ -291,7 +171,8 @@ def _fit_overheads(cases: list[tuple[list[LayerRecord], float]], device: Device,
                         loss="soft_l1", f_scale=0.1)
     per_kernel, per_library, per_mb, per_decision = (float(v) for v in fit.x)
     ops = {k: p if k == "view" else
-           replace(p, overhead_us=p.overhead_us + (per_library if k in LIBRARY_KINDS else per_kernel))
+           replace(p, overhead_us=p.overhead_us
+                   + (per_library if k in LIBRARY_KINDS else per_kernel))
            for k, p in rt.ops.items()}
     return replace(rt, ops=ops, alloc_us_per_mb=rt.alloc_us_per_mb + per_mb,
                    decision_overhead_us=rt.decision_overhead_us + per_decision)
@@ -301,14 +182,16 @@ def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = Cali
                 description: str = "") -> Profile:
     """Fit a profile with one runtime (``m.runtime``: ``host`` for PyTorch eager) to the
     measurements (pure: numbers in and out)."""
-    by_kind: dict[str, list[tuple[list[LayerRecord], float]]] = {k: [] for k in (*_KINDS, "composite")}
+    by_kind: dict[str, list[tuple[list[LayerRecord], float]]] = {
+        k: [] for k in (*_KINDS, "composite")}
     for kind, records, t in m.cases:
         by_kind[kind].append((list(records), t))
     peak = max([m.peak_gflops] + [2 * sum(r.macs for r in recs) / t / 1e9
                                   for kind in ("conv", "conv_gemm", "conv_gemm_strided", "linear")
                                   for recs, t in by_kind[kind]])
     bandwidth = max([1.0] + [sum(r.bytes_moved(4.0) for r in recs) / t / 1e9
-                             for kind in ("norm", "elementwise", "reduce") for recs, t in by_kind[kind]])
+                             for kind in ("norm", "elementwise", "reduce")
+                             for recs, t in by_kind[kind]])
     clock = _cpu_mhz()
     device = Device(kind="cpu", clock_mhz=clock, peak_gflops={"fp32": round(peak, 2)},
                     memory_bandwidth_gbs=round(bandwidth, 2),
@@ -335,7 +218,8 @@ def fit_profile(name: str, m: Measurements, settings: CalibrationSettings = Cali
             rt = _fit_kind(kind, by_kind[kind], device, rt)
     if by_kind["composite"]:
         rt = _fit_overheads(by_kind["composite"], device, rt)
-    return Profile(name=name, description=description or f"{_host()}: fitted by dse profile calibrate",
+    return Profile(name=name,
+                   description=description or f"{_host()}: fitted by dse profile calibrate",
                    device=device, runtimes={rt.name: rt}, default_runtime=rt.name)
 
 
@@ -378,7 +262,8 @@ def _host() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
+                       cpu)
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -125,7 +125,7 @@ def time_ort_benchmarks(settings: CalibrationSettings = CalibrationSettings(),
                         co_timed: Sequence[Sequence[Callable[[], Any]]] = ()
                         ) -> tuple[Measurements, Timing | None]:
     """:func:`run_ort_benchmarks`, timing the groups of ``co_timed`` in the same passes, as
-    :func:`dse.cost.calibrate.time_benchmarks` does for PyTorch."""
+    :func:`dse.cost.calibrate_measure.time_benchmarks` does for PyTorch."""
     check_provider(provider)
     threads = settings.threads or available_cpus()
     set_threads(threads)  # torch only exports here; pinned alike for a quiet machine
