@@ -228,31 +228,14 @@ class Timing:
 
 #: Reference kernels by name: (channels, side) of a 3x3 convolution at batch 1. A profile
 #: records the one it was calibrated with (``reference``), and validation brackets with that
-#: same one. Which tracks a network best depends on the network: a 270 s monitor of the 2-core
-#: VM in its slow state timed networks and both kernels side by side (standard deviation of
-#: log(network / reference) over 10-sample windows; 32 channels at 16x16 / at 32x32 / plain
-#: seconds): digits-resnet 0.103 / 0.121 / 0.223, resnet20 0.114 / 0.073 / 0.166, MobileNetV2
-#: at 224 px 0.132 / 0.067 / 0.121, ResNet-18 at 224 px 0.154 / 0.076 / 0.080. The larger one
-#: tracked the 224-px networks better there, but a full calibrate-and-validate run with it
-#: (``benchmarks/latency_model.py --reference-kernel conv3x3-32c-32px``, load 1.0-1.1) came out
-#: at 31 % (PyTorch) and 39 % (ONNX Runtime) of exits within +-10 %, small networks too fast
-#: and large ones too slow: one run in a moving state, not evidence either way. The default stays
-#: the kernel every earlier measurement used (our choice, until runs at rest say otherwise).
-#: Tried and dropped: a mixed reference running both kernels in one call (16x16 twice, 32x32
-#: once). Re-read as the harness uses a reference (standard deviation of log(network /
-#: reference) over the medians of 10 consecutive samples), the monitor above gave its worst
-#: network 0.092 against 0.147 (16x16) and 0.110 (32x32); but in four full runs interleaved
-#: with the default (``latency_model.py --json``, load 0.3-1.0) it kept 66 % and 71 % of
-#: PyTorch exits within +-10 % (default 42 % and 78 %) and 68 % and 66 % of ONNX Runtime exits
-#: (default 97 % and 88 %), digits-resnet and ResNet-18 through ONNX Runtime up to 37-40 % too
-#: slow in both of its runs. Tried and dropped too: a memory part sampled beside the 16x16
-#: convolution (an add over 12 MB, the sample counted against conv ** 0.75 * add ** 0.25, for a
-#: machine whose caches and memory slow down apart from its cores). Re-converted on the same
-#: timings it raised PyTorch's exits within +-10 % in 14 of 16 calibration x validation pairs,
-#: but three full runs with it gave PyTorch 36, 73 and 39 % and ONNX Runtime 39, 80 and 32 %
-#: (default, in the runs between: 3, 31 and 91.5 %; 95, 92 and 97 %): the add's time depends on
-#: what ran before it (after a 224-px network its data come from memory, after a small op from
-#: L3), so it read 18-25 % slower in validation than in calibration in two of four collections.
+#: same one. Which tracks a network best depends on the network: in a 270 s monitor of the
+#: 2-core VM's slow state (standard deviation of log(network / reference), 16x16 / 32x32 /
+#: plain seconds) digits-resnet gave 0.103 / 0.121 / 0.223 and ResNet-18 at 224 px 0.154 /
+#: 0.076 / 0.080. The default stays the kernel every earlier measurement used (our choice, until
+#: runs at rest say otherwise). Tried and dropped, with full runs measured: the 32x32 kernel as
+#: default, a mixed reference (16x16 twice, 32x32 once per call) and a memory part (an add over
+#: 12 MB beside the convolution, whose own time depended on what ran before it);
+#: docs/latency-model.md has every run.
 REFERENCES = {"conv3x3-32c-16px": (32, 16), "conv3x3-32c-32px": (32, 32)}
 DEFAULT_REFERENCE = "conv3x3-32c-16px"
 #: The reference of profiles calibrated before profiles named theirs.
