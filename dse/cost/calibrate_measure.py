@@ -125,7 +125,7 @@ def at_run_reference(m: Measurements, run_reference_s: float | None,
     Every sample counts in reference units, so the conversion scales every time alike (and the
     peak inversely) and leaves the fit's relative errors as they were; what it fixes is the
     level the profile records and the ``reference_us`` validation compares its own reference
-    with (:func:`dse.cost.validate.speed_check`). On the 2-core VM this was built on, a
+    with (:func:`dse.cost.validation_stats.speed_check`). On the 2-core VM this was built on, a
     calibration began while the reference took 142 us against 74 us in other runs: with the
     snapshot, the profile was about twice too slow and a validation in that same slow state
     saw no change of state. A snapshot off the run's median by more than

@@ -78,8 +78,8 @@ def lower_quartile(samples: Sequence[float]) -> float:
 
 
 #: The "within +-10 %" bound: two measurements agree (:func:`repeatability`), and a model's
-#: prediction is close enough to its measurement (dse.cost.validate), when they differ by at
-#: most this fraction.
+#: prediction is close enough to its measurement (dse.cost.validation_stats), when they differ
+#: by at most this fraction.
 WITHIN = 0.10
 
 #: Statistic of an item's samples (a robust one: a few disturbed samples do not move it).

@@ -1,11 +1,12 @@
-"""Validation statistics and a smoke run of the measured early-exit path (dse/cost/validate.py)."""
+"""Validation statistics (dse/cost/validation_stats.py) and a smoke run of the measured
+early-exit path (dse/cost/validate.py)."""
 from __future__ import annotations
 
 import pytest
 
 from dse.cost.profiles import load_profile
-from dse.cost.validate import (Case, ValidationSettings, default_cases, macs_baseline, summarize,
-                               validate)
+from dse.cost.validate import Case, ValidationSettings, default_cases, validate
+from dse.cost.validation_stats import macs_baseline, summarize
 
 
 def test_summarize_by_hand():
@@ -43,7 +44,7 @@ def test_speed_check_compares_the_reference_now_with_calibration():
     """Reference samples of 100, 110 and 120 us (median 110) against a calibration at 100 us:
     ratio 1.1, no warning; at 50 us the machine runs the reference at 2.2x: a warning."""
     from dse.cost.harness import Timing
-    from dse.cost.validate import speed_check
+    from dse.cost.validation_stats import speed_check
 
     samples = [[[1e-3, 1e-3]], [[2e-3]]]
     refs = [[[100e-6, 120e-6]], [[110e-6]]]
@@ -59,7 +60,7 @@ def test_speed_check_compares_the_reference_now_with_calibration():
 def test_level_check_tells_a_level_shift_from_a_wrong_structure():
     """Errors of one sign with a median beyond +-10 % and the ranking intact: a warning (either
     sign); mixed signs, a small median or a broken ranking: only the median."""
-    from dse.cost.validate import _warnings, level_check
+    from dse.cost.validation_stats import join_warnings, level_check
 
     slow = level_check([0.06, 0.2, 0.27, 0.3, 0.69], spearman=0.997)
     assert slow["median_error"] == 0.27
@@ -71,15 +72,15 @@ def test_level_check_tells_a_level_shift_from_a_wrong_structure():
     assert "warning" not in level_check([0.2, 0.3, 0.25], spearman=0.5)  # structure is off
     assert "warning" in level_check([0.2, 0.3, 0.25])  # no ranking given: not checked
     assert level_check([]) == {}
-    both = _warnings({"speed_ratio": 2.2, "warning": "moved"},
-                     {"median_error": 0.3, "warning": "level"})
+    both = join_warnings({"speed_ratio": 2.2, "warning": "moved"},
+                         {"median_error": 0.3, "warning": "level"})
     assert both == {"speed_ratio": 2.2, "median_error": 0.3, "warning": "moved; level"}
-    assert _warnings({"speed_ratio": 1.0}, {"median_error": 0.01}) == {"speed_ratio": 1.0,
-                                                                          "median_error": 0.01}
+    assert join_warnings({"speed_ratio": 1.0}, {"median_error": 0.01}) == {"speed_ratio": 1.0,
+                                                                              "median_error": 0.01}
 
 
 def test_by_backbone_gives_each_network_its_median_error_and_share_within_10pct():
-    from dse.cost.validate import by_backbone
+    from dse.cost.validation_stats import by_backbone
 
     rows = [{"backbone": "digits-resnet", "error": e} for e in (0.12, 0.16, 0.05, 0.14)]
     rows += [{"backbone": "resnet8", "error": e} for e in (-0.02, 0.03, -0.11)]
