@@ -101,24 +101,30 @@ def front_subsets(front: pd.DataFrame, meta: dict[str, Any], shift: str, *,
             seed = r.get("proxy_seed")
             seed = None if seed is None or seed != seed else int(seed)
             key = finetune_key(cfg, seed)
-            if key in done:
-                _say(log, f"trial {number}: same exits and training as trial {done[key][0]} "
-                          "(only thresholds differ): its fine-tuning result applies")
-                result = done[key][1]
-            else:
+            source = done[key][0] if key in done else None
+            if source is None:
                 ctx = ctx if ctx is not None else context_for(cfg, device=device, log=log)
-                result = finetune_config(cfg, shift, probe_steps=probe_steps, ctx=ctx,
-                                         proxy_seed=seed, log=log)
-                done[key] = (number, result)
+                done[key] = (number, finetune_config(cfg, shift, probe_steps=probe_steps,
+                                                     ctx=ctx, proxy_seed=seed, log=log))
         except DseError as exc:
             _say(log, f"trial {number}: no fine-tuning subset ({exc})")
             continue
-        d = result.to_dict()
+        d = done[key][1].to_dict()
         rows.append({"number": number, **{k: d[k] for k in COLUMNS if k in d}})
-        _say(log, f"trial {number}: fine-tune {d['subset']} -> {d['accuracy']:.2f}% "
-                  f"(entire {d['entire_accuracy']:.2f}%, ops x{d['ops_ratio']:.2f})"
-                  + (f"; warning: {d['warning']}" if d["warning"] else ""))
+        _say(log, subset_line(number, d, source))
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def subset_line(number: int, d: dict[str, Any], source: int | None = None) -> str:
+    """The progress line of one front configuration's fine-tuning result ``d``. A result reused
+    from trial ``source`` (same exits and training, other thresholds) says so instead of
+    repeating that trial's warning, which the log already holds once."""
+    line = (f"trial {number}: fine-tune {d['subset']} -> {d['accuracy']:.2f}% "
+            f"(entire {d['entire_accuracy']:.2f}%, ops x{d['ops_ratio']:.2f})")
+    if source is not None:
+        return line + (f"; same exits and training as trial {source} (only thresholds "
+                       "differ): its result" + (", and its warning" if d["warning"] else ""))
+    return line + (f"; warning: {d['warning']}" if d["warning"] else "")
 
 
 def finetune_key(cfg: RunConfig, proxy_seed: int | None) -> str:

@@ -50,4 +50,19 @@ def test_front_fine_tunes_each_distinct_design_once(monkeypatch):
     assert calls == [(0.5,), (0.5,)]  # trial 5 reuses trial 3's run; trial 9 has its own
     assert list(rows["number"]) == [3, 5, 9]
     assert list(rows["accuracy"]) == [91.0, 91.0, 92.0]
-    assert any("trial 5: same exits and training as trial 3" in line for line in lines)
+    reused = [line for line in lines if line.startswith("trial 5: fine-tune")]
+    assert len(reused) == 1 and "same exits and training as trial 3" in reused[0]
+
+
+def test_a_reused_result_says_whose_it_is_and_does_not_repeat_the_warning():
+    d = {"subset": "FFF", "accuracy": 85.24, "entire_accuracy": 85.24, "ops_ratio": 1.0,
+         "warning": "the subset rule budget picked BFF, ...: re-training every exit"}
+    first = report_api.subset_line(93, d)
+    assert first == ("trial 93: fine-tune FFF -> 85.24% (entire 85.24%, ops x1.00); "
+                     "warning: the subset rule budget picked BFF, ...: re-training every exit")
+    again = report_api.subset_line(96, d, source=93)
+    assert again == ("trial 96: fine-tune FFF -> 85.24% (entire 85.24%, ops x1.00); same exits "
+                     "and training as trial 93 (only thresholds differ): its result, and its "
+                     "warning")
+    quiet = report_api.subset_line(96, {**d, "warning": None}, source=93)
+    assert quiet.endswith("as trial 93 (only thresholds differ): its result")
