@@ -12,9 +12,9 @@ import click
 
 from dse.cli import options
 from dse.cli.output import echo_json, table
-from dse.cost.calibrate import CalibrationSettings
 from dse.cost.calibrate import calibrate as calibrate_here
 from dse.cost.calibrate import write_profile
+from dse.cost.calibrate_measure import CalibrationSettings
 from dse.cost.harness import DEFAULT_REFERENCE, REFERENCES
 from dse.cost.profiles import (error_line, list_profiles, load_profile, profile_dirs,
                                profile_to_dict)

@@ -99,8 +99,9 @@ from scipy.optimize import nnls
 from torch import nn
 
 from dse.cost import microbench as mb
-from dse.cost.calibrate import (CalibrationSettings, Measurements, at_run_reference,
-                                co_timed_share, fit_profile)
+from dse.cost.calibrate import fit_profile
+from dse.cost.calibrate_measure import (CalibrationSettings, Measurements, at_run_reference,
+                                        co_timed_share)
 from dse.cost.harness import Timing, time_groups
 from dse.cost.profiles import Profile
 from dse.device import available_cpus, set_threads

@@ -10,7 +10,8 @@ from torch import nn
 from dse.errors import ConfigError
 from dse.finetune.context import OriginalModel, ShiftedSplit
 from dse.finetune.ops import ExitTrainCost, ops_ratio
-from dse.finetune.selective import Schedule, classifier_logits, finetune, run_selective
+from dse.finetune.classifiers import Schedule, classifier_logits, finetune
+from dse.finetune.selective import run_selective
 from dse.finetune.subsets import parse_pattern, score_subsets
 
 
